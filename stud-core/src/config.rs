@@ -1,0 +1,359 @@
+//! `Config`: everything that is the same for every connection, built once and shared by `Arc`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stud_core::{ClientAddressMode, Config};
+//! let config = Config::builder()
+//!     .pem_file("/etc/stud/site.pem")
+//!     .ciphers("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305")
+//!     .client_address(ClientAddressMode::ProxyV1)
+//!     .handshake_timeout(Duration::from_secs(10))
+//!     .build()?;
+//! for warning in config.warnings() {
+//!     eprintln!("warning: {warning}");
+//! }
+//! # Ok::<(), stud_core::ConfigError>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::tls::identity::{IdentitySource, PemSource};
+use crate::tls::{self, TlsVersion};
+use crate::{ClientAddressMode, ConfigError};
+
+/// Most plaintext that may wait, decrypted, for the backend (rustls keeps at most this much).
+pub const MAX_TO_BACKEND_BUDGET: usize = 16 * 1024;
+
+/// The shared, immutable configuration of every [`Conn`](crate::Conn).
+pub struct Config {
+    pub(crate) tls: Arc<rustls::ServerConfig>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) backend_connect_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) linger_timeout: Duration,
+    pub(crate) to_backend_budget: usize,
+    pub(crate) to_client_budget: usize,
+    pub(crate) client_address: ClientAddressMode,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("backend_connect_timeout", &self.backend_connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("linger_timeout", &self.linger_timeout)
+            .field("to_backend_budget", &self.to_backend_budget)
+            .field("to_client_budget", &self.to_client_budget)
+            .field("client_address", &self.client_address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Starts a builder with stud's defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// Things the operator should hear about that did not stop the build (cipher names that
+    /// exist in OpenSSL but not here, for instance).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The client-address header mode.
+    pub fn client_address(&self) -> ClientAddressMode {
+        self.client_address
+    }
+
+    /// The handshake deadline, counted from the connection's creation.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// The backend connect deadline, counted from the end of the handshake.
+    pub fn backend_connect_timeout(&self) -> Duration {
+        self.backend_connect_timeout
+    }
+
+    /// The idle deadline, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// The linger deadline after one direction finished.
+    pub fn linger_timeout(&self) -> Duration {
+        self.linger_timeout
+    }
+
+    /// Budget of decrypted client bytes waiting for the backend.
+    pub fn to_backend_budget(&self) -> usize {
+        self.to_backend_budget
+    }
+
+    /// Budget of encrypted bytes waiting for the client.
+    pub fn to_client_budget(&self) -> usize {
+        self.to_client_budget
+    }
+}
+
+/// Builds a [`Config`]. Every setter has a default except the certificate.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    identity: Option<IdentitySpec>,
+    versions: Vec<TlsVersion>,
+    ciphers: Option<String>,
+    prefer_server_ciphers: bool,
+    alpn: Vec<Vec<u8>>,
+    session_tickets: bool,
+    handshake_timeout: Duration,
+    backend_connect_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    linger_timeout: Duration,
+    to_backend_budget: usize,
+    to_client_budget: usize,
+    client_address: ClientAddressMode,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        ConfigBuilder {
+            identity: None,
+            versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
+            ciphers: None,
+            prefer_server_ciphers: true,
+            alpn: Vec::new(),
+            session_tickets: true,
+            handshake_timeout: Duration::from_secs(30),
+            backend_connect_timeout: Duration::from_secs(30),
+            idle_timeout: None,
+            linger_timeout: Duration::from_secs(60),
+            to_backend_budget: MAX_TO_BACKEND_BUDGET,
+            to_client_budget: 64 * 1024,
+            client_address: ClientAddressMode::None,
+        }
+    }
+}
+
+/// Where the certificate and key come from, as the builder was told (files are read by `build`).
+#[derive(Debug, Clone)]
+enum IdentitySpec {
+    Loaded(IdentitySource),
+    CombinedFile(PathBuf),
+    SplitFiles(PathBuf, PathBuf),
+}
+
+fn read_file(path: &Path) -> Result<PemSource, ConfigError> {
+    std::fs::read(path)
+        .map(|bytes| PemSource {
+            origin: path.display().to_string(),
+            bytes,
+        })
+        .map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+impl IdentitySpec {
+    fn load(self) -> Result<IdentitySource, ConfigError> {
+        Ok(match self {
+            IdentitySpec::Loaded(source) => source,
+            IdentitySpec::CombinedFile(path) => IdentitySource::Combined(read_file(&path)?),
+            IdentitySpec::SplitFiles(chain, key) => IdentitySource::Split {
+                chain: read_file(&chain)?,
+                key: read_file(&key)?,
+            },
+        })
+    }
+}
+
+impl ConfigBuilder {
+    /// One PEM file with the certificate chain and the private key (stud's format).
+    pub fn pem_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.identity = Some(IdentitySpec::CombinedFile(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// PEM bytes with the certificate chain and the private key.
+    pub fn pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some(IdentitySpec::Loaded(IdentitySource::Combined(PemSource {
+            origin: "PEM data".into(),
+            bytes: pem.into(),
+        })));
+        self
+    }
+
+    /// A certificate chain file and a separate private key file.
+    pub fn cert_and_key_files(mut self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.identity = Some(IdentitySpec::SplitFiles(
+            chain.as_ref().to_path_buf(),
+            key.as_ref().to_path_buf(),
+        ));
+        self
+    }
+
+    /// A certificate chain and a private key, each as PEM bytes.
+    pub fn cert_and_key_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some(IdentitySpec::Loaded(IdentitySource::Split {
+            chain: PemSource {
+                origin: "certificate PEM data".into(),
+                bytes: chain.into(),
+            },
+            key: PemSource {
+                origin: "key PEM data".into(),
+                bytes: key.into(),
+            },
+        }));
+        self
+    }
+
+    /// The protocol versions to offer (default TLS 1.2 and 1.3).
+    pub fn versions(mut self, versions: &[TlsVersion]) -> Self {
+        self.versions = versions.to_vec();
+        self
+    }
+
+    /// A cipher list in OpenSSL syntax or IANA names; see the crate docs for the mapping.
+    pub fn ciphers(mut self, list: impl Into<String>) -> Self {
+        self.ciphers = Some(list.into());
+        self
+    }
+
+    /// Choose the suite by the server's order rather than the client's (default true).
+    pub fn prefer_server_ciphers(mut self, yes: bool) -> Self {
+        self.prefer_server_ciphers = yes;
+        self
+    }
+
+    /// ALPN protocols to accept, most preferred first (default none: ALPN is not negotiated).
+    pub fn alpn_protocols(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.alpn = protocols;
+        self
+    }
+
+    /// Issue TLS session tickets (default on).
+    pub fn session_tickets(mut self, yes: bool) -> Self {
+        self.session_tickets = yes;
+        self
+    }
+
+    /// Deadline for the whole handshake, from the connection's creation (default 30 s).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Deadline for the backend to accept, from the end of the handshake (default 30 s).
+    pub fn backend_connect_timeout(mut self, t: Duration) -> Self {
+        self.backend_connect_timeout = t;
+        self
+    }
+
+    /// Close an established connection after this long with no byte in either direction
+    /// (default: never).
+    pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// Once one direction has finished (or the connection is closing), how long the rest may go
+    /// without progress before the connection is closed (default 60 s).
+    pub fn linger_timeout(mut self, t: Duration) -> Self {
+        self.linger_timeout = t;
+        self
+    }
+
+    /// Most decrypted client bytes held for a slow backend (default and maximum 16 KiB).
+    pub fn to_backend_budget(mut self, bytes: usize) -> Self {
+        self.to_backend_budget = bytes;
+        self
+    }
+
+    /// Most encrypted bytes held for a slow client (default 64 KiB).
+    pub fn to_client_budget(mut self, bytes: usize) -> Self {
+        self.to_client_budget = bytes;
+        self
+    }
+
+    /// Tell the backend the client's address (default: don't).
+    pub fn client_address(mut self, mode: ClientAddressMode) -> Self {
+        self.client_address = mode;
+        self
+    }
+
+    /// Checks everything, loads the certificate and builds the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let identity = self.identity.ok_or(ConfigError::NoIdentity)?.load()?;
+        for (what, t) in [
+            ("handshake timeout", self.handshake_timeout),
+            ("backend connect timeout", self.backend_connect_timeout),
+            ("linger timeout", self.linger_timeout),
+        ] {
+            if t.is_zero() {
+                return Err(ConfigError::Invalid {
+                    what,
+                    detail: "must be greater than zero".into(),
+                });
+            }
+        }
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::Invalid {
+                what: "idle timeout",
+                detail: "must be greater than zero (use None to disable)".into(),
+            });
+        }
+        if !(512..=MAX_TO_BACKEND_BUDGET).contains(&self.to_backend_budget) {
+            return Err(ConfigError::Invalid {
+                what: "to-backend budget",
+                detail: format!("{} is outside 512..={MAX_TO_BACKEND_BUDGET}", self.to_backend_budget),
+            });
+        }
+        if !(512..=64 << 20).contains(&self.to_client_budget) {
+            return Err(ConfigError::Invalid {
+                what: "to-client budget",
+                detail: format!("{} is outside 512..=67108864", self.to_client_budget),
+            });
+        }
+        let mut warnings = Vec::new();
+        let suites = match &self.ciphers {
+            None => tls::suites::default_suites(),
+            Some(list) => {
+                let choice = tls::suites::parse(list)?;
+                for name in choice.unsupported {
+                    warnings.push(format!(
+                        "cipher '{name}' is not offered: only AEAD suites with forward secrecy are supported"
+                    ));
+                }
+                choice.suites
+            }
+        };
+        let mut versions = self.versions.clone();
+        versions.sort();
+        versions.dedup();
+        let tls = tls::server_config(tls::TlsSettings {
+            identity: &identity,
+            versions: &versions,
+            suites,
+            cipher_list: self.ciphers.as_deref(),
+            prefer_server_ciphers: self.prefer_server_ciphers,
+            alpn: &self.alpn,
+            session_tickets: self.session_tickets,
+        })?;
+        Ok(Config {
+            tls,
+            handshake_timeout: self.handshake_timeout,
+            backend_connect_timeout: self.backend_connect_timeout,
+            idle_timeout: self.idle_timeout,
+            linger_timeout: self.linger_timeout,
+            to_backend_budget: self.to_backend_budget,
+            to_client_budget: self.to_client_budget,
+            client_address: self.client_address,
+            warnings,
+        })
+    }
+}

@@ -1,0 +1,689 @@
+//! `Conn`: one client connection and its backend twin, as a state machine over bytes and time.
+//!
+//! # Contract
+//!
+//! A `Conn` does no I/O and reads no clock. The caller owns two sockets (the client's, accepted;
+//! the backend's, connected when asked) and moves bytes and events between them and the `Conn`.
+//!
+//! **Inputs** (`handle_*`), each with `now`, which must never go backwards:
+//! - [`handle_client_data`](Conn::handle_client_data) — ciphertext read from the client. Returns how
+//!   many bytes were taken; all of them whenever `data.len() <= client_read_capacity()`.
+//! - [`handle_client_eof`](Conn::handle_client_eof) / [`handle_client_reset`](Conn::handle_client_reset)
+//!   — the client's socket read end of stream, or failed (RST, EPIPE, …).
+//! - [`handle_backend_connected`](Conn::handle_backend_connected) /
+//!   [`handle_backend_connect_failed`](Conn::handle_backend_connect_failed) — the outcome of
+//!   [`Action::ConnectBackend`].
+//! - [`handle_backend_data`](Conn::handle_backend_data) — plaintext read from the backend. Returns
+//!   how many bytes were taken; all of them whenever `data.len() <= backend_read_capacity()`.
+//! - [`handle_backend_eof`](Conn::handle_backend_eof) / [`handle_backend_reset`](Conn::handle_backend_reset).
+//! - [`handle_timeout`](Conn::handle_timeout) — call when `now` reaches [`poll_timeout`](Conn::poll_timeout).
+//!
+//! **Outputs**, to drain after every input, in this order:
+//! 1. [`poll_event`](Conn::poll_event) — once, when the handshake completes (SNI, ALPN, version, suite).
+//! 2. [`poll_action`](Conn::poll_action) until `None` — connect the backend, shut one socket's write
+//!    side, or close both sockets with a [`CloseReason`]. After `Close` the `Conn` is finished.
+//! 3. Bytes: [`poll_client_transmit`](Conn::poll_client_transmit) (or
+//!    [`write_client`](Conn::write_client)) and [`poll_backend_transmit`](Conn::poll_backend_transmit)
+//!    (or [`write_backend`](Conn::write_backend)). Sending bytes can make an action due (a shutdown
+//!    after the last byte), so poll actions again after transmitting.
+//! 4. [`interest`](Conn::interest) — which sockets to watch for reading and writing — and
+//!    [`poll_timeout`](Conn::poll_timeout) — when to call `handle_timeout` next.
+//!
+//! # Rules the engine keeps
+//! - No backend connection is asked for until the handshake completes.
+//! - The client-address header (per [`ClientAddressMode`](crate::ClientAddressMode)) is the first
+//!   thing the backend receives, exactly once.
+//! - Half-close both ways: the client's end of stream (close_notify or FIN) becomes a shutdown of
+//!   the backend's write side once every byte is delivered, and the backend's reply keeps flowing;
+//!   the backend's end of stream becomes close_notify, then a shutdown of the client's write side.
+//!   The connection closes when both directions are done, or when the remaining direction makes
+//!   no progress for the linger timeout.
+//! - Each direction has a budget; with a full budget the producer's read interest is off and its
+//!   read capacity is zero. Nothing grows with a slow reader.
+//! - Buffers exist only while they hold bytes.
+//! - Every close carries a reason.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::proxy_header::{encode_client_address, MAX_HEADER_LEN};
+use crate::tls::{HandshakeInfo, IoState, ReadOutcome, Session};
+use crate::{CloseReason, Config, Instant, TlsError};
+
+/// Something the caller must do with its sockets.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum Action {
+    /// Open a nonblocking connection to the backend now; report the outcome with
+    /// [`Conn::handle_backend_connected`] or [`Conn::handle_backend_connect_failed`].
+    ConnectBackend,
+    /// Shut down the backend socket's write side (`shutdown(SHUT_WR)`): the client is done sending.
+    ShutdownBackendWrite,
+    /// Shut down the client socket's write side: the backend is done and close_notify is sent.
+    ShutdownClientWrite,
+    /// Close both sockets. The `Conn` is finished; drop it.
+    Close(CloseReason),
+}
+
+/// Something that happened, for logs and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The TLS handshake completed.
+    HandshakeComplete(HandshakeInfo),
+}
+
+/// Which socket readiness the connection wants now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// Read from the client (capacity is available and its stream is open).
+    pub client_read: bool,
+    /// Ciphertext waits for the client.
+    pub client_write: bool,
+    /// Read from the backend.
+    pub backend_read: bool,
+    /// Plaintext (or the client-address header) waits for the backend.
+    pub backend_write: bool,
+}
+
+/// Bytes held in flight, by direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Buffered {
+    /// Decrypted client bytes (and header bytes) not yet taken by the backend.
+    pub to_backend: usize,
+    /// Ciphertext not yet taken by the client.
+    pub to_client: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Handshaking,
+    Connecting,
+    Established,
+    /// Flushing a last alert or close_notify before closing for the reason held.
+    Closing(CloseReason),
+    Closed,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Pending {
+    connect: bool,
+    shutdown_backend: bool,
+    shutdown_client: bool,
+}
+
+/// How many flush loops one `write_*` call may run: bounded work per call.
+const MAX_WRITES_PER_CALL: usize = 16;
+
+/// One client connection and its backend twin. See the [module documentation](self) for the
+/// contract.
+pub struct Conn {
+    config: Arc<Config>,
+    tls: Session,
+    state: State,
+    peer: SocketAddr,
+    local: SocketAddr,
+    /// The client-address header while it is being sent; `None` before connect and after sending.
+    header: Option<Box<[u8]>>,
+    header_sent: usize,
+    io: IoState,
+    event: Option<Box<HandshakeInfo>>,
+    pending: Pending,
+    close: Option<CloseReason>,
+    /// The client's transport reached end of stream.
+    client_eof: bool,
+    /// Every client byte reached the backend and its write side is (to be) shut.
+    client_done: bool,
+    /// The backend's stream ended.
+    backend_eof: bool,
+    close_notify_queued: bool,
+    /// close_notify reached the client socket and its write side is (to be) shut.
+    backend_done: bool,
+    handshake_deadline: Instant,
+    connect_deadline: Instant,
+    closing_deadline: Instant,
+    last_activity: Instant,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("state", &self.state)
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .field("client_eof", &self.client_eof)
+            .field("backend_eof", &self.backend_eof)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// A connection for a client accepted at `now` from `peer` on the local address `local`
+    /// (the accepted socket's own address, used by the PROXY header).
+    ///
+    /// Fails only if the TLS library cannot create a session for `config`.
+    pub fn new(
+        config: Arc<Config>,
+        now: Instant,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<Conn, TlsError> {
+        let tls = Session::new(&config.tls)?;
+        let handshake_deadline = now + config.handshake_timeout;
+        Ok(Conn {
+            config,
+            tls,
+            state: State::Handshaking,
+            peer,
+            local,
+            header: None,
+            header_sent: 0,
+            io: IoState::default(),
+            event: None,
+            pending: Pending::default(),
+            close: None,
+            client_eof: false,
+            client_done: false,
+            backend_eof: false,
+            close_notify_queued: false,
+            backend_done: false,
+            handshake_deadline,
+            connect_deadline: Instant::ZERO,
+            closing_deadline: Instant::ZERO,
+            last_activity: now,
+        })
+    }
+
+    /// The client's address, as given to [`Conn::new`].
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The accepted socket's local address, as given to [`Conn::new`].
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether the handshake is still in progress.
+    pub fn is_handshaking(&self) -> bool {
+        self.state == State::Handshaking
+    }
+
+    /// Whether `Close` has been returned (or is about to be): nothing more will happen.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    // ---------------------------------------------------------------- inputs: client
+
+    /// How many ciphertext bytes [`handle_client_data`](Conn::handle_client_data) is sure to take
+    /// now. Zero while the to-backend budget is full or the client's stream is over.
+    pub fn client_read_capacity(&self) -> usize {
+        if self.client_eof || self.io.peer_closed {
+            return 0;
+        }
+        match self.state {
+            State::Handshaking | State::Connecting | State::Established => self
+                .config
+                .to_backend_budget
+                .saturating_sub(self.io.plaintext_in),
+            State::Closing(_) | State::Closed => 0,
+        }
+    }
+
+    /// Ciphertext from the client. Returns how many bytes were taken: all of `data` whenever
+    /// `data.len() <= self.client_read_capacity()`, and all of it once the connection is closing
+    /// (the bytes are then discarded). Untaken bytes must be offered again later.
+    pub fn handle_client_data(&mut self, now: Instant, data: &[u8]) -> usize {
+        if !matches!(
+            self.state,
+            State::Handshaking | State::Connecting | State::Established
+        ) || self.client_eof
+            || self.io.peer_closed
+        {
+            // Closing, closed, or after close_notify: bytes are ignored (RFC 8446 §6.1).
+            return data.len();
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            match self.tls.read_tls(&mut rest) {
+                ReadOutcome::Read(0) => {
+                    // rustls already saw close_notify: the rest is ignored.
+                    rest = &[];
+                }
+                ReadOutcome::Read(_) => {}
+                ReadOutcome::Full => break,
+                ReadOutcome::Invalid(e) => {
+                    self.fail(now, e);
+                    rest = &[];
+                    break;
+                }
+            }
+            match self.tls.process() {
+                Ok(io) => self.io = io,
+                Err(e) => {
+                    self.fail(now, e);
+                    rest = &[];
+                    break;
+                }
+            }
+            if self.io.peer_closed {
+                rest = &[];
+            }
+        }
+        let taken = data.len() - rest.len();
+        if taken > 0 {
+            self.last_activity = now;
+        }
+        self.update(now);
+        taken
+    }
+
+    /// The client's stream ended (a read returned 0).
+    pub fn handle_client_eof(&mut self, now: Instant) {
+        match self.state {
+            State::Handshaking => self.close_now(CloseReason::ClientClosedInHandshake),
+            State::Connecting | State::Established => {
+                if !self.client_eof {
+                    self.client_eof = true;
+                    self.tls.note_eof();
+                    self.last_activity = now;
+                }
+                self.update(now);
+            }
+            State::Closing(_) | State::Closed => {}
+        }
+    }
+
+    /// The client's socket failed (reset, broken pipe, …): close at once.
+    pub fn handle_client_reset(&mut self, _now: Instant) {
+        match self.state {
+            State::Handshaking => self.close_now(CloseReason::ClientClosedInHandshake),
+            State::Closed => {}
+            _ => self.close_now(CloseReason::ClientReset),
+        }
+    }
+
+    // ---------------------------------------------------------------- inputs: backend
+
+    /// The backend connection requested by [`Action::ConnectBackend`] is established.
+    pub fn handle_backend_connected(&mut self, now: Instant) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.state = State::Established;
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        let n = encode_client_address(self.config.client_address, self.peer, self.local, &mut buf);
+        if n > 0 {
+            self.header = Some(buf[..n].into());
+        }
+        self.last_activity = now;
+        self.update(now);
+    }
+
+    /// The backend connection attempt failed (refused, unreachable, …): close.
+    pub fn handle_backend_connect_failed(&mut self, _now: Instant) {
+        if self.state == State::Connecting {
+            self.close_now(CloseReason::BackendConnectFailed);
+        }
+    }
+
+    /// How many plaintext bytes [`handle_backend_data`](Conn::handle_backend_data) takes now.
+    /// Zero while the to-client budget is full.
+    pub fn backend_read_capacity(&self) -> usize {
+        if self.state != State::Established || self.backend_eof {
+            return 0;
+        }
+        self.config.to_client_budget.saturating_sub(self.io.tls_out)
+    }
+
+    /// Plaintext from the backend. Returns how many bytes were taken:
+    /// `min(data.len(), self.backend_read_capacity())`, or all of them once the connection is
+    /// closing (discarded).
+    pub fn handle_backend_data(&mut self, now: Instant, data: &[u8]) -> usize {
+        match self.state {
+            State::Established if !self.backend_eof => {}
+            State::Closing(_) | State::Closed => return data.len(),
+            _ => return 0,
+        }
+        let n = data.len().min(self.backend_read_capacity());
+        if n == 0 {
+            return 0;
+        }
+        self.tls.write_plaintext(&data[..n]);
+        self.last_activity = now;
+        self.refresh_io(now);
+        self.update(now);
+        n
+    }
+
+    /// The backend's stream ended: once its bytes are sent, close_notify follows, then a
+    /// shutdown of the client's write side.
+    pub fn handle_backend_eof(&mut self, now: Instant) {
+        if self.state == State::Established && !self.backend_eof {
+            self.backend_eof = true;
+            self.last_activity = now;
+            self.update(now);
+        }
+    }
+
+    /// The backend's socket failed: close at once.
+    pub fn handle_backend_reset(&mut self, _now: Instant) {
+        if matches!(self.state, State::Connecting | State::Established) {
+            self.close_now(CloseReason::BackendReset);
+        }
+    }
+
+    /// Ends the connection now at the caller's request (shutdown, drain deadline).
+    pub fn abort(&mut self, _now: Instant) {
+        if self.state != State::Closed {
+            self.close_now(CloseReason::Aborted);
+        }
+    }
+
+    // ---------------------------------------------------------------- time
+
+    /// The next instant at which [`handle_timeout`](Conn::handle_timeout) must be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Handshaking => Some(self.handshake_deadline),
+            State::Connecting => Some(self.connect_deadline),
+            State::Established => {
+                let linger = self.linger_deadline();
+                let idle = self.config.idle_timeout.map(|t| self.last_activity + t);
+                match (linger, idle) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            State::Closing(_) => Some(self.closing_deadline),
+            State::Closed => None,
+        }
+    }
+
+    /// Fires whatever deadline `now` has reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &self.state {
+            State::Handshaking if now >= self.handshake_deadline => {
+                self.close_now(CloseReason::HandshakeTimeout);
+            }
+            State::Connecting if now >= self.connect_deadline => {
+                self.close_now(CloseReason::BackendConnectTimeout);
+            }
+            State::Established => {
+                if self.linger_deadline().is_some_and(|d| now >= d) {
+                    self.close_now(CloseReason::LingerTimeout);
+                } else if self
+                    .config
+                    .idle_timeout
+                    .is_some_and(|t| now >= self.last_activity + t)
+                {
+                    // Tell the client cleanly that we are done, then close.
+                    self.tls.send_close_notify();
+                    self.enter_closing(now, CloseReason::IdleTimeout);
+                }
+            }
+            State::Closing(reason) if now >= self.closing_deadline => {
+                let reason = reason.clone();
+                self.close_now(reason);
+            }
+            _ => {}
+        }
+    }
+
+    fn linger_deadline(&self) -> Option<Instant> {
+        let half_closed = self.client_eof || self.io.peer_closed || self.backend_eof;
+        half_closed.then(|| self.last_activity + self.config.linger_timeout)
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The handshake's outcome, once.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.event.take().map(|info| Event::HandshakeComplete(*info))
+    }
+
+    /// The next thing to do with the sockets. After [`Action::Close`] nothing follows.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if std::mem::take(&mut self.pending.connect) {
+            return Some(Action::ConnectBackend);
+        }
+        if std::mem::take(&mut self.pending.shutdown_backend) {
+            return Some(Action::ShutdownBackendWrite);
+        }
+        if std::mem::take(&mut self.pending.shutdown_client) {
+            return Some(Action::ShutdownClientWrite);
+        }
+        self.close.take().map(Action::Close)
+    }
+
+    /// Which socket readiness to wait for.
+    #[must_use]
+    pub fn interest(&self) -> Interest {
+        let open = !matches!(self.state, State::Closed);
+        Interest {
+            client_read: self.client_read_capacity() > 0,
+            client_write: open && self.tls.wants_write(),
+            backend_read: self.backend_read_capacity() > 0,
+            backend_write: self.state == State::Established && self.backend_pending(),
+        }
+    }
+
+    /// Bytes held in each direction.
+    pub fn buffered(&self) -> Buffered {
+        let header = self
+            .header
+            .as_ref()
+            .map_or(0, |h| h.len() - self.header_sent);
+        Buffered {
+            to_backend: self.io.plaintext_in + header,
+            to_client: self.io.tls_out,
+        }
+    }
+
+    /// Copies ciphertext for the client into `buf`; returns the count (0: nothing to send).
+    /// The bytes are the caller's from then on.
+    #[must_use]
+    pub fn poll_client_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+        let mut out = &mut buf[..];
+        let before = out.len();
+        while !out.is_empty() && self.tls.wants_write() {
+            match self.tls.write_tls(&mut out) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let n = before - out.len();
+        self.after_client_flush(now, n);
+        n
+    }
+
+    /// Writes ciphertext for the client straight into `w` (a nonblocking socket), without a copy
+    /// through a caller buffer. Stops at `WouldBlock` (returning what was written, possibly 0)
+    /// or after a bounded number of writes. Other errors are returned; report them with
+    /// [`handle_client_reset`](Conn::handle_client_reset).
+    pub fn write_client(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+        let mut total = 0;
+        for _ in 0..MAX_WRITES_PER_CALL {
+            if !self.tls.wants_write() {
+                break;
+            }
+            match self.tls.write_tls(w) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.after_client_flush(now, total);
+                    return Err(e);
+                }
+            }
+        }
+        self.after_client_flush(now, total);
+        Ok(total)
+    }
+
+    fn after_client_flush(&mut self, now: Instant, n: usize) {
+        if n > 0 {
+            self.last_activity = now;
+            self.refresh_io(now);
+            self.update(now);
+        }
+    }
+
+    fn backend_pending(&self) -> bool {
+        self.header.is_some() || self.io.plaintext_in > 0
+    }
+
+    /// Copies plaintext for the backend (the client-address header first) into `buf`; returns
+    /// the count (0: nothing to send, or the backend is not connected yet).
+    #[must_use]
+    pub fn poll_backend_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+        let mut out = &mut buf[..];
+        let before = out.len();
+        let _ = self.write_backend_inner(now, &mut out);
+        before - out.len()
+    }
+
+    /// Writes plaintext for the backend (the client-address header first) straight into `w`.
+    /// Stops at `WouldBlock` or after a bounded number of writes; other errors are returned
+    /// (report them with [`handle_backend_reset`](Conn::handle_backend_reset)).
+    pub fn write_backend(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+        self.write_backend_inner(now, w)
+    }
+
+    fn write_backend_inner(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+        if self.state != State::Established {
+            return Ok(0);
+        }
+        let mut total = 0;
+        let mut result = Ok(());
+        for _ in 0..MAX_WRITES_PER_CALL {
+            let written = if let Some(header) = &self.header {
+                // Header and the first plaintext in one write: one segment for the backend.
+                let chunk = self.tls.plaintext();
+                let bufs = [io::IoSlice::new(&header[self.header_sent..]), io::IoSlice::new(chunk)];
+                w.write_vectored(&bufs).map(|n| {
+                    let from_header = n.min(header.len() - self.header_sent);
+                    (from_header, n - from_header)
+                })
+            } else {
+                let chunk = self.tls.plaintext();
+                if chunk.is_empty() {
+                    break;
+                }
+                w.write(chunk).map(|n| (0, n))
+            };
+            match written {
+                Ok((0, 0)) => break,
+                Ok((from_header, from_plaintext)) => {
+                    self.header_sent += from_header;
+                    if self.header.as_ref().is_some_and(|h| self.header_sent == h.len()) {
+                        self.header = None;
+                    }
+                    self.tls.consume_plaintext(from_plaintext);
+                    self.io.plaintext_in -= from_plaintext;
+                    total += from_header + from_plaintext;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            self.last_activity = now;
+            self.update(now);
+        }
+        result.map(|()| total)
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    /// Re-reads rustls' buffer levels after a write or flush changed them.
+    fn refresh_io(&mut self, now: Instant) {
+        if matches!(self.state, State::Closing(_) | State::Closed) {
+            return;
+        }
+        match self.tls.process() {
+            Ok(io) => self.io = io,
+            Err(e) => self.fail(now, e),
+        }
+    }
+
+    /// Moves the state machine forward after any input or output.
+    fn update(&mut self, now: Instant) {
+        match self.state {
+            State::Handshaking => {
+                if !self.tls.is_handshaking() {
+                    self.event = self.tls.info().map(Box::new);
+                    self.pending.connect = true;
+                    self.state = State::Connecting;
+                    self.connect_deadline = now + self.config.backend_connect_timeout;
+                }
+            }
+            State::Connecting => {}
+            State::Established => {
+                if !self.client_done
+                    && (self.client_eof || self.io.peer_closed)
+                    && self.io.plaintext_in == 0
+                    && self.header.is_none()
+                {
+                    self.client_done = true;
+                    self.pending.shutdown_backend = true;
+                }
+                if self.backend_eof && !self.close_notify_queued {
+                    self.tls.send_close_notify();
+                    self.close_notify_queued = true;
+                    self.refresh_io(now);
+                }
+                if self.close_notify_queued && !self.backend_done && !self.tls.wants_write() {
+                    self.backend_done = true;
+                    self.pending.shutdown_client = true;
+                }
+                if self.client_done && self.backend_done {
+                    self.state = State::Closed;
+                    self.close = Some(CloseReason::Completed);
+                }
+            }
+            State::Closing(ref reason) => {
+                if !self.tls.wants_write() {
+                    let reason = reason.clone();
+                    self.close_now(reason);
+                }
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// A TLS error: flush the alert rustls queued, then close.
+    fn fail(&mut self, now: Instant, error: TlsError) {
+        let reason = if self.state == State::Handshaking {
+            CloseReason::HandshakeFailed(error)
+        } else {
+            CloseReason::ProtocolError(error)
+        };
+        self.enter_closing(now, reason);
+    }
+
+    fn enter_closing(&mut self, now: Instant, reason: CloseReason) {
+        self.pending = Pending::default();
+        self.closing_deadline = now + self.config.linger_timeout;
+        self.state = State::Closing(reason);
+        self.update(now);
+    }
+
+    /// Close without flushing anything more: the caller closes both sockets.
+    fn close_now(&mut self, reason: CloseReason) {
+        self.pending = Pending::default();
+        self.header = None;
+        self.state = State::Closed;
+        self.close = Some(reason);
+    }
+}

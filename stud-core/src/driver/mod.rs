@@ -1,0 +1,1 @@
+//! The reference driver (placeholder until it lands).

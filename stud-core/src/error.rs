@@ -1,0 +1,187 @@
+//! Errors and close reasons.
+//!
+//! Configuration errors say what was wrong and where (which file, which suite name). Close reasons
+//! are the engine's account of why a connection ended, for logs and metrics; every close has one.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A configuration that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM block is malformed (bad base64, missing END line, …).
+    #[error("{origin}: malformed PEM: {detail}")]
+    Pem {
+        /// The file or buffer the PEM came from.
+        origin: String,
+        /// What the parser said.
+        detail: String,
+    },
+    /// No `CERTIFICATE` block was found.
+    #[error("{origin}: no certificate found (expected a -----BEGIN CERTIFICATE----- block)")]
+    NoCertificate {
+        /// The file or buffer searched.
+        origin: String,
+    },
+    /// No private key block was found.
+    #[error("{origin}: no private key found (expected a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)")]
+    NoPrivateKey {
+        /// The file or buffer searched.
+        origin: String,
+    },
+    /// More than one private key: which one is meant is ambiguous.
+    #[error("{origin}: more than one private key; keep exactly one per certificate chain")]
+    MultiplePrivateKeys {
+        /// The file or buffer searched.
+        origin: String,
+    },
+    /// The key is of a type or parameter set that cannot be used.
+    #[error("{origin}: unusable private key: {detail}")]
+    UnsupportedKey {
+        /// Where the key came from.
+        origin: String,
+        /// Why it was rejected.
+        detail: String,
+    },
+    /// The private key does not belong to the first certificate.
+    #[error("{origin}: the private key does not match the certificate's public key")]
+    KeyMismatch {
+        /// Where the certificate came from.
+        origin: String,
+    },
+    /// The certificate could not be parsed.
+    #[error("{origin}: bad certificate: {detail}")]
+    BadCertificate {
+        /// Where the certificate came from.
+        origin: String,
+        /// What the parser said.
+        detail: String,
+    },
+    /// A cipher name nobody knows.
+    #[error("unknown cipher suite '{name}' in cipher list")]
+    UnknownCipher {
+        /// The name as written.
+        name: String,
+    },
+    /// The cipher list leaves nothing usable for the enabled protocol versions.
+    #[error("cipher list '{list}' selects no cipher suite usable with {versions}")]
+    NoUsableCipher {
+        /// The list as given.
+        list: String,
+        /// The enabled versions.
+        versions: String,
+    },
+    /// No protocol version is enabled.
+    #[error("no TLS protocol version enabled")]
+    NoProtocolVersion,
+    /// No certificate was configured at all.
+    #[error("no certificate configured")]
+    NoIdentity,
+    /// A numeric or textual option is out of range.
+    #[error("invalid {what}: {detail}")]
+    Invalid {
+        /// The option.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration rejected: {0}")]
+    Tls(String),
+}
+
+/// A TLS-level failure, from the peer's bytes or the handshake.
+///
+/// Opaque so that the engine's public API does not change with the TLS library's version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsError(pub(crate) rustls::Error);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// Why a connection ended. Every close has exactly one.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Both directions finished: each side's end of stream was relayed to the other.
+    Completed,
+    /// The TLS handshake failed (bad bytes, no shared suite, alert from the client, …).
+    HandshakeFailed(TlsError),
+    /// The handshake did not complete before its deadline.
+    HandshakeTimeout,
+    /// The client closed or reset before completing the handshake.
+    ClientClosedInHandshake,
+    /// The backend refused or failed the connection attempt.
+    BackendConnectFailed,
+    /// The backend did not accept the connection before its deadline.
+    BackendConnectTimeout,
+    /// No byte moved in either direction for the idle timeout.
+    IdleTimeout,
+    /// One direction finished and the other made no progress for the linger timeout, or a
+    /// closing connection could not flush its last bytes in time.
+    LingerTimeout,
+    /// The client's socket failed (reset, broken pipe) after the handshake.
+    ClientReset,
+    /// The backend's socket failed (reset, broken pipe).
+    BackendReset,
+    /// The client sent bytes that broke the TLS protocol after the handshake.
+    ProtocolError(TlsError),
+    /// The caller ended the connection (shutdown, drain deadline).
+    Aborted,
+}
+
+impl CloseReason {
+    /// A short stable name for logs and metrics (`"completed"`, `"handshake_failed"`, …).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::Completed => "completed",
+            CloseReason::HandshakeFailed(_) => "handshake_failed",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::ClientClosedInHandshake => "client_closed_in_handshake",
+            CloseReason::BackendConnectFailed => "backend_connect_failed",
+            CloseReason::BackendConnectTimeout => "backend_connect_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::LingerTimeout => "linger_timeout",
+            CloseReason::ClientReset => "client_reset",
+            CloseReason::BackendReset => "backend_reset",
+            CloseReason::ProtocolError(_) => "protocol_error",
+            CloseReason::Aborted => "aborted",
+        }
+    }
+
+    /// Whether the client never got past the handshake (no backend was involved).
+    pub fn is_handshake_failure(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::HandshakeFailed(_)
+                | CloseReason::HandshakeTimeout
+                | CloseReason::ClientClosedInHandshake
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::HandshakeFailed(e) | CloseReason::ProtocolError(e) => {
+                write!(f, "{}: {e}", self.as_str())
+            }
+            other => f.write_str(other.as_str()),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! # stud-core: the TLS termination engine of stud
+//!
+//! stud accepts TLS connections, terminates them, and relays the plaintext to one backend with a
+//! strict 1:1 connection pattern, optionally telling the backend the client's address first.
+//! This crate is that behaviour as a library, in two layers:
+//!
+//! - [`Conn`], a **sans-IO state machine** for one client and its backend twin. It owns no socket
+//!   and reads no clock: you feed it bytes, end-of-stream and `now`; it hands back bytes for each
+//!   side, [`Action`]s (connect the backend, shut a write side, close with a [`CloseReason`]), the
+//!   handshake [`Event`], the next deadline and which sockets it wants to read or write. The same
+//!   `Conn` runs under the reference driver, under your own event loop, and under C via libstud.
+//! - [`driver`] (feature `driver`, on by default): a single-threaded poll loop with nonblocking
+//!   sockets that runs many `Conn`s — the heart of the `stud` daemon.
+//!
+//! ```text
+//!            ciphertext                                   plaintext
+//!  client  ───────────────▶ ┌──────────────────────┐ ─────────────────▶  backend
+//!  (TLS)   ◀─────────────── │ Conn                 │ ◀─────────────────  (TCP)
+//!                           │  rustls session      │   [client-address header first]
+//!                           │  budgets, deadlines  │
+//!                           └──────────────────────┘
+//!                               ▲ handle_*(now, …)  │ poll_* / interest()
+//!                               │                   ▼
+//!                                  your event loop
+//! ```
+//!
+//! ## Driving a `Conn` by hand
+//!
+//! The contract is on [`Conn`]: after every input, drain events, then actions, then bytes, and
+//! re-arm from [`Conn::interest`] and [`Conn::poll_timeout`]. In outline (sockets elided):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use stud_core::{Action, Config, Conn, Instant};
+//!
+//! let config = Arc::new(Config::builder().pem_file("site.pem").build()?);
+//! let now = Instant::from_micros(0);
+//! let mut conn = Conn::new(config, now, "192.0.2.7:5555".parse()?, "192.0.2.1:443".parse()?)?;
+//! # let bytes_from_client: &[u8] = &[];
+//! // Bytes arrived from the client socket:
+//! let taken = conn.handle_client_data(now, bytes_from_client);
+//! # let _ = taken;
+//! while let Some(event) = conn.poll_event() {
+//!     println!("{event:?}"); // handshake done: SNI, ALPN, version, suite
+//! }
+//! while let Some(action) = conn.poll_action() {
+//!     match action {
+//!         Action::ConnectBackend => { /* start a nonblocking connect, later: */
+//!             conn.handle_backend_connected(now) }
+//!         Action::ShutdownBackendWrite => { /* backend.shutdown(Write) */ }
+//!         Action::ShutdownClientWrite => { /* client.shutdown(Write) */ }
+//!         Action::Close(reason) => { println!("closed: {reason}"); break }
+//!     }
+//! }
+//! let mut buf = [0u8; 16 * 1024];
+//! let n = conn.poll_client_transmit(now, &mut buf);   // send buf[..n] to the client
+//! let m = conn.poll_backend_transmit(now, &mut buf);  // send buf[..m] to the backend
+//! # let _ = (n, m);
+//! let wants = conn.interest();      // which sockets to poll for reading / writing
+//! let deadline = conn.poll_timeout(); // call conn.handle_timeout(now) when it passes
+//! # let _ = (wants, deadline);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A real loop also feeds backend bytes with [`Conn::handle_backend_data`], ends of stream with
+//! [`Conn::handle_client_eof`] / [`Conn::handle_backend_eof`], and socket failures with the
+//! `handle_*_reset` inputs. [`Conn::write_client`] and [`Conn::write_backend`] write straight
+//! into a nonblocking socket instead of through a buffer.
+//!
+//! ## Configuration
+//! [`Config::builder`] takes the certificate chain and key (one stud-style PEM or separate files;
+//! RSA, ECDSA P-256/P-384, Ed25519), protocol versions (TLS 1.2 and 1.3 — rustls speaks nothing
+//! older), an OpenSSL-style cipher list, timeouts, per-direction buffer budgets and the
+//! [`ClientAddressMode`]. Cryptography is rustls with the aws-lc-rs provider.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod conn;
+mod error;
+mod proxy_header;
+mod time;
+mod tls;
+
+#[cfg(feature = "driver")]
+pub mod driver;
+
+pub use config::{Config, ConfigBuilder, MAX_TO_BACKEND_BUDGET};
+pub use conn::{Action, Buffered, Conn, Event, Interest};
+pub use error::{CloseReason, ConfigError, TlsError};
+pub use proxy_header::{
+    encode_client_address, ClientAddressMode, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN,
+};
+pub use time::Instant;
+pub use tls::{HandshakeInfo, TlsVersion};

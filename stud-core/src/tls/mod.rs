@@ -1,0 +1,241 @@
+//! Everything that talks to rustls lives in this module, so a move to a new rustls release
+//! stays in one place.
+//!
+//! - [`identity`]: PEM → certificate chain + signing key.
+//! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
+//! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
+
+pub(crate) mod identity;
+pub(crate) mod suites;
+
+use std::io;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ResolvesServerCert, ServerConfig};
+use rustls::sign::CertifiedKey;
+
+use crate::{ConfigError, TlsError};
+
+/// A TLS protocol version stud can speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
+}
+
+impl TlsVersion {
+    /// The name OpenSSL uses (`TLSv1.2`, `TLSv1.3`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// What the handshake settled, reported once by [`Conn::poll_event`](crate::Conn::poll_event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandshakeInfo {
+    /// The server name the client asked for (SNI), if any.
+    pub sni: Option<String>,
+    /// The application protocol agreed by ALPN, if any.
+    pub alpn: Option<Vec<u8>>,
+    /// The protocol version.
+    pub version: TlsVersion,
+    /// The cipher suite, by its OpenSSL name (IANA name for TLS 1.3, as OpenSSL prints it).
+    pub cipher_suite: &'static str,
+    /// Whether the session was resumed (ticket or session ID) rather than fully negotiated.
+    pub resumed: bool,
+}
+
+/// The crypto provider stud uses, named explicitly: aws-lc-rs.
+pub(crate) fn provider(suites: Vec<rustls::SupportedCipherSuite>) -> CryptoProvider {
+    CryptoProvider {
+        cipher_suites: suites,
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    }
+}
+
+/// Serves the one configured certificate whatever the client asks.
+#[derive(Debug)]
+struct SingleCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for SingleCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Inputs to [`server_config`], gathered by the public builder.
+pub(crate) struct TlsSettings<'a> {
+    pub(crate) identity: &'a identity::IdentitySource,
+    pub(crate) versions: &'a [TlsVersion],
+    pub(crate) suites: Vec<rustls::SupportedCipherSuite>,
+    pub(crate) cipher_list: Option<&'a str>,
+    pub(crate) prefer_server_ciphers: bool,
+    pub(crate) alpn: &'a [Vec<u8>],
+    pub(crate) session_tickets: bool,
+}
+
+/// Builds the shared, immutable rustls configuration.
+pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, ConfigError> {
+    if s.versions.is_empty() {
+        return Err(ConfigError::NoProtocolVersion);
+    }
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = s
+        .versions
+        .iter()
+        .map(|v| match v {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        })
+        .collect();
+    let usable = s.suites.iter().any(|suite| {
+        versions
+            .iter()
+            .any(|v| suite.version().version == v.version)
+    });
+    if !usable {
+        return Err(ConfigError::NoUsableCipher {
+            list: s.cipher_list.unwrap_or("DEFAULT").to_owned(),
+            versions: s
+                .versions
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        });
+    }
+    let provider = Arc::new(provider(s.suites));
+    let key = identity::load(s.identity, &provider)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| ConfigError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCert(key)));
+    config.ignore_client_order = s.prefer_server_ciphers;
+    config.alpn_protocols = s.alpn.to_vec();
+    if s.session_tickets {
+        config.ticketer =
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| ConfigError::Tls(e.to_string()))?;
+    } else {
+        config.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(config))
+}
+
+/// Transport state after processing input, as the engine needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IoState {
+    /// Ciphertext waiting to go to the client.
+    pub(crate) tls_out: usize,
+    /// Decrypted bytes waiting to go to the backend.
+    pub(crate) plaintext_in: usize,
+    /// The client sent close_notify.
+    pub(crate) peer_closed: bool,
+}
+
+/// How a `read_tls` attempt ended.
+pub(crate) enum ReadOutcome {
+    /// This many bytes were taken in.
+    Read(usize),
+    /// rustls holds as much received plaintext as it will; drain it first.
+    Full,
+    /// The bytes can never form a valid record (oversized handshake, etc.).
+    Invalid(TlsError),
+}
+
+/// One server-side TLS session.
+pub(crate) struct Session {
+    conn: rustls::ServerConnection,
+}
+
+impl Session {
+    pub(crate) fn new(config: &Arc<ServerConfig>) -> Result<Self, TlsError> {
+        let mut conn = rustls::ServerConnection::new(config.clone()).map_err(TlsError)?;
+        // The engine enforces its own budgets; rustls must never refuse a write we decided on.
+        conn.set_buffer_limit(None);
+        Ok(Session { conn })
+    }
+
+    /// Takes ciphertext from `rd`; never call with a reader at EOF unless the peer is at EOF.
+    pub(crate) fn read_tls(&mut self, rd: &mut dyn io::Read) -> ReadOutcome {
+        match self.conn.read_tls(rd) {
+            Ok(n) => ReadOutcome::Read(n),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                ReadOutcome::Invalid(TlsError(rustls::Error::General(e.to_string())))
+            }
+            Err(_) => ReadOutcome::Full,
+        }
+    }
+
+    /// Tells rustls the client's transport reached end of stream.
+    pub(crate) fn note_eof(&mut self) {
+        let _ = self.conn.read_tls(&mut io::empty());
+    }
+
+    /// Decrypts and processes what was read. Errors are sticky.
+    pub(crate) fn process(&mut self) -> Result<IoState, TlsError> {
+        let st = self.conn.process_new_packets().map_err(TlsError)?;
+        Ok(IoState {
+            tls_out: st.tls_bytes_to_write(),
+            plaintext_in: st.plaintext_bytes_to_read(),
+            peer_closed: st.peer_has_closed(),
+        })
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    pub(crate) fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    pub(crate) fn write_tls(&mut self, w: &mut dyn io::Write) -> io::Result<usize> {
+        self.conn.write_tls(w)
+    }
+
+    /// The first contiguous chunk of received plaintext (empty if none).
+    pub(crate) fn plaintext(&mut self) -> &[u8] {
+        self.conn.reader().into_first_chunk().unwrap_or(&[])
+    }
+
+    pub(crate) fn consume_plaintext(&mut self, n: usize) {
+        use io::BufRead as _;
+        self.conn.reader().consume(n);
+    }
+
+    /// Encrypts `data` for the client; takes all of it (the engine budgets beforehand).
+    pub(crate) fn write_plaintext(&mut self, data: &[u8]) {
+        use io::Write as _;
+        // With the buffer limit off and the handshake complete, rustls takes every byte.
+        let taken = self.conn.writer().write(data).unwrap_or(0);
+        debug_assert_eq!(taken, data.len(), "rustls accepts all plaintext without a limit");
+    }
+
+    pub(crate) fn send_close_notify(&mut self) {
+        self.conn.send_close_notify();
+    }
+
+    pub(crate) fn info(&self) -> Option<HandshakeInfo> {
+        let version = match self.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => TlsVersion::Tls13,
+            _ => TlsVersion::Tls12,
+        };
+        let suite = self.conn.negotiated_cipher_suite()?;
+        Some(HandshakeInfo {
+            sni: self.conn.server_name().map(str::to_owned),
+            alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            version,
+            cipher_suite: suites::openssl_name(suite),
+            resumed: matches!(
+                self.conn.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed)
+            ),
+        })
+    }
+}
