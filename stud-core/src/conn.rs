@@ -127,6 +127,8 @@ pub struct Conn {
     /// The client-address header while it is being sent; `None` before connect and after sending.
     header: Option<Box<[u8]>>,
     header_sent: usize,
+    /// Client ciphertext rustls refused while its plaintext buffer was full (slow backend).
+    held_ciphertext: Vec<u8>,
     io: IoState,
     event: Option<Box<HandshakeInfo>>,
     pending: Pending,
@@ -179,6 +181,7 @@ impl Conn {
             local,
             header: None,
             header_sent: 0,
+            held_ciphertext: Vec::new(),
             io: IoState::default(),
             event: None,
             pending: Pending::default(),
@@ -227,7 +230,7 @@ impl Conn {
             State::Handshaking | State::Connecting | State::Established => self
                 .config
                 .to_backend_budget
-                .saturating_sub(self.io.plaintext_in),
+                .saturating_sub(self.io.plaintext_in + self.held_ciphertext.len()),
             State::Closing(_) | State::Closed => 0,
         }
     }
@@ -245,39 +248,74 @@ impl Conn {
             // Closing, closed, or after close_notify: bytes are ignored (RFC 8446 §6.1).
             return data.len();
         }
+        let take = data.len().min(self.client_read_capacity());
+        if take == 0 {
+            return 0;
+        }
+        self.feed_held(now);
+        let data = &data[..take];
+        let rest = if self.held_ciphertext.is_empty() {
+            self.feed_tls(now, data)
+        } else {
+            data
+        };
+        if !rest.is_empty() && self.accepts_ciphertext() {
+            // rustls holds all the plaintext it will; keep the rest (within the budget) until the
+            // backend drains some. Only allocated while a backend is slower than its client.
+            self.held_ciphertext.extend_from_slice(rest);
+        }
+        self.last_activity = now;
+        self.update(now);
+        take
+    }
+
+    fn accepts_ciphertext(&self) -> bool {
+        matches!(
+            self.state,
+            State::Handshaking | State::Connecting | State::Established
+        ) && !self.io.peer_closed
+    }
+
+    /// Gives `data` to rustls until it refuses more; returns what it refused. A TLS error moves
+    /// to `Closing` and discards the rest.
+    fn feed_tls<'a>(&mut self, now: Instant, data: &'a [u8]) -> &'a [u8] {
         let mut rest = data;
         while !rest.is_empty() {
             match self.tls.read_tls(&mut rest) {
-                ReadOutcome::Read(0) => {
-                    // rustls already saw close_notify: the rest is ignored.
-                    rest = &[];
-                }
+                ReadOutcome::Read(0) => return &[], // after close_notify: ignored
                 ReadOutcome::Read(_) => {}
-                ReadOutcome::Full => break,
+                ReadOutcome::Full => return rest,
                 ReadOutcome::Invalid(e) => {
                     self.fail(now, e);
-                    rest = &[];
-                    break;
+                    return &[];
                 }
             }
             match self.tls.process() {
                 Ok(io) => self.io = io,
                 Err(e) => {
                     self.fail(now, e);
-                    rest = &[];
-                    break;
+                    return &[];
                 }
             }
             if self.io.peer_closed {
-                rest = &[];
+                return &[];
             }
         }
-        let taken = data.len() - rest.len();
-        if taken > 0 {
-            self.last_activity = now;
+        rest
+    }
+
+    /// Moves held ciphertext into rustls as far as it takes it.
+    fn feed_held(&mut self, now: Instant) {
+        if self.held_ciphertext.is_empty() {
+            return;
         }
-        self.update(now);
-        taken
+        let mut held = std::mem::take(&mut self.held_ciphertext);
+        let refused = self.feed_tls(now, &held).len();
+        if refused > 0 && self.accepts_ciphertext() {
+            held.drain(..held.len() - refused);
+            self.held_ciphertext = held;
+        }
+        // Otherwise `held` drops here: no buffer survives while empty.
     }
 
     /// The client's stream ended (a read returned 0).
@@ -287,7 +325,6 @@ impl Conn {
             State::Connecting | State::Established => {
                 if !self.client_eof {
                     self.client_eof = true;
-                    self.tls.note_eof();
                     self.last_activity = now;
                 }
                 self.update(now);
@@ -480,7 +517,7 @@ impl Conn {
             .as_ref()
             .map_or(0, |h| h.len() - self.header_sent);
         Buffered {
-            to_backend: self.io.plaintext_in + header,
+            to_backend: self.io.plaintext_in + header + self.held_ciphertext.len(),
             to_client: self.io.tls_out,
         }
     }
@@ -599,6 +636,7 @@ impl Conn {
         }
         if total > 0 {
             self.last_activity = now;
+            self.feed_held(now);
             self.update(now);
         }
         result.map(|()| total)
@@ -633,6 +671,7 @@ impl Conn {
                 if !self.client_done
                     && (self.client_eof || self.io.peer_closed)
                     && self.io.plaintext_in == 0
+                    && self.held_ciphertext.is_empty()
                     && self.header.is_none()
                 {
                     self.client_done = true;

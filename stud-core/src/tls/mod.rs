@@ -172,11 +172,6 @@ impl Session {
         }
     }
 
-    /// Tells rustls the client's transport reached end of stream.
-    pub(crate) fn note_eof(&mut self) {
-        let _ = self.conn.read_tls(&mut io::empty());
-    }
-
     /// Decrypts and processes what was read. Errors are sticky.
     pub(crate) fn process(&mut self) -> Result<IoState, TlsError> {
         let st = self.conn.process_new_packets().map_err(TlsError)?;

@@ -108,19 +108,23 @@ pub struct Pair {
 pub const STEP_LIMIT: usize = 200_000;
 
 impl Pair {
-    pub fn new(config: Config) -> Pair {
+    pub fn new(config: impl Into<Arc<Config>>) -> Pair {
         Pair::with_sni(config, "localhost")
     }
 
-    pub fn with_sni(config: Config, sni: &str) -> Pair {
+    pub fn with_sni(config: impl Into<Arc<Config>>, sni: &str) -> Pair {
         let (_, _, der) = default_cert();
         Pair::with_client(config, client_config(der), sni)
     }
 
-    pub fn with_client(config: Config, client: Arc<rustls::ClientConfig>, sni: &str) -> Pair {
+    pub fn with_client(
+        config: impl Into<Arc<Config>>,
+        client: Arc<rustls::ClientConfig>,
+        sni: &str,
+    ) -> Pair {
         let now = Instant::from_micros(1_000_000);
         let conn = Conn::new(
-            Arc::new(config),
+            config.into(),
             now,
             PEER.parse::<SocketAddr>().expect("peer"),
             LOCAL.parse::<SocketAddr>().expect("local"),
@@ -224,22 +228,22 @@ impl Pair {
             if n > 0 {
                 progress = true;
                 let mut rd = &buf[..n];
+                let mut plain = vec![0u8; 64 * 1024];
                 while !rd.is_empty() {
                     self.client.read_tls(&mut rd).expect("client read_tls");
                     let st = self.client.process_new_packets().expect("client TLS error");
                     if st.peer_has_closed() {
                         self.client_side.saw_close_notify = true;
                     }
-                }
-                let mut plain = vec![0u8; 64 * 1024];
-                loop {
-                    match self.client.reader().read(&mut plain) {
-                        Ok(0) => {
-                            self.client_side.saw_close_notify = true;
-                            break;
+                    loop {
+                        match self.client.reader().read(&mut plain) {
+                            Ok(0) => {
+                                self.client_side.saw_close_notify = true;
+                                break;
+                            }
+                            Ok(n) => self.client_side.received.extend_from_slice(&plain[..n]),
+                            Err(_) => break,
                         }
-                        Ok(n) => self.client_side.received.extend_from_slice(&plain[..n]),
-                        Err(_) => break,
                     }
                 }
             }
@@ -320,4 +324,26 @@ impl ClientSide {
 
 pub fn proxy_mode(mode: ClientAddressMode) -> Config {
     builder().client_address(mode).build().expect("config")
+}
+
+/// A small deterministic generator (xorshift64*) so property-style tests are reproducible.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
 }

@@ -1,0 +1,127 @@
+//! The handshake: every key type, what the handshake event reports, versions, suites, ALPN,
+//! resumption — and that nothing reaches for the backend before it completes.
+
+mod common;
+use common::*;
+use std::sync::Arc;
+use stud_core::{Action, Config, Event, TlsVersion};
+
+fn handshake_with(kind: KeyKind) -> Pair {
+    let (c, k, der) = cert(kind);
+    let config = Config::builder().pem(format!("{c}{k}")).build().expect("config");
+    let mut p = Pair::with_client(config, client_config(&der), "localhost");
+    p.handshake();
+    p
+}
+
+#[test]
+fn handshake_with_rsa_key() {
+    let p = handshake_with(KeyKind::Rsa2048);
+    assert_eq!(p.backend.connect_requests, 1);
+}
+
+#[test]
+fn handshake_with_ecdsa_p256_key() {
+    handshake_with(KeyKind::EcdsaP256);
+}
+
+#[test]
+fn handshake_with_ecdsa_p384_key() {
+    handshake_with(KeyKind::EcdsaP384);
+}
+
+#[test]
+fn handshake_with_ed25519_key() {
+    handshake_with(KeyKind::Ed25519);
+}
+
+#[test]
+fn handshake_event_reports_sni_version_and_suite() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    p.handshake();
+    let Some(Event::HandshakeComplete(info)) = p.events.first() else {
+        panic!("no event")
+    };
+    assert_eq!(info.sni.as_deref(), Some("localhost"));
+    assert_eq!(info.version, TlsVersion::Tls13);
+    assert!(info.cipher_suite.starts_with("TLS_"), "{}", info.cipher_suite);
+    assert_eq!(info.alpn, None);
+    assert!(!info.resumed);
+}
+
+#[test]
+fn tls12_only_server_negotiates_tls12_with_the_chosen_suite() {
+    let config = builder()
+        .versions(&[TlsVersion::Tls12])
+        .ciphers("ECDHE-ECDSA-CHACHA20-POLY1305")
+        .build()
+        .expect("config");
+    let mut p = Pair::new(config);
+    p.handshake();
+    let Some(Event::HandshakeComplete(info)) = p.events.first() else {
+        panic!("no event")
+    };
+    assert_eq!(info.version, TlsVersion::Tls12);
+    assert_eq!(info.cipher_suite, "ECDHE-ECDSA-CHACHA20-POLY1305");
+}
+
+#[test]
+fn alpn_is_negotiated_and_reported() {
+    let config = builder()
+        .alpn_protocols(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        .build()
+        .expect("config");
+    let (_, _, der) = default_cert();
+    let mut cc = (*client_config(der)).clone();
+    cc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut p = Pair::with_client(config, Arc::new(cc), "localhost");
+    p.handshake();
+    let Some(Event::HandshakeComplete(info)) = p.events.first() else {
+        panic!("no event")
+    };
+    assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]));
+}
+
+#[test]
+fn a_second_connection_resumes_with_a_ticket() {
+    let config = Arc::new(builder().build().expect("config"));
+    let (_, _, der) = default_cert();
+    let client = client_config(der);
+    let mut first = Pair::with_client(config.clone(), client.clone(), "localhost");
+    first.handshake();
+    first.run(); // deliver the session tickets
+    let mut second = Pair::with_client(config, client, "localhost");
+    second.handshake();
+    let Some(Event::HandshakeComplete(info)) = second.events.first() else {
+        panic!("no event")
+    };
+    assert!(info.resumed, "second handshake should resume");
+}
+
+#[test]
+fn no_backend_is_requested_before_the_handshake_completes() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    // Move the ClientHello only: the Conn answers, but the handshake cannot finish.
+    let mut hello = Vec::new();
+    p.client.write_tls(&mut hello).expect("client hello");
+    let n = p.conn.handle_client_data(p.now, &hello);
+    assert_eq!(n, hello.len());
+    while let Some(action) = p.conn.poll_action() {
+        assert_ne!(action, Action::ConnectBackend, "backend asked for mid-handshake");
+    }
+    assert!(p.conn.is_handshaking());
+    assert!(p.conn.interest().client_write, "server flight should be waiting");
+    assert!(!p.conn.interest().backend_read && !p.conn.interest().backend_write);
+}
+
+#[test]
+fn handshake_survives_one_byte_at_a_time_in_both_directions() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    p.chunk = Box::new(|| 1);
+    p.handshake();
+    p.client_send(b"ping");
+    p.backend.to_send = b"pong".to_vec();
+    p.run();
+    assert_eq!(p.backend.received, b"ping");
+    assert_eq!(p.client_side.received, b"pong");
+}
