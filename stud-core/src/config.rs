@@ -23,8 +23,12 @@ use crate::tls::identity::{IdentitySource, PemSource};
 use crate::tls::{self, TlsVersion};
 use crate::{ClientAddressMode, ConfigError};
 
-/// Most plaintext that may wait, decrypted, for the backend (rustls keeps at most this much).
-pub const MAX_TO_BACKEND_BUDGET: usize = 16 * 1024;
+/// The largest TLS record's plaintext. Records are decrypted whole, so a direction's buffered
+/// bytes may exceed its budget by up to one record.
+pub const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// The largest budget either direction accepts.
+const MAX_BUDGET: usize = 64 << 20;
 
 /// The shared, immutable configuration of every [`Conn`](crate::Conn).
 pub struct Config {
@@ -132,7 +136,7 @@ impl Default for ConfigBuilder {
             backend_connect_timeout: Duration::from_secs(30),
             idle_timeout: None,
             linger_timeout: Duration::from_secs(60),
-            to_backend_budget: MAX_TO_BACKEND_BUDGET,
+            to_backend_budget: 16 * 1024,
             to_client_budget: 64 * 1024,
             client_address: ClientAddressMode::None,
         }
@@ -268,13 +272,16 @@ impl ConfigBuilder {
         self
     }
 
-    /// Most decrypted client bytes held for a slow backend (default and maximum 16 KiB).
+    /// Client bytes (decrypted, or ciphertext not yet decrypted) held for a slow backend before
+    /// reads from the client stop (default 16 KiB; one record may exceed it, see
+    /// [`MAX_RECORD_PLAINTEXT`]).
     pub fn to_backend_budget(mut self, bytes: usize) -> Self {
         self.to_backend_budget = bytes;
         self
     }
 
-    /// Most encrypted bytes held for a slow client (default 64 KiB).
+    /// Encrypted bytes held for a slow client before reads from the backend stop (default 64 KiB;
+    /// record framing may exceed it by one record's overhead).
     pub fn to_client_budget(mut self, bytes: usize) -> Self {
         self.to_client_budget = bytes;
         self
@@ -307,17 +314,16 @@ impl ConfigBuilder {
                 detail: "must be greater than zero (use None to disable)".into(),
             });
         }
-        if !(512..=MAX_TO_BACKEND_BUDGET).contains(&self.to_backend_budget) {
-            return Err(ConfigError::Invalid {
-                what: "to-backend budget",
-                detail: format!("{} is outside 512..={MAX_TO_BACKEND_BUDGET}", self.to_backend_budget),
-            });
-        }
-        if !(512..=64 << 20).contains(&self.to_client_budget) {
-            return Err(ConfigError::Invalid {
-                what: "to-client budget",
-                detail: format!("{} is outside 512..=67108864", self.to_client_budget),
-            });
+        for (what, budget) in [
+            ("to-backend budget", self.to_backend_budget),
+            ("to-client budget", self.to_client_budget),
+        ] {
+            if !(512..=MAX_BUDGET).contains(&budget) {
+                return Err(ConfigError::Invalid {
+                    what,
+                    detail: format!("{budget} bytes is outside 512..={MAX_BUDGET}"),
+                });
+            }
         }
         let mut warnings = Vec::new();
         let suites = match &self.ciphers {

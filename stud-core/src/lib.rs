@@ -88,7 +88,7 @@ mod tls;
 #[cfg(feature = "driver")]
 pub mod driver;
 
-pub use config::{Config, ConfigBuilder, MAX_TO_BACKEND_BUDGET};
+pub use config::{Config, ConfigBuilder, MAX_RECORD_PLAINTEXT};
 pub use conn::{Action, Buffered, Conn, Event, Interest};
 pub use error::{CloseReason, ConfigError, TlsError};
 pub use proxy_header::{

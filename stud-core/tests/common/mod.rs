@@ -131,7 +131,8 @@ impl Pair {
         )
         .expect("conn");
         let name = ServerName::try_from(sni.to_string()).expect("server name");
-        let client = rustls::ClientConnection::new(client, name).expect("client");
+        let mut client = rustls::ClientConnection::new(client, name).expect("client");
+        client.set_buffer_limit(None);
         Pair {
             now,
             conn,
