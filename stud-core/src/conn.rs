@@ -480,7 +480,9 @@ impl Conn {
     /// The handshake's outcome, once.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.event.take().map(|info| Event::HandshakeComplete(*info))
+        self.event
+            .take()
+            .map(|info| Event::HandshakeComplete(*info))
     }
 
     /// The next thing to do with the sockets. After [`Action::Close`] nothing follows.
@@ -603,7 +605,10 @@ impl Conn {
             let written = if let Some(header) = &self.header {
                 // Header and the first plaintext in one write: one segment for the backend.
                 let chunk = self.tls.plaintext();
-                let bufs = [io::IoSlice::new(&header[self.header_sent..]), io::IoSlice::new(chunk)];
+                let bufs = [
+                    io::IoSlice::new(&header[self.header_sent..]),
+                    io::IoSlice::new(chunk),
+                ];
                 w.write_vectored(&bufs).map(|n| {
                     let from_header = n.min(header.len() - self.header_sent);
                     (from_header, n - from_header)
@@ -619,7 +624,11 @@ impl Conn {
                 Ok((0, 0)) => break,
                 Ok((from_header, from_plaintext)) => {
                     self.header_sent += from_header;
-                    if self.header.as_ref().is_some_and(|h| self.header_sent == h.len()) {
+                    if self
+                        .header
+                        .as_ref()
+                        .is_some_and(|h| self.header_sent == h.len())
+                    {
                         self.header = None;
                     }
                     self.tls.consume_plaintext(from_plaintext);

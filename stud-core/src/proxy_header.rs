@@ -138,14 +138,22 @@ mod tests {
     #[test]
     fn write_ip_v4_is_family_2_then_four_octets() {
         assert_eq!(
-            enc(ClientAddressMode::WriteIp, "10.1.2.3:40000", "127.0.0.1:8443"),
+            enc(
+                ClientAddressMode::WriteIp,
+                "10.1.2.3:40000",
+                "127.0.0.1:8443"
+            ),
             [2, 10, 1, 2, 3]
         );
     }
 
     #[test]
     fn write_ip_v6_is_family_10_then_sixteen_octets() {
-        let got = enc(ClientAddressMode::WriteIp, "[2001:db8::1]:40000", "[::1]:8443");
+        let got = enc(
+            ClientAddressMode::WriteIp,
+            "[2001:db8::1]:40000",
+            "[::1]:8443",
+        );
         let mut want = vec![10u8, 0x20, 0x01, 0x0d, 0xb8];
         want.extend_from_slice(&[0; 11]);
         want.push(1);
@@ -155,7 +163,11 @@ mod tests {
     #[test]
     fn proxy_v1_tcp4_uses_the_real_local_address() {
         assert_eq!(
-            enc(ClientAddressMode::ProxyV1, "192.0.2.10:51000", "127.0.0.5:8443"),
+            enc(
+                ClientAddressMode::ProxyV1,
+                "192.0.2.10:51000",
+                "127.0.0.5:8443"
+            ),
             b"PROXY TCP4 192.0.2.10 127.0.0.5 51000 8443\r\n"
         );
     }
@@ -171,7 +183,11 @@ mod tests {
     #[test]
     fn proxy_v1_unmaps_ipv4_mapped_addresses_on_a_dual_stack_socket() {
         assert_eq!(
-            enc(ClientAddressMode::ProxyV1, "[::ffff:10.0.0.1]:999", "[::ffff:10.0.0.2]:443"),
+            enc(
+                ClientAddressMode::ProxyV1,
+                "[::ffff:10.0.0.1]:999",
+                "[::ffff:10.0.0.2]:443"
+            ),
             b"PROXY TCP4 10.0.0.1 10.0.0.2 999 443\r\n"
         );
     }
@@ -179,7 +195,11 @@ mod tests {
     #[test]
     fn proxy_v1_mixed_families_is_unknown() {
         assert_eq!(
-            enc(ClientAddressMode::ProxyV1, "10.0.0.1:999", "[2001:db8::2]:443"),
+            enc(
+                ClientAddressMode::ProxyV1,
+                "10.0.0.1:999",
+                "[2001:db8::2]:443"
+            ),
             b"PROXY UNKNOWN\r\n"
         );
     }

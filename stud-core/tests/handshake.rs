@@ -8,7 +8,10 @@ use stud_core::{Action, Config, Event, TlsVersion};
 
 fn handshake_with(kind: KeyKind) -> Pair {
     let (c, k, der) = cert(kind);
-    let config = Config::builder().pem(format!("{c}{k}")).build().expect("config");
+    let config = Config::builder()
+        .pem(format!("{c}{k}"))
+        .build()
+        .expect("config");
     let mut p = Pair::with_client(config, client_config(&der), "localhost");
     p.handshake();
     p
@@ -44,7 +47,11 @@ fn handshake_event_reports_sni_version_and_suite() {
     };
     assert_eq!(info.sni.as_deref(), Some("localhost"));
     assert_eq!(info.version, TlsVersion::Tls13);
-    assert!(info.cipher_suite.starts_with("TLS_"), "{}", info.cipher_suite);
+    assert!(
+        info.cipher_suite.starts_with("TLS_"),
+        "{}",
+        info.cipher_suite
+    );
     assert_eq!(info.alpn, None);
     assert!(!info.resumed);
 }
@@ -107,10 +114,17 @@ fn no_backend_is_requested_before_the_handshake_completes() {
     let n = p.conn.handle_client_data(p.now, &hello);
     assert_eq!(n, hello.len());
     while let Some(action) = p.conn.poll_action() {
-        assert_ne!(action, Action::ConnectBackend, "backend asked for mid-handshake");
+        assert_ne!(
+            action,
+            Action::ConnectBackend,
+            "backend asked for mid-handshake"
+        );
     }
     assert!(p.conn.is_handshaking());
-    assert!(p.conn.interest().client_write, "server flight should be waiting");
+    assert!(
+        p.conn.interest().client_write,
+        "server flight should be waiting"
+    );
     assert!(!p.conn.interest().backend_read && !p.conn.interest().backend_write);
 }
 

@@ -31,9 +31,19 @@ fn random_chunking_delivers_every_byte_in_order_exactly_once() {
         p.backend.to_send = down.clone();
         p.run();
         assert_eq!(p.backend.received.len(), up.len(), "seed {seed}");
-        assert!(p.backend.received == up, "seed {seed}: upstream bytes differ");
-        assert!(p.client_side.received == down, "seed {seed}: downstream bytes differ");
-        assert!(p.closed.is_none(), "seed {seed}: closed early: {:?}", p.closed);
+        assert!(
+            p.backend.received == up,
+            "seed {seed}: upstream bytes differ"
+        );
+        assert!(
+            p.client_side.received == down,
+            "seed {seed}: downstream bytes differ"
+        );
+        assert!(
+            p.closed.is_none(),
+            "seed {seed}: closed early: {:?}",
+            p.closed
+        );
     }
 }
 
@@ -58,7 +68,11 @@ fn a_record_split_at_every_byte_boundary_is_reassembled() {
         }
         let (a, b) = rec.split_at(split.min(rec.len() - 1));
         assert_eq!(p.conn.handle_client_data(p.now, a), a.len());
-        assert_eq!(p.conn.buffered().to_backend, 0, "no plaintext from half a record");
+        assert_eq!(
+            p.conn.buffered().to_backend,
+            0,
+            "no plaintext from half a record"
+        );
         assert_eq!(p.conn.handle_client_data(p.now, b), b.len());
         p.run();
         assert_eq!(p.backend.received, payload, "split at {split}");
@@ -85,7 +99,10 @@ fn client_data_sent_before_the_backend_connects_is_held_then_delivered() {
     p.run();
     assert!(p.backend.received.is_empty());
     assert_eq!(p.conn.buffered().to_backend, 11);
-    assert!(!p.conn.interest().backend_write, "nothing to write before connect");
+    assert!(
+        !p.conn.interest().backend_write,
+        "nothing to write before connect"
+    );
     p.backend.connected = true;
     p.conn.handle_backend_connected(p.now);
     p.run();

@@ -102,13 +102,14 @@ pub(crate) fn load(
         IdentitySource::Combined(src) => &src.origin,
         IdentitySource::Split { key, .. } => &key.origin,
     };
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| ConfigError::UnsupportedKey {
-            origin: key_origin.clone(),
-            detail: e.to_string(),
-        })?;
+    let signing_key =
+        provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| ConfigError::UnsupportedKey {
+                origin: key_origin.clone(),
+                detail: e.to_string(),
+            })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) => {}

@@ -119,8 +119,8 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, Con
     config.ignore_client_order = s.prefer_server_ciphers;
     config.alpn_protocols = s.alpn.to_vec();
     if s.session_tickets {
-        config.ticketer =
-            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| ConfigError::Tls(e.to_string()))?;
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| ConfigError::Tls(e.to_string()))?;
     } else {
         config.send_tls13_tickets = 0;
     }
@@ -209,7 +209,11 @@ impl Session {
         use io::Write as _;
         // With the buffer limit off and the handshake complete, rustls takes every byte.
         let taken = self.conn.writer().write(data).unwrap_or(0);
-        debug_assert_eq!(taken, data.len(), "rustls accepts all plaintext without a limit");
+        debug_assert_eq!(
+            taken,
+            data.len(),
+            "rustls accepts all plaintext without a limit"
+        );
     }
 
     pub(crate) fn send_close_notify(&mut self) {

@@ -62,36 +62,204 @@ const fn entry(
 
 /// Every suite stud can offer, in the default preference order.
 static TABLE: &[Entry] = &[
-    entry("TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384", cs::TLS13_AES_256_GCM_SHA384, true, Auth::Any, Bulk::Aes256Gcm),
-    entry("TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256", cs::TLS13_AES_128_GCM_SHA256, true, Auth::Any, Bulk::Aes128Gcm),
-    entry("TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256", cs::TLS13_CHACHA20_POLY1305_SHA256, true, Auth::Any, Bulk::Chacha20),
-    entry("ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, false, Auth::Ecdsa, Bulk::Aes256Gcm),
-    entry("ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, false, Auth::Ecdsa, Bulk::Aes128Gcm),
-    entry("ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, false, Auth::Ecdsa, Bulk::Chacha20),
-    entry("ECDHE-RSA-AES256-GCM-SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, false, Auth::Rsa, Bulk::Aes256Gcm),
-    entry("ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, false, Auth::Rsa, Bulk::Aes128Gcm),
-    entry("ECDHE-RSA-CHACHA20-POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, false, Auth::Rsa, Bulk::Chacha20),
+    entry(
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_256_GCM_SHA384",
+        cs::TLS13_AES_256_GCM_SHA384,
+        true,
+        Auth::Any,
+        Bulk::Aes256Gcm,
+    ),
+    entry(
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_128_GCM_SHA256",
+        cs::TLS13_AES_128_GCM_SHA256,
+        true,
+        Auth::Any,
+        Bulk::Aes128Gcm,
+    ),
+    entry(
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256",
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        true,
+        Auth::Any,
+        Bulk::Chacha20,
+    ),
+    entry(
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        false,
+        Auth::Ecdsa,
+        Bulk::Aes256Gcm,
+    ),
+    entry(
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        false,
+        Auth::Ecdsa,
+        Bulk::Aes128Gcm,
+    ),
+    entry(
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        false,
+        Auth::Ecdsa,
+        Bulk::Chacha20,
+    ),
+    entry(
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        false,
+        Auth::Rsa,
+        Bulk::Aes256Gcm,
+    ),
+    entry(
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        false,
+        Auth::Rsa,
+        Bulk::Aes128Gcm,
+    ),
+    entry(
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        false,
+        Auth::Rsa,
+        Bulk::Chacha20,
+    ),
 ];
 
 /// The words OpenSSL builds cipher names from. A token made only of these (joined by `-`) is a
 /// real cipher name, even when rustls does not implement it.
 const OPENSSL_WORDS: &[&str] = &[
-    "ECDHE", "ECDH", "DHE", "DH", "EDH", "ADH", "AECDH", "EXP", "EXP1024", "RSA", "ECDSA", "DSS",
-    "PSK", "SRP", "KRB5", "AES", "AES128", "AES256", "GCM", "CCM", "CCM8", "CBC", "CBC3", "DES",
-    "DES40", "3DES", "RC2", "RC4", "IDEA", "SEED", "CAMELLIA128", "CAMELLIA256", "ARIA128",
-    "ARIA256", "CHACHA20", "POLY1305", "NULL", "MD5", "SHA", "SHA256", "SHA384", "GOST94",
-    "GOST89", "GOST2001", "GOST2012", "RC2", "40", "56", "128", "256", "512", "1024", "IMIT",
-    "MGM", "KUZNYECHIK", "MAGMA", "OMAC", "CNT",
+    "ECDHE",
+    "ECDH",
+    "DHE",
+    "DH",
+    "EDH",
+    "ADH",
+    "AECDH",
+    "EXP",
+    "EXP1024",
+    "RSA",
+    "ECDSA",
+    "DSS",
+    "PSK",
+    "SRP",
+    "KRB5",
+    "AES",
+    "AES128",
+    "AES256",
+    "GCM",
+    "CCM",
+    "CCM8",
+    "CBC",
+    "CBC3",
+    "DES",
+    "DES40",
+    "3DES",
+    "RC2",
+    "RC4",
+    "IDEA",
+    "SEED",
+    "CAMELLIA128",
+    "CAMELLIA256",
+    "ARIA128",
+    "ARIA256",
+    "CHACHA20",
+    "POLY1305",
+    "NULL",
+    "MD5",
+    "SHA",
+    "SHA256",
+    "SHA384",
+    "GOST94",
+    "GOST89",
+    "GOST2001",
+    "GOST2012",
+    "RC2",
+    "40",
+    "56",
+    "128",
+    "256",
+    "512",
+    "1024",
+    "IMIT",
+    "MGM",
+    "KUZNYECHIK",
+    "MAGMA",
+    "OMAC",
+    "CNT",
 ];
 
 /// OpenSSL keywords that select nothing stud can offer (legacy, anonymous or NULL classes).
 const EMPTY_KEYWORDS: &[&str] = &[
-    "eNULL", "NULL", "aNULL", "ADH", "AECDH", "COMPLEMENTOFALL", "COMPLEMENTOFDEFAULT", "LOW",
-    "MEDIUM", "EXP", "EXPORT", "EXPORT40", "EXPORT56", "RC4", "DES", "3DES", "MD5", "SHA1", "SHA",
-    "kRSA", "RSA", "DH", "kDHE", "kEDH", "DHE", "EDH", "aDSS", "DSS", "PSK", "kPSK", "SRP", "kSRP",
-    "CAMELLIA", "CAMELLIA128", "CAMELLIA256", "SEED", "IDEA", "RC2", "ARIA", "CCM", "CCM8",
-    "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1", "aGOST", "GOST", "kGOST", "kECDHEPSK", "kDHEPSK",
-    "kRSAPSK", "ECDHEPSK", "DHEPSK", "RSAPSK", "aPSK", "aSRP", "kECDH", "ECDH", "aECDH",
+    "eNULL",
+    "NULL",
+    "aNULL",
+    "ADH",
+    "AECDH",
+    "COMPLEMENTOFALL",
+    "COMPLEMENTOFDEFAULT",
+    "LOW",
+    "MEDIUM",
+    "EXP",
+    "EXPORT",
+    "EXPORT40",
+    "EXPORT56",
+    "RC4",
+    "DES",
+    "3DES",
+    "MD5",
+    "SHA1",
+    "SHA",
+    "kRSA",
+    "RSA",
+    "DH",
+    "kDHE",
+    "kEDH",
+    "DHE",
+    "EDH",
+    "aDSS",
+    "DSS",
+    "PSK",
+    "kPSK",
+    "SRP",
+    "kSRP",
+    "CAMELLIA",
+    "CAMELLIA128",
+    "CAMELLIA256",
+    "SEED",
+    "IDEA",
+    "RC2",
+    "ARIA",
+    "CCM",
+    "CCM8",
+    "SSLv3",
+    "TLSv1",
+    "TLSv1.0",
+    "TLSv1.1",
+    "aGOST",
+    "GOST",
+    "kGOST",
+    "kECDHEPSK",
+    "kDHEPSK",
+    "kRSAPSK",
+    "ECDHEPSK",
+    "DHEPSK",
+    "RSAPSK",
+    "aPSK",
+    "aSRP",
+    "kECDH",
+    "ECDH",
+    "aECDH",
 ];
 
 /// The suites a keyword selects, or `None` if `word` is no keyword.
@@ -203,7 +371,8 @@ pub(crate) fn parse(list: &str) -> Result<CipherChoice, ConfigError> {
             b'-' => chosen.retain(|i| !set.contains(i)),
             b'+' => {
                 // Move already-chosen members to the end, in table order.
-                let moved: Vec<usize> = chosen.iter().copied().filter(|i| set.contains(i)).collect();
+                let moved: Vec<usize> =
+                    chosen.iter().copied().filter(|i| set.contains(i)).collect();
                 chosen.retain(|i| !set.contains(i));
                 chosen.extend(moved);
             }
@@ -216,8 +385,8 @@ pub(crate) fn parse(list: &str) -> Result<CipherChoice, ConfigError> {
             }
         }
     }
-    let names_tls13 = chosen.iter().any(|&i| TABLE[i].tls13)
-        || banned.iter().any(|&i| TABLE[i].tls13);
+    let names_tls13 =
+        chosen.iter().any(|&i| TABLE[i].tls13) || banned.iter().any(|&i| TABLE[i].tls13);
     let mut suites: Vec<SupportedCipherSuite> = Vec::new();
     if !names_tls13 {
         suites.extend(TABLE.iter().filter(|e| e.tls13).map(|e| e.suite));
@@ -274,15 +443,24 @@ mod tests {
     #[test]
     fn iana_names_are_accepted_and_a_tls13_name_governs_tls13() {
         let got = names("TLS_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
-        assert_eq!(got, ["TLS_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"]);
+        assert_eq!(
+            got,
+            ["TLS_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"]
+        );
     }
 
     #[test]
     fn bang_bans_and_intersection_works() {
         let got = names("HIGH:!aECDSA:!CHACHA20:!TLSv1.3");
-        assert_eq!(got, ["ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"]);
+        assert_eq!(
+            got,
+            ["ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"]
+        );
         let got = names("ECDHE+AESGCM+aRSA");
-        assert_eq!(&got[3..], ["ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"]);
+        assert_eq!(
+            &got[3..],
+            ["ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"]
+        );
     }
 
     #[test]
@@ -295,8 +473,13 @@ mod tests {
 
     #[test]
     fn a_typo_is_an_error_naming_the_token() {
-        let err = parse("ECDHE-RSA-AES128-GCM-SHA255").err().expect("typo rejected");
-        assert!(err.to_string().contains("ECDHE-RSA-AES128-GCM-SHA255"), "{err}");
+        let err = parse("ECDHE-RSA-AES128-GCM-SHA255")
+            .err()
+            .expect("typo rejected");
+        assert!(
+            err.to_string().contains("ECDHE-RSA-AES128-GCM-SHA255"),
+            "{err}"
+        );
         assert!(parse("HIGH:bogus").is_err());
     }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use stud_core::{Action, ClientAddressMode, CloseReason, Config, ConfigBuilder, Conn, Event, Instant};
+use stud_core::{
+    Action, ClientAddressMode, CloseReason, Config, ConfigBuilder, Conn, Event, Instant,
+};
 
 /// Key types the tests cover.
 #[derive(Clone, Copy, Debug)]
@@ -201,7 +203,10 @@ impl Pair {
         let mut buf = vec![0u8; 64 * 1024];
         if !self.client_side.write_shut_by_client() {
             while self.client.wants_write() {
-                let n = self.client.write_tls(&mut self.to_conn).expect("client write_tls");
+                let n = self
+                    .client
+                    .write_tls(&mut self.to_conn)
+                    .expect("client write_tls");
                 if n == 0 {
                     break;
                 }
@@ -212,7 +217,9 @@ impl Pair {
             let limit = (self.chunk)().min(self.to_conn.len());
             // Offer more than capacity sometimes, to exercise partial consumption.
             let offer = limit;
-            let taken = self.conn.handle_client_data(self.now, &self.to_conn[..offer]);
+            let taken = self
+                .conn
+                .handle_client_data(self.now, &self.to_conn[..offer]);
             if offer <= cap {
                 assert_eq!(taken, offer, "Conn must take all bytes within its capacity");
             }
@@ -265,8 +272,14 @@ impl Pair {
             if !self.backend.to_send.is_empty() {
                 let limit = (self.chunk)().min(self.backend.to_send.len());
                 let cap = self.conn.backend_read_capacity();
-                let taken = self.conn.handle_backend_data(self.now, &self.backend.to_send[..limit]);
-                assert_eq!(taken, limit.min(cap), "backend data taken = min(offer, capacity)");
+                let taken = self
+                    .conn
+                    .handle_backend_data(self.now, &self.backend.to_send[..limit]);
+                assert_eq!(
+                    taken,
+                    limit.min(cap),
+                    "backend data taken = min(offer, capacity)"
+                );
                 if taken > 0 {
                     self.backend.to_send.drain(..taken);
                     progress = true;
