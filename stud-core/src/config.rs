@@ -114,6 +114,7 @@ pub struct ConfigBuilder {
     prefer_server_ciphers: bool,
     alpn: Vec<Vec<u8>>,
     session_tickets: bool,
+    ticket_secret: Option<TicketSecret>,
     handshake_timeout: Duration,
     backend_connect_timeout: Duration,
     idle_timeout: Option<Duration>,
@@ -132,6 +133,7 @@ impl Default for ConfigBuilder {
             prefer_server_ciphers: true,
             alpn: Vec::new(),
             session_tickets: true,
+            ticket_secret: None,
             handshake_timeout: Duration::from_secs(30),
             backend_connect_timeout: Duration::from_secs(30),
             idle_timeout: None,
@@ -161,6 +163,41 @@ fn read_file(path: &Path) -> Result<PemSource, ConfigError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// Where the session-ticket master secret comes from.
+#[derive(Debug, Clone)]
+enum TicketSecret {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl TicketSecret {
+    fn load(self) -> Result<Vec<u8>, ConfigError> {
+        let (secret, origin) = match self {
+            TicketSecret::Bytes(b) => (b, "ticket secret".to_string()),
+            TicketSecret::File(path) => {
+                let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (bytes, path.display().to_string())
+            }
+        };
+        // Text files usually end in a newline that editors add or remove: ignore it.
+        let trimmed = secret.trim_ascii_end();
+        if trimmed.len() < tls::tickets::MIN_SECRET_LEN {
+            return Err(ConfigError::Invalid {
+                what: "session-ticket secret",
+                detail: format!(
+                    "{origin}: {} bytes, need at least {} (e.g. `openssl rand -base64 48`)",
+                    trimmed.len(),
+                    tls::tickets::MIN_SECRET_LEN
+                ),
+            });
+        }
+        Ok(trimmed.to_vec())
+    }
 }
 
 impl IdentitySpec {
@@ -243,6 +280,20 @@ impl ConfigBuilder {
     /// Issue TLS session tickets (default on).
     pub fn session_tickets(mut self, yes: bool) -> Self {
         self.session_tickets = yes;
+        self
+    }
+
+    /// The master secret session-ticket keys derive from (at least 32 bytes). Processes and hosts
+    /// given the same secret resume each other's sessions. Default: random, made when the
+    /// configuration is built (shared by processes forked after that).
+    pub fn ticket_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.ticket_secret = Some(TicketSecret::Bytes(secret.into()));
+        self
+    }
+
+    /// Like [`ticket_secret`](Self::ticket_secret), read from a file (trailing whitespace ignored).
+    pub fn ticket_secret_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.ticket_secret = Some(TicketSecret::File(path.as_ref().to_path_buf()));
         self
     }
 
@@ -338,6 +389,7 @@ impl ConfigBuilder {
                 choice.suites
             }
         };
+        let ticket_secret = self.ticket_secret.map(TicketSecret::load).transpose()?;
         let mut versions = self.versions.clone();
         versions.sort();
         versions.dedup();
@@ -349,6 +401,7 @@ impl ConfigBuilder {
             prefer_server_ciphers: self.prefer_server_ciphers,
             alpn: &self.alpn,
             session_tickets: self.session_tickets,
+            ticket_secret: ticket_secret.as_deref(),
         })?;
         Ok(Config {
             tls,

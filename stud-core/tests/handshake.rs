@@ -139,3 +139,35 @@ fn handshake_survives_one_byte_at_a_time_in_both_directions() {
     assert_eq!(p.backend.received, b"ping");
     assert_eq!(p.client_side.received, b"pong");
 }
+
+#[test]
+fn another_host_with_the_same_ticket_secret_resumes_the_session() {
+    let secret = [42u8; 48];
+    let host_a = builder().ticket_secret(secret).build().expect("config");
+    let host_b = builder().ticket_secret(secret).build().expect("config");
+    let host_c = builder().ticket_secret([1u8; 48]).build().expect("config");
+    let (_, _, der) = default_cert();
+    let client = client_config(der);
+    let mut first = Pair::with_client(host_a, client.clone(), "localhost");
+    first.handshake();
+    first.run();
+    let resumed = |p: &Pair| match p.events.first() {
+        Some(Event::HandshakeComplete(info)) => info.resumed,
+        _ => panic!("no event"),
+    };
+    let mut other_host = Pair::with_client(host_b, client.clone(), "localhost");
+    other_host.handshake();
+    assert!(resumed(&other_host), "same secret: resumed");
+    let mut stranger = Pair::with_client(host_c, client, "localhost");
+    stranger.handshake();
+    assert!(!resumed(&stranger), "different secret: full handshake");
+}
+
+#[test]
+fn a_short_ticket_secret_is_rejected() {
+    let err = builder()
+        .ticket_secret([0u8; 16])
+        .build()
+        .expect_err("too short");
+    assert!(err.to_string().contains("at least 32"), "{err}");
+}

@@ -7,6 +7,7 @@
 
 pub(crate) mod identity;
 pub(crate) mod suites;
+pub(crate) mod tickets;
 
 use std::io;
 use std::sync::Arc;
@@ -78,6 +79,8 @@ pub(crate) struct TlsSettings<'a> {
     pub(crate) prefer_server_ciphers: bool,
     pub(crate) alpn: &'a [Vec<u8>],
     pub(crate) session_tickets: bool,
+    /// The master secret for ticket keys (see [`tickets`]); random if `None`.
+    pub(crate) ticket_secret: Option<&'a [u8]>,
 }
 
 /// Builds the shared, immutable rustls configuration.
@@ -119,8 +122,12 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, Con
     config.ignore_client_order = s.prefer_server_ciphers;
     config.alpn_protocols = s.alpn.to_vec();
     if s.session_tickets {
-        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| ConfigError::Tls(e.to_string()))?;
+        let secret = match s.ticket_secret {
+            Some(secret) => secret.to_vec(),
+            None => tickets::EpochTicketer::random_secret()
+                .ok_or_else(|| ConfigError::Tls("no randomness for session-ticket keys".into()))?,
+        };
+        config.ticketer = Arc::new(tickets::EpochTicketer::new(secret));
     } else {
         config.send_tls13_tickets = 0;
     }
