@@ -108,7 +108,7 @@ impl Config {
 /// Builds a [`Config`]. Every setter has a default except the certificate.
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
-    identity: Option<IdentitySpec>,
+    identities: Vec<IdentitySpec>,
     versions: Vec<TlsVersion>,
     ciphers: Option<String>,
     prefer_server_ciphers: bool,
@@ -127,7 +127,7 @@ pub struct ConfigBuilder {
 impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
-            identity: None,
+            identities: Vec::new(),
             versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
             ciphers: None,
             prefer_server_ciphers: true,
@@ -214,42 +214,49 @@ impl IdentitySpec {
 }
 
 impl ConfigBuilder {
-    /// One PEM file with the certificate chain and the private key (stud's format).
+    /// Adds one PEM file with a certificate chain and its private key (stud's format).
+    ///
+    /// Every `pem*`/`cert_and_key*` call adds a certificate. With several, each handshake gets
+    /// the one whose names cover the client's SNI and whose key suits the client; the first
+    /// added is the default.
     pub fn pem_file(mut self, path: impl AsRef<Path>) -> Self {
-        self.identity = Some(IdentitySpec::CombinedFile(path.as_ref().to_path_buf()));
+        self.identities
+            .push(IdentitySpec::CombinedFile(path.as_ref().to_path_buf()));
         self
     }
 
-    /// PEM bytes with the certificate chain and the private key.
+    /// Adds PEM bytes with a certificate chain and its private key.
     pub fn pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.identity = Some(IdentitySpec::Loaded(IdentitySource::Combined(PemSource {
-            origin: "PEM data".into(),
-            bytes: pem.into(),
-        })));
+        self.identities
+            .push(IdentitySpec::Loaded(IdentitySource::Combined(PemSource {
+                origin: "PEM data".into(),
+                bytes: pem.into(),
+            })));
         self
     }
 
-    /// A certificate chain file and a separate private key file.
+    /// Adds a certificate chain file and a separate private key file.
     pub fn cert_and_key_files(mut self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
-        self.identity = Some(IdentitySpec::SplitFiles(
+        self.identities.push(IdentitySpec::SplitFiles(
             chain.as_ref().to_path_buf(),
             key.as_ref().to_path_buf(),
         ));
         self
     }
 
-    /// A certificate chain and a private key, each as PEM bytes.
+    /// Adds a certificate chain and a private key, each as PEM bytes.
     pub fn cert_and_key_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
-        self.identity = Some(IdentitySpec::Loaded(IdentitySource::Split {
-            chain: PemSource {
-                origin: "certificate PEM data".into(),
-                bytes: chain.into(),
-            },
-            key: PemSource {
-                origin: "key PEM data".into(),
-                bytes: key.into(),
-            },
-        }));
+        self.identities
+            .push(IdentitySpec::Loaded(IdentitySource::Split {
+                chain: PemSource {
+                    origin: "certificate PEM data".into(),
+                    bytes: chain.into(),
+                },
+                key: PemSource {
+                    origin: "key PEM data".into(),
+                    bytes: key.into(),
+                },
+            }));
         self
     }
 
@@ -346,7 +353,14 @@ impl ConfigBuilder {
 
     /// Checks everything, loads the certificate and builds the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let identity = self.identity.ok_or(ConfigError::NoIdentity)?.load()?;
+        if self.identities.is_empty() {
+            return Err(ConfigError::NoIdentity);
+        }
+        let identities = self
+            .identities
+            .into_iter()
+            .map(IdentitySpec::load)
+            .collect::<Result<Vec<_>, _>>()?;
         for (what, t) in [
             ("handshake timeout", self.handshake_timeout),
             ("backend connect timeout", self.backend_connect_timeout),
@@ -394,7 +408,7 @@ impl ConfigBuilder {
         versions.sort();
         versions.dedup();
         let tls = tls::server_config(tls::TlsSettings {
-            identity: &identity,
+            identities: &identities,
             versions: &versions,
             suites,
             cipher_list: self.ciphers.as_deref(),

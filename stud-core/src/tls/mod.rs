@@ -6,6 +6,7 @@
 //! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
 
 pub(crate) mod identity;
+pub(crate) mod sni;
 pub(crate) mod suites;
 pub(crate) mod tickets;
 
@@ -72,7 +73,8 @@ impl ResolvesServerCert for SingleCert {
 
 /// Inputs to [`server_config`], gathered by the public builder.
 pub(crate) struct TlsSettings<'a> {
-    pub(crate) identity: &'a identity::IdentitySource,
+    /// One or more certificates; the first is the default.
+    pub(crate) identities: &'a [identity::IdentitySource],
     pub(crate) versions: &'a [TlsVersion],
     pub(crate) suites: Vec<rustls::SupportedCipherSuite>,
     pub(crate) cipher_list: Option<&'a str>,
@@ -113,12 +115,24 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, Con
         });
     }
     let provider = Arc::new(provider(s.suites));
-    let key = identity::load(s.identity, &provider)?;
+    let mut keys = s
+        .identities
+        .iter()
+        .map(|id| identity::load(id, &provider))
+        .collect::<Result<Vec<_>, _>>()?;
+    let resolver: Arc<dyn ResolvesServerCert> = match keys.len() {
+        0 => return Err(ConfigError::NoIdentity),
+        1 => Arc::new(SingleCert(keys.remove(0))),
+        _ => Arc::new(sni::SniResolver::new(
+            keys,
+            s.versions.contains(&TlsVersion::Tls13),
+        )),
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| ConfigError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCert(key)));
+        .with_cert_resolver(resolver);
     config.ignore_client_order = s.prefer_server_ciphers;
     config.alpn_protocols = s.alpn.to_vec();
     if s.session_tickets {

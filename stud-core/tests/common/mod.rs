@@ -24,6 +24,11 @@ pub enum KeyKind {
 
 /// A self-signed certificate for `localhost` with a key of `kind`: (cert PEM, key PEM, cert DER).
 pub fn cert(kind: KeyKind) -> (String, String, CertificateDer<'static>) {
+    cert_for(kind, &["localhost"])
+}
+
+/// A self-signed certificate for `names` with a key of `kind`.
+pub fn cert_for(kind: KeyKind, names: &[&str]) -> (String, String, CertificateDer<'static>) {
     let alg = match kind {
         KeyKind::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
         KeyKind::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -31,7 +36,8 @@ pub fn cert(kind: KeyKind) -> (String, String, CertificateDer<'static>) {
         KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
     };
     let key = rcgen::KeyPair::generate_for(alg).expect("key generation");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let params = rcgen::CertificateParams::new(names).expect("params");
     let cert = params.self_signed(&key).expect("self-signed certificate");
     (cert.pem(), key.serialize_pem(), cert.der().clone())
 }
@@ -49,8 +55,15 @@ pub fn builder() -> ConfigBuilder {
 }
 
 pub fn client_config(trust: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    client_config_trusting(std::slice::from_ref(trust))
+}
+
+/// A client that trusts each of `anchors` (self-signed leaves).
+pub fn client_config_trusting(anchors: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(trust.clone()).expect("trust anchor");
+    for a in anchors {
+        roots.add(a.clone()).expect("trust anchor");
+    }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -360,4 +373,55 @@ impl Rng {
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
     }
+}
+
+/// A client that accepts any server certificate (signatures are still checked), to observe what
+/// the server offers for names it does not cover.
+pub fn client_config_accepting_any() -> Arc<rustls::ClientConfig> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::UnixTime;
+    use rustls::DigitallySignedStruct;
+
+    #[derive(Debug)]
+    struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms);
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let algs = provider.signature_verification_algorithms;
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(algs)))
+        .with_no_client_auth();
+    Arc::new(cfg)
 }

@@ -1,0 +1,78 @@
+//! Several certificates: the client's server name chooses, the first is the default.
+
+mod common;
+use common::*;
+use stud_core::Config;
+
+fn served(
+    config: &std::sync::Arc<Config>,
+    anchors: &[rustls::pki_types::CertificateDer<'static>],
+    sni: &str,
+) -> Vec<u8> {
+    let mut p = Pair::with_client(config.clone(), client_config_trusting(anchors), sni);
+    p.handshake();
+    p.client.peer_certificates().expect("server certificate")[0].to_vec()
+}
+
+#[test]
+fn sni_chooses_the_certificate_covering_the_name_and_falls_back_to_the_first() {
+    let (c1, k1, d1) = cert_for(KeyKind::EcdsaP256, &["localhost"]);
+    let (c2, k2, d2) = cert_for(KeyKind::Rsa2048, &["api.example.test"]);
+    let (c3, k3, d3) = cert_for(KeyKind::EcdsaP384, &["*.wild.test"]);
+    let config = std::sync::Arc::new(
+        Config::builder()
+            .pem(format!("{c1}{k1}"))
+            .pem(format!("{c2}{k2}"))
+            .pem(format!("{c3}{k3}"))
+            .build()
+            .expect("config"),
+    );
+    let all = [d1.clone(), d2.clone(), d3.clone()];
+    assert_eq!(served(&config, &all, "api.example.test"), d2.to_vec());
+    assert_eq!(served(&config, &all, "a.wild.test"), d3.to_vec());
+    assert_eq!(served(&config, &all, "localhost"), d1.to_vec());
+    // A name nobody covers gets the default (the first configured).
+    let mut p = Pair::with_client(
+        config.clone(),
+        client_config_accepting_any(),
+        "unknown.test",
+    );
+    p.handshake();
+    assert_eq!(
+        p.client.peer_certificates().expect("cert")[0].to_vec(),
+        d1.to_vec()
+    );
+}
+
+#[test]
+fn rsa_and_ecdsa_certificates_for_one_name_serve_a_tls12_rsa_only_client() {
+    let (c1, k1, d1) = cert_for(KeyKind::EcdsaP256, &["localhost"]);
+    let (c2, k2, d2) = cert_for(KeyKind::Rsa2048, &["localhost"]);
+    let config = std::sync::Arc::new(
+        Config::builder()
+            .pem(format!("{c1}{k1}"))
+            .pem(format!("{c2}{k2}"))
+            .build()
+            .expect("config"),
+    );
+    let anchors = [d1.clone(), d2.clone()];
+    // A modern client gets the first (ECDSA) certificate.
+    assert_eq!(served(&config, &anchors, "localhost"), d1.to_vec());
+    // A TLS 1.2 client offering only ECDHE-RSA suites gets the RSA one.
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites =
+        vec![rustls::crypto::aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(d2.clone()).expect("anchor");
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("tls12")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut p = Pair::with_client(config, std::sync::Arc::new(client), "localhost");
+    p.handshake();
+    assert_eq!(
+        p.client.peer_certificates().expect("cert")[0].to_vec(),
+        d2.to_vec()
+    );
+}
