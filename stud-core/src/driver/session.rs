@@ -1,0 +1,417 @@
+//! One connection under the driver: a [`Conn`] with its client socket and, once asked for, its
+//! backend socket, driven by the `Conn` contract.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
+
+use polling::Poller;
+
+use super::ratelimit::{WarningKind, Warnings};
+use super::sockets::{finish_connect, start_connect, ConnectStart, Registration, SendNoSignal};
+use super::timers::TimerSlot;
+use super::{ConnStats, Observer, Options};
+use crate::{Action, CloseReason, Conn, Event, Instant};
+
+/// Rounds of read → drain → write per wake: with one read per side per round, at most this many
+/// reads per socket per wake, so a fast connection yields to the others.
+const MAX_ROUNDS: usize = 4;
+
+/// What one driver step may touch besides the session itself.
+pub(super) struct Ctx<'a> {
+    pub(super) now: Instant,
+    pub(super) poller: &'a Poller,
+    /// The one read buffer shared by every connection.
+    pub(super) scratch: &'a mut [u8],
+    pub(super) options: &'a Options,
+    pub(super) observer: &'a mut dyn Observer,
+    pub(super) warnings: &'a mut Warnings,
+}
+
+impl Ctx<'_> {
+    /// Reports a warning if its kind has not been reported in the last second.
+    pub(super) fn warn(&mut self, kind: WarningKind, message: impl FnOnce() -> String) {
+        if let Some(text) = self.warnings.check(kind, self.now, message) {
+            self.observer.warning(&text);
+        }
+    }
+}
+
+/// The readiness one poller event reported for a session.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Ready {
+    pub(super) client_read: bool,
+    pub(super) backend_read: bool,
+    /// Any event on the backend socket (a pending connect finished, or failed).
+    pub(super) backend_any: bool,
+}
+
+/// The backend socket's life.
+#[derive(Debug)]
+enum Backend {
+    /// Not asked for yet (handshake in progress), or every address failed.
+    None,
+    /// A nonblocking connect in progress; `next` is the index of the address to try after it.
+    Connecting {
+        stream: TcpStream,
+        next: usize,
+    },
+    Connected(TcpStream),
+}
+
+/// A connection and its sockets.
+#[derive(Debug)]
+pub(super) struct Session {
+    conn: Conn,
+    client: TcpStream,
+    client_key: usize,
+    client_reg: Registration,
+    backend: Backend,
+    backend_key: usize,
+    backend_reg: Registration,
+    pub(super) timer: TimerSlot,
+    started: Instant,
+    stats: ConnStats,
+    /// Set once the `Conn` returned [`Action::Close`]; the server then calls [`Session::finish`].
+    closed: Option<CloseReason>,
+}
+
+impl Session {
+    /// A session for an accepted, tuned, nonblocking client socket.
+    pub(super) fn new(
+        conn: Conn,
+        client: TcpStream,
+        (client_key, backend_key): (usize, usize),
+        now: Instant,
+    ) -> Session {
+        Session {
+            conn,
+            client,
+            client_key,
+            client_reg: Registration::default(),
+            backend: Backend::None,
+            backend_key,
+            backend_reg: Registration::default(),
+            timer: TimerSlot::default(),
+            started: now,
+            stats: ConnStats::default(),
+            closed: None,
+        }
+    }
+
+    /// Whether the connection is over; the server must then call [`Session::finish`].
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// When [`Session::on_timer`] must run next.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.conn.poll_timeout()
+    }
+
+    /// Handles readiness from the poller: bounded reads, then everything the `Conn` asks for.
+    pub(super) fn drive(&mut self, ctx: &mut Ctx<'_>, ready: Ready) {
+        if ready.backend_any && matches!(self.backend, Backend::Connecting { .. }) {
+            self.finish_connecting(ctx);
+        }
+        let mut client_readable = ready.client_read;
+        let mut backend_readable = ready.backend_read;
+        for _ in 0..MAX_ROUNDS {
+            let mut progress = false;
+            if client_readable && !self.is_closed() {
+                progress |= self.read_client(ctx, &mut client_readable);
+            }
+            if backend_readable && !self.is_closed() {
+                progress |= self.read_backend(ctx, &mut backend_readable);
+            }
+            progress |= self.flush(ctx);
+            if self.is_closed() || !progress {
+                break;
+            }
+        }
+    }
+
+    /// A deadline may have passed.
+    pub(super) fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
+        if self.conn.poll_timeout().is_some_and(|t| t <= ctx.now) {
+            self.conn.handle_timeout(ctx.now);
+        }
+        // Even with nothing due, flushing is harmless and keeps the session consistent.
+        self.flush(ctx);
+    }
+
+    /// Ends the connection at the server's request (stop, drain deadline, poller failure).
+    pub(super) fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        self.conn.abort(ctx.now);
+        self.drain_outputs(ctx);
+    }
+
+    /// Registers the sockets for what the `Conn` wants now. A poller failure aborts the session.
+    pub(super) fn rearm(&mut self, ctx: &mut Ctx<'_>) {
+        if self.is_closed() {
+            return;
+        }
+        if let Err(e) = self.try_rearm(ctx.poller) {
+            ctx.warn(WarningKind::Connection, || {
+                format!("cannot watch a connection's sockets: {e}; closing it")
+            });
+            self.abort(ctx);
+        }
+    }
+
+    fn try_rearm(&mut self, poller: &Poller) -> io::Result<()> {
+        let want = self.conn.interest();
+        self.client_reg.update(
+            poller,
+            self.client.as_fd(),
+            self.client_key,
+            want.client_read,
+            want.client_write,
+        )?;
+        match &self.backend {
+            Backend::None => Ok(()),
+            Backend::Connecting { stream, .. } => {
+                self.backend_reg
+                    .update(poller, stream.as_fd(), self.backend_key, false, true)
+            }
+            Backend::Connected(stream) => self.backend_reg.update(
+                poller,
+                stream.as_fd(),
+                self.backend_key,
+                want.backend_read,
+                want.backend_write,
+            ),
+        }
+    }
+
+    /// Removes the sockets from the poller, closes them and reports the close. Call once the
+    /// session [is closed](Session::is_closed), or when the server is dropped.
+    pub(super) fn finish(mut self, poller: &Poller, observer: &mut dyn Observer, now: Instant) {
+        self.client_reg.clear(poller, self.client.as_fd());
+        self.set_backend(poller, Backend::None);
+        let reason = self.closed.take().unwrap_or(CloseReason::Aborted);
+        self.stats.duration = now - self.started;
+        observer.closed(self.conn.peer_addr(), &reason, &self.stats);
+    }
+
+    /// Unregisters `finish`'s sockets without a report, for a server that is being dropped.
+    pub(super) fn forget(mut self, poller: &Poller) {
+        self.client_reg.clear(poller, self.client.as_fd());
+        self.set_backend(poller, Backend::None);
+    }
+
+    // ------------------------------------------------------------ reading
+
+    /// One read from the client into the scratch buffer; returns whether anything happened.
+    fn read_client(&mut self, ctx: &mut Ctx<'_>, readable: &mut bool) -> bool {
+        let capacity = self.conn.client_read_capacity().min(ctx.scratch.len());
+        if capacity == 0 {
+            return false;
+        }
+        let buf = &mut ctx.scratch[..capacity];
+        match (&self.client).read(buf) {
+            Ok(0) => {
+                *readable = false;
+                self.conn.handle_client_eof(ctx.now);
+            }
+            Ok(n) => {
+                self.stats.bytes_from_client += n as u64;
+                let taken = self.conn.handle_client_data(ctx.now, &buf[..n]);
+                if taken < n {
+                    // The Conn promised to take every byte within its capacity; bytes it left
+                    // would be lost, so the stream can no longer be trusted.
+                    ctx.warn(WarningKind::Connection, || {
+                        format!(
+                            "engine left {} of {n} client bytes; closing the connection",
+                            n - taken
+                        )
+                    });
+                    self.conn.abort(ctx.now);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,
+            Err(_) => {
+                *readable = false;
+                self.conn.handle_client_reset(ctx.now);
+            }
+        }
+        true
+    }
+
+    /// One read from the backend into the scratch buffer; returns whether anything happened.
+    fn read_backend(&mut self, ctx: &mut Ctx<'_>, readable: &mut bool) -> bool {
+        let Backend::Connected(stream) = &self.backend else {
+            return false;
+        };
+        let capacity = self.conn.backend_read_capacity().min(ctx.scratch.len());
+        if capacity == 0 {
+            return false;
+        }
+        let buf = &mut ctx.scratch[..capacity];
+        match (&*stream).read(buf) {
+            Ok(0) => {
+                *readable = false;
+                self.conn.handle_backend_eof(ctx.now);
+            }
+            Ok(n) => {
+                self.stats.bytes_from_backend += n as u64;
+                let taken = self.conn.handle_backend_data(ctx.now, &buf[..n]);
+                if taken < n {
+                    ctx.warn(WarningKind::Connection, || {
+                        format!(
+                            "engine left {} of {n} backend bytes; closing the connection",
+                            n - taken
+                        )
+                    });
+                    self.conn.abort(ctx.now);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,
+            Err(_) => {
+                *readable = false;
+                self.conn.handle_backend_reset(ctx.now);
+            }
+        }
+        true
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// Drains events and actions, writes what is pending to both sockets (optimistically: a
+    /// socket with room takes the bytes now rather than after another wake), and drains again,
+    /// since a write can make a shutdown or the close due. Returns whether any byte moved.
+    fn flush(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        self.drain_outputs(ctx);
+        if self.is_closed() {
+            return false;
+        }
+        let mut progress = false;
+        let want = self.conn.interest();
+        if want.client_write {
+            match self
+                .conn
+                .write_client(ctx.now, &mut SendNoSignal(&self.client))
+            {
+                Ok(n) => {
+                    self.stats.bytes_to_client += n as u64;
+                    progress |= n > 0;
+                }
+                Err(_) => self.conn.handle_client_reset(ctx.now),
+            }
+        }
+        if let (true, Backend::Connected(stream)) = (want.backend_write, &self.backend) {
+            match self.conn.write_backend(ctx.now, &mut SendNoSignal(stream)) {
+                Ok(n) => {
+                    self.stats.bytes_to_backend += n as u64;
+                    progress |= n > 0;
+                }
+                Err(_) => self.conn.handle_backend_reset(ctx.now),
+            }
+        }
+        self.drain_outputs(ctx);
+        progress
+    }
+
+    /// Events to the observer; actions carried out until none is left or the `Conn` closed.
+    fn drain_outputs(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some(event) = self.conn.poll_event() {
+            // Events added later are of no interest to this driver.
+            #[allow(irrefutable_let_patterns)]
+            if let Event::HandshakeComplete(info) = event {
+                ctx.observer.handshake(self.conn.peer_addr(), &info);
+            }
+        }
+        while self.closed.is_none() {
+            let Some(action) = self.conn.poll_action() else {
+                break;
+            };
+            match action {
+                Action::ConnectBackend => self.connect_backend(ctx, 0),
+                Action::ShutdownBackendWrite => {
+                    if let Backend::Connected(stream) = &self.backend {
+                        // An error means the backend is gone; its next read says so.
+                        let _ = stream.shutdown(Shutdown::Write);
+                    }
+                }
+                Action::ShutdownClientWrite => {
+                    let _ = self.client.shutdown(Shutdown::Write);
+                }
+                Action::Close(reason) => self.closed = Some(reason),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ backend connect
+
+    /// Tries the backend addresses from index `first` on, until one connects or is pending; when
+    /// none is left, tells the `Conn` the connect failed.
+    fn connect_backend(&mut self, ctx: &mut Ctx<'_>, first: usize) {
+        for (i, &addr) in ctx.options.backends.iter().enumerate().skip(first) {
+            match start_connect(addr, ctx.options.keepalive) {
+                ConnectStart::Connected(stream) => {
+                    self.set_backend(ctx.poller, Backend::Connected(stream));
+                    self.conn.handle_backend_connected(ctx.now);
+                    return;
+                }
+                ConnectStart::Pending(stream) => {
+                    let next = i + 1;
+                    self.set_backend(ctx.poller, Backend::Connecting { stream, next });
+                    return;
+                }
+                ConnectStart::Failed(e) => {
+                    ctx.warn(WarningKind::Backend, || {
+                        format!("backend {addr}: connect failed: {e}")
+                    });
+                }
+            }
+        }
+        self.set_backend(ctx.poller, Backend::None);
+        self.conn.handle_backend_connect_failed(ctx.now);
+    }
+
+    /// The pending connect's socket reported readiness: connected, or on to the next address.
+    fn finish_connecting(&mut self, ctx: &mut Ctx<'_>) {
+        let backend = std::mem::replace(&mut self.backend, Backend::None);
+        let Backend::Connecting { stream, next } = backend else {
+            self.backend = backend;
+            return;
+        };
+        match finish_connect(&stream) {
+            Ok(()) => {
+                // Same socket, same registration: rearm switches it to the Conn's interest.
+                self.backend = Backend::Connected(stream);
+                self.conn.handle_backend_connected(ctx.now);
+            }
+            Err(e) => {
+                // Put it back so that the retry unregisters it before closing it.
+                self.backend = Backend::Connecting { stream, next };
+                let addr = ctx.options.backends.get(next.wrapping_sub(1)).copied();
+                ctx.warn(WarningKind::Backend, || match addr {
+                    Some(addr) => format!("backend {addr}: connect failed: {e}"),
+                    None => format!("backend connect failed: {e}"),
+                });
+                self.connect_backend(ctx, next);
+            }
+        }
+        self.drain_outputs(ctx);
+    }
+
+    /// Replaces the backend socket, unregistering the old one before it closes.
+    fn set_backend(&mut self, poller: &Poller, backend: Backend) {
+        match &self.backend {
+            Backend::None => {}
+            Backend::Connecting { stream, .. } | Backend::Connected(stream) => {
+                self.backend_reg.clear(poller, stream.as_fd());
+            }
+        }
+        self.backend = backend;
+    }
+}
