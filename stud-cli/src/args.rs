@@ -1,0 +1,465 @@
+//! The command line: stud's original flags, the ones stud and hitch added later, and a few of
+//! our own, parsed into [`Args`] with one clear error per mistake.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use stud_core::ClientAddressMode;
+
+/// What the operator asked for, before anything is loaded or bound.
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    /// `--ssl` was given (mapped onto TLS 1.2 + 1.3 with a warning).
+    pub(crate) ssl: bool,
+    pub(crate) ciphers: Option<String>,
+    pub(crate) backend: Endpoint,
+    pub(crate) frontend: Endpoint,
+    pub(crate) workers: usize,
+    pub(crate) client_address: ClientAddressMode,
+    pub(crate) backlog: i32,
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) chroot: Option<PathBuf>,
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) quiet: bool,
+    pub(crate) syslog: bool,
+    pub(crate) syslog_facility: String,
+    pub(crate) daemon: bool,
+    pub(crate) pidfile: Option<PathBuf>,
+    pub(crate) test_only: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) backend_connect_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) reuseport: bool,
+    pub(crate) self_signed: bool,
+    pub(crate) pems: Vec<PathBuf>,
+}
+
+/// What `main` should do after parsing.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Print the help text and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+    /// Run (or, with `-t`, check) the configuration.
+    Run(Box<Args>),
+}
+
+/// A `HOST,PORT` as written: `*` for every address, or a literal address or hostname.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// `None` for `*`.
+    pub(crate) host: Option<String>,
+    pub(crate) port: u16,
+}
+
+impl Endpoint {
+    /// Every address the host stands for, in resolver order. `*` gives `[::]` then `0.0.0.0`.
+    pub(crate) fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
+        let Some(host) = &self.host else {
+            return Ok(vec![
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), self.port),
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.port),
+            ]);
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        let addrs: Vec<SocketAddr> = (host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("host '{host}' has no address"));
+        }
+        Ok(addrs)
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            None => write!(f, "*,{}", self.port),
+            Some(h) => write!(f, "{h},{}", self.port),
+        }
+    }
+}
+
+/// Parses `HOST,PORT`, `[HOST]:PORT` or `HOST:PORT` (`HOST` may be `*`).
+pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let bad = |why: &str| format!("invalid address '{text}': {why} (expected HOST,PORT)");
+    let (host, port) = if let Some((h, p)) = text.rsplit_once(',') {
+        (h, p)
+    } else if let Some(rest) = text.strip_prefix('[') {
+        let (h, p) = rest
+            .split_once("]:")
+            .ok_or_else(|| bad("missing ']:' after an IPv6 address"))?;
+        (h, p)
+    } else {
+        match text.split_once(':') {
+            Some((h, p)) if !p.contains(':') => (h, p),
+            Some(_) => return Err(bad("write an IPv6 address as [ADDR]:PORT or ADDR,PORT")),
+            None => return Err(bad("no port")),
+        }
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    if host.contains(char::is_whitespace) {
+        return Err(bad("spaces in host"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("the port must be a number from 0 to 65535"))?;
+    Ok(Endpoint {
+        host: (host != "*").then(|| host.to_string()),
+        port,
+    })
+}
+
+fn parse_secs(what: &str, text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|s| *s <= 365 * 24 * 3600)
+        .ok_or_else(|| format!("invalid {what} '{text}': expected a number of seconds"))
+}
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    if text == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid worker count '{text}': expected 1 to 1024 or 'auto'"
+        )),
+    }
+}
+
+/// pico-args takes one name or a short/long pair.
+fn keys_of(keys: &'static [&'static str]) -> pico_args::Keys {
+    match keys {
+        [short, long] => [*short, *long].into(),
+        [one, ..] => (*one).into(),
+        [] => "".into(),
+    }
+}
+
+/// The value of an option given at most once, through `parse`. A repeated option is an error:
+/// which of two values was meant is a guess we decline to make.
+fn last<T>(
+    args: &mut pico_args::Arguments,
+    keys: &'static [&'static str],
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    let name = keys.join("/");
+    let values: Vec<String> = args.values_from_str(keys_of(keys)).map_err(|e| match e {
+        pico_args::Error::OptionWithoutAValue(_) => format!("option {name} needs a value"),
+        other => format!("option {name}: {other}"),
+    })?;
+    if values.len() > 1 {
+        return Err(format!("option {name} given more than once"));
+    }
+    values.first().map(|v| parse(v)).transpose()
+}
+
+fn count(args: &mut pico_args::Arguments, keys: &'static [&'static str]) -> bool {
+    let mut seen = false;
+    while args.contains(keys_of(keys)) {
+        seen = true;
+    }
+    seen
+}
+
+/// Parses the arguments after the program name.
+pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
+    let mut args = pico_args::Arguments::from_vec(raw);
+    if count(&mut args, &["-h", "--help"]) {
+        return Ok(Command::Help);
+    }
+    if count(&mut args, &["-V", "--version"]) {
+        return Ok(Command::Version);
+    }
+    let tls = count(&mut args, &["--tls"]);
+    let ssl = count(&mut args, &["--ssl"]);
+    let write_ip = count(&mut args, &["--write-ip"]);
+    let write_proxy = count(&mut args, &["--write-proxy"]);
+    if write_ip && write_proxy {
+        return Err("--write-ip and --write-proxy cannot be used together".into());
+    }
+    let client_address = if write_ip {
+        ClientAddressMode::WriteIp
+    } else if write_proxy {
+        ClientAddressMode::ProxyV1
+    } else {
+        ClientAddressMode::None
+    };
+    let ciphers = last(&mut args, &["-c", "--ciphers"], |s| Ok(s.to_string()))?;
+    let backend = last(&mut args, &["-b", "--backend"], parse_endpoint)?.unwrap_or(Endpoint {
+        host: Some("127.0.0.1".into()),
+        port: 8000,
+    });
+    if backend.host.is_none() {
+        return Err(format!(
+            "invalid backend address '{backend}': '*' is only meaningful for -f"
+        ));
+    }
+    if backend.port == 0 {
+        return Err(format!(
+            "invalid backend address '{backend}': port 0 cannot be connected to"
+        ));
+    }
+    let frontend = last(&mut args, &["-f", "--frontend"], parse_endpoint)?.unwrap_or(Endpoint {
+        host: None,
+        port: 8443,
+    });
+    let workers = last(&mut args, &["-n", "--workers"], parse_workers)?.unwrap_or(1);
+    let backlog = last(&mut args, &["-B", "--backlog"], |s| {
+        match s.parse::<i32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("invalid backlog '{s}': expected a positive number")),
+        }
+    })?
+    .unwrap_or(100);
+    let keepalive = last(&mut args, &["-k", "--keepalive"], |s| {
+        parse_secs("keepalive", s)
+    })?
+    .unwrap_or(3600);
+    let handshake_timeout = last(&mut args, &["--ssl-handshake-timeout"], |s| {
+        parse_secs("handshake timeout", s)
+    })?
+    .unwrap_or(30);
+    let backend_connect_timeout = last(&mut args, &["--backend-connect-timeout"], |s| {
+        parse_secs("backend connect timeout", s)
+    })?
+    .unwrap_or(30);
+    let idle_timeout = last(&mut args, &["--idle-timeout"], |s| {
+        parse_secs("idle timeout", s)
+    })?
+    .unwrap_or(0);
+    for (name, secs) in [
+        ("--ssl-handshake-timeout", handshake_timeout),
+        ("--backend-connect-timeout", backend_connect_timeout),
+    ] {
+        if secs == 0 {
+            return Err(format!("invalid {name} '0': must be at least 1 second"));
+        }
+    }
+    let path = |s: &str| Ok(PathBuf::from(s));
+    let text = |s: &str| Ok(s.to_string());
+    let chroot = last(&mut args, &["-r", "--chroot"], path)?;
+    let user = last(&mut args, &["-u", "--user"], text)?;
+    let group = last(&mut args, &["-g", "--group"], text)?;
+    let pidfile = last(&mut args, &["-p", "--pidfile"], path)?;
+    let syslog_facility = last(&mut args, &["--syslog-facility"], |s| {
+        crate::log::facility_from_name(s)
+            .map(|_| s.to_string())
+            .ok_or_else(|| format!("unknown syslog facility '{s}'"))
+    })?
+    .unwrap_or_else(|| "daemon".into());
+    let quiet = count(&mut args, &["-q", "--quiet"]);
+    let syslog = count(&mut args, &["-s", "--syslog"]);
+    let daemon = count(&mut args, &["--daemon"]);
+    let test_only = count(&mut args, &["-t", "--test"]);
+    let reuseport = count(&mut args, &["--reuseport"]);
+    let self_signed = count(&mut args, &["--self-signed"]);
+    let _ = tls; // TLS 1.2 + 1.3 is the default; --tls only restates it.
+
+    let mut pems = Vec::new();
+    let mut after_dashes = false;
+    for free in args.finish() {
+        let s = free.to_string_lossy();
+        if !after_dashes && s == "--" {
+            after_dashes = true;
+        } else if !after_dashes && s.starts_with('-') && s.len() > 1 {
+            let flag = s.split('=').next().unwrap_or(&s);
+            return Err(format!("unknown option '{flag}' (see stud --help)"));
+        } else {
+            pems.push(PathBuf::from(free));
+        }
+    }
+    if self_signed && !pems.is_empty() {
+        return Err("--self-signed cannot be combined with a PEM file".into());
+    }
+    if !self_signed && pems.is_empty() {
+        return Err(
+            "no certificate: give a PEM file (certificate chain and key) or --self-signed".into(),
+        );
+    }
+    Ok(Command::Run(Box::new(Args {
+        ssl,
+        ciphers,
+        backend,
+        frontend,
+        workers,
+        client_address,
+        backlog,
+        keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+        chroot,
+        user,
+        group,
+        quiet,
+        syslog,
+        syslog_facility,
+        daemon,
+        pidfile,
+        test_only,
+        handshake_timeout: Duration::from_secs(handshake_timeout),
+        backend_connect_timeout: Duration::from_secs(backend_connect_timeout),
+        idle_timeout: (idle_timeout > 0).then(|| Duration::from_secs(idle_timeout)),
+        reuseport,
+        self_signed,
+        pems,
+    })))
+}
+
+/// The `--help` text.
+pub(crate) const USAGE: &str = "\
+stud: the Scalable TLS Unwrapping Daemon
+
+Usage: stud [OPTIONS] PEM [PEM ...]
+       stud [OPTIONS] --self-signed
+
+PEM is one file holding the certificate chain and its private key.
+
+Encryption:
+      --tls                     TLS 1.2 and 1.3 (the default)
+      --ssl                     accepted for compatibility: SSLv3 is not offered, TLS 1.2/1.3 is used
+  -c, --ciphers=SUITES          cipher list in OpenSSL syntax (applies to TLS 1.2)
+      --self-signed             serve an ephemeral certificate for localhost (testing only)
+
+Socket:
+  -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000]
+  -f, --frontend=HOST,PORT      frontend; * means every address [default: *,8443]
+                                (also [HOST]:PORT or HOST:PORT)
+  -B, --backlog=N               listen backlog [default: 100]
+  -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: 3600]
+      --reuseport               one SO_REUSEPORT listening socket per worker
+      --ssl-handshake-timeout=SECS    [default: 30]
+      --backend-connect-timeout=SECS  [default: 30]
+      --idle-timeout=SECS       close connections idle this long, 0 = never [default: 0]
+
+Performance:
+  -n, --workers=CORES           worker processes, or 'auto' for one per CPU [default: 1]
+
+Security:
+  -r, --chroot=DIR              chroot to DIR after loading certificates and binding
+  -u, --user=USER               run as USER after binding
+  -g, --group=GROUP             run as GROUP after binding [default: USER's group]
+
+Logging:
+  -q, --quiet                   log only warnings and errors
+  -s, --syslog                  log to syslog instead of stderr
+      --syslog-facility=NAME    syslog facility [default: daemon]
+
+Special:
+      --write-ip                send the client's address to the backend first (family octet
+                                + 4 or 16 address octets)
+      --write-proxy             send a PROXY protocol v1 line to the backend first
+      --daemon                  detach and run in the background
+  -p, --pidfile=FILE            write the parent's pid to FILE
+  -t, --test                    load and check the configuration, then exit
+  -V, --version                 print the version and exit
+  -h, --help                    print this help and exit
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Args, String> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Command::Run(a) => Ok(*a),
+            other => Err(format!("not a run: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_match_stud() {
+        let a = run(&["site.pem"]).expect("parses");
+        assert_eq!(a.backend.to_string(), "127.0.0.1,8000");
+        assert_eq!(a.frontend.to_string(), "*,8443");
+        assert_eq!(a.workers, 1);
+        assert_eq!(a.backlog, 100);
+        assert_eq!(a.keepalive, Some(Duration::from_secs(3600)));
+        assert_eq!(a.client_address, ClientAddressMode::None);
+        assert_eq!(a.pems, vec![PathBuf::from("site.pem")]);
+    }
+
+    #[test]
+    fn endpoint_forms() {
+        let ep = |s| parse_endpoint(s).expect(s);
+        assert_eq!(ep("127.0.0.1,80").to_string(), "127.0.0.1,80");
+        assert_eq!(ep("*,443").host, None);
+        assert_eq!(ep("[::1]:8000").host.as_deref(), Some("::1"));
+        assert_eq!(ep("::1,8000").host.as_deref(), Some("::1"));
+        assert_eq!(ep("[::1],8000").host.as_deref(), Some("::1"));
+        assert_eq!(ep("localhost:8000").port, 8000);
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1,",
+            ",80",
+            "1.2.3.4,99999",
+            "::1:80",
+            "[::1]80",
+            "a b,1",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn long_and_short_forms() {
+        let a = run(&[
+            "--backend=10.0.0.1,81",
+            "-f",
+            "[::]:443",
+            "-n",
+            "2",
+            "-k",
+            "0",
+            "--write-proxy",
+            "--idle-timeout=5",
+            "x.pem",
+        ])
+        .expect("parses");
+        assert_eq!(a.backend.to_string(), "10.0.0.1,81");
+        assert_eq!(a.frontend.host.as_deref(), Some("::"));
+        assert_eq!(a.workers, 2);
+        assert_eq!(a.keepalive, None);
+        assert_eq!(a.client_address, ClientAddressMode::ProxyV1);
+        assert_eq!(a.idle_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        for (args, needle) in [
+            (&["--bogus", "x.pem"][..], "unknown option '--bogus'"),
+            (&["-b", "nope", "x.pem"][..], "invalid address 'nope'"),
+            (&["-n", "0", "x.pem"][..], "invalid worker count"),
+            (&["-n"][..], "needs a value"),
+            (&["-n", "2", "--workers=3", "x.pem"][..], "more than once"),
+            (&[][..], "no certificate"),
+            (&["--write-ip", "--write-proxy", "x.pem"][..], "together"),
+            (&["-b", "*,80", "x.pem"][..], "only meaningful"),
+            (
+                &["--syslog-facility=nope", "x.pem"][..],
+                "unknown syslog facility",
+            ),
+            (&["--self-signed", "x.pem"][..], "cannot be combined"),
+        ] {
+            let err = run(args).expect_err(needle);
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn auto_workers_is_at_least_one() {
+        let a = run(&["-n", "auto", "x.pem"]).expect("parses");
+        assert!(a.workers >= 1);
+    }
+}

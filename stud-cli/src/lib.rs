@@ -1,0 +1,114 @@
+//! The `stud` daemon: stud's command line over the `stud-core` engine and its reference driver.
+//!
+//! The parent process parses the flags, loads the certificate once, binds the frontend, drops
+//! privileges and forks the workers ([`supervisor`]); each worker runs one driver event loop
+//! ([`worker`]). All libc calls live in [`sys`].
+//!
+//! Exit status: 0 on a clean stop (or `-t` success, `--help`, `--version`); 2 for any start-up
+//! error (bad flag, unreadable certificate, port in use, …), reported on one line as
+//! `stud: error: …`; 1 if the supervisor itself fails at run time.
+
+mod args;
+mod listen;
+mod log;
+mod setup;
+mod supervisor;
+mod sys;
+mod worker;
+
+use std::sync::Arc;
+
+use stud_core::driver::Options;
+
+use crate::args::{Args, Command};
+
+/// Runs `stud` with the process's arguments and returns its exit status.
+pub fn main() -> i32 {
+    let raw = std::env::args_os().skip(1).collect();
+    match args::parse(raw) {
+        Err(e) => fail(&e),
+        Ok(Command::Help) => {
+            print!("{}", args::USAGE);
+            0
+        }
+        Ok(Command::Version) => {
+            println!("stud {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(Command::Run(args)) => match run(*args) {
+            Ok(code) => code,
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+/// Reports a start-up error the way every one is reported, and gives the exit status for it.
+fn fail(message: &str) -> i32 {
+    eprintln!("stud: error: {message}");
+    2
+}
+
+fn run(args: Args) -> Result<i32, String> {
+    sys::ignore_sigpipe().map_err(|e| format!("cannot ignore SIGPIPE: {e}"))?;
+    let (config, warnings) = setup::build_config(&args)?;
+    log::init(
+        args.quiet,
+        args.syslog.then_some(args.syslog_facility.as_str()),
+    );
+    for warning in &warnings {
+        eprintln!("stud: warning: {warning}");
+        if args.syslog {
+            log::warning(warning);
+        }
+    }
+    let backends = setup::backends(&args)?;
+    let privileges = setup::resolve_privileges(&args)?;
+    if args.test_only {
+        println!("stud: configuration OK");
+        return Ok(0);
+    }
+    let sockets = if args.reuseport { args.workers } else { 1 };
+    let listeners = listen::bind(&args.frontend, args.backlog, sockets, args.reuseport)?;
+    let local = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or_else(|| args.frontend.to_string(), |a| a.to_string());
+    let detached = if args.daemon {
+        Some(setup::daemonize()?)
+    } else {
+        None
+    };
+    // Dropped (and removed) when `run` returns in the parent; workers never return here.
+    let _pidfile = args
+        .pidfile
+        .as_deref()
+        .map(setup::PidFile::create)
+        .transpose()?;
+    setup::drop_privileges(&privileges)?;
+    let backend_list = backends
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    log::info(&format!(
+        "listening on {local}, backend {backend_list}, {} worker{}",
+        args.workers,
+        if args.workers == 1 { "" } else { "s" }
+    ));
+    let options = Options {
+        backends,
+        keepalive: args.keepalive,
+        ..Options::default()
+    };
+    let setup = worker::WorkerSetup {
+        config: Arc::new(config),
+        options,
+    };
+    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup)
+        .map_err(|e| format!("cannot create the signal pipe: {e}"))?;
+    if let Some(detached) = detached {
+        sys::stdio_to_dev_null().map_err(|e| format!("cannot redirect stdio: {e}"))?;
+        detached.ready();
+    }
+    Ok(supervisor.run())
+}

@@ -1,0 +1,211 @@
+//! What the parent does once, before any worker exists: load the certificate into a `Config`,
+//! resolve the backend, look up the user and group, detach, write the pidfile, chroot and drop
+//! privileges.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use stud_core::{Config, TlsVersion};
+
+use crate::args::Args;
+use crate::listen::describe;
+use crate::sys;
+
+/// Builds the shared TLS configuration; returns it with the warnings to show the operator.
+pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    if args.ssl {
+        warnings.push(
+            "--ssl: SSLv3 is not supported (it is broken); using TLS 1.2 and TLS 1.3".to_string(),
+        );
+    }
+    let mut builder = Config::builder()
+        .versions(&[TlsVersion::Tls12, TlsVersion::Tls13])
+        .client_address(args.client_address)
+        .handshake_timeout(args.handshake_timeout)
+        .backend_connect_timeout(args.backend_connect_timeout)
+        .idle_timeout(args.idle_timeout);
+    if let Some(list) = &args.ciphers {
+        builder = builder.ciphers(list.clone());
+    }
+    builder = if args.self_signed {
+        let (cert, key, fingerprint) = self_signed()?;
+        warnings.push(format!(
+            "--self-signed: serving an ephemeral certificate for localhost, SHA-256 fingerprint {fingerprint}"
+        ));
+        builder.cert_and_key_pem(cert, key)
+    } else {
+        // Several PEMs: the engine picks one per handshake by SNI; the first is the default.
+        args.pems
+            .iter()
+            .fold(builder, |builder, pem| builder.pem_file(pem))
+    };
+    let config = builder.build().map_err(|e| e.to_string())?;
+    warnings.extend(config.warnings().iter().cloned());
+    Ok((config, warnings))
+}
+
+/// A fresh ECDSA P-256 certificate for `localhost`, `127.0.0.1` and `::1`: (chain PEM, key PEM,
+/// SHA-256 fingerprint as `AB:CD:…`).
+fn self_signed() -> Result<(String, String, String), String> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot generate a self-signed certificate: {e}"))?;
+    let digest = Sha256::digest(certified.cert.der());
+    let fingerprint = digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Ok((
+        certified.cert.pem(),
+        certified.signing_key.serialize_pem(),
+        fingerprint,
+    ))
+}
+
+/// Every backend address, resolved once at start; the driver tries them in order.
+pub(crate) fn backends(args: &Args) -> Result<Vec<SocketAddr>, String> {
+    args.backend.resolve()
+}
+
+/// Who to become after binding.
+#[derive(Debug, Default)]
+pub(crate) struct Privileges {
+    chroot: Option<PathBuf>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+fn user_id(name: &str) -> Result<sys::User, String> {
+    match sys::lookup_user(name) {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(format!("unknown user '{name}'")),
+        Err(e) => Err(format!("cannot look up user '{name}': {}", describe(&e))),
+    }
+}
+
+fn group_id(name: &str) -> Result<u32, String> {
+    match sys::lookup_group(name) {
+        Ok(Some(gid)) => Ok(gid),
+        Ok(None) => name
+            .parse::<u32>()
+            .map_err(|_| format!("unknown group '{name}'")),
+        Err(e) => Err(format!("cannot look up group '{name}': {}", describe(&e))),
+    }
+}
+
+/// Looks up `-u`/`-g` and checks `-r` while the system databases are still reachable.
+pub(crate) fn resolve_privileges(args: &Args) -> Result<Privileges, String> {
+    if let Some(dir) = &args.chroot {
+        if !dir.is_dir() {
+            return Err(format!(
+                "chroot directory {} is not a directory",
+                dir.display()
+            ));
+        }
+    }
+    let user = args.user.as_deref().map(user_id).transpose()?;
+    let gid = match (&args.group, user) {
+        (Some(g), _) => Some(group_id(g)?),
+        (None, Some(u)) => Some(u.gid),
+        (None, None) => None,
+    };
+    let wants_change = user.is_some() || gid.is_some() || args.chroot.is_some();
+    if wants_change && sys::effective_uid() != 0 {
+        return Err("-u, -g and -r need stud to start as root".into());
+    }
+    Ok(Privileges {
+        chroot: args.chroot.clone(),
+        uid: user.map(|u| u.uid),
+        gid,
+    })
+}
+
+/// chroot, then the group, then the user: after the user nothing else would be permitted.
+pub(crate) fn drop_privileges(p: &Privileges) -> Result<(), String> {
+    if let Some(dir) = &p.chroot {
+        std::os::unix::fs::chroot(dir)
+            .and_then(|()| std::env::set_current_dir("/"))
+            .map_err(|e| format!("cannot chroot to {}: {}", dir.display(), describe(&e)))?;
+    }
+    if let Some(gid) = p.gid {
+        sys::set_group(gid).map_err(|e| format!("cannot set group {gid}: {}", describe(&e)))?;
+    }
+    if let Some(uid) = p.uid {
+        sys::set_user(uid).map_err(|e| format!("cannot set user {uid}: {}", describe(&e)))?;
+    }
+    Ok(())
+}
+
+/// The foreground half of `--daemon`: the process the operator started waits for the daemon to
+/// say it is ready, so start-up errors still reach the terminal and the exit status.
+#[derive(Debug)]
+pub(crate) struct Detached {
+    ready: OwnedFd,
+}
+
+impl Detached {
+    /// Tells the waiting foreground process that start-up succeeded; it then exits 0.
+    pub(crate) fn ready(self) {
+        let mut file = std::fs::File::from(self.ready);
+        let _ = std::io::Write::write_all(&mut file, b"1");
+    }
+}
+
+/// Forks into the background. Returns in the daemon only; the foreground process exits with 0
+/// once the daemon reports ready, or 2 if the daemon dies first.
+pub(crate) fn daemonize() -> Result<Detached, String> {
+    let (rx, tx) = sys::pipe().map_err(|e| format!("cannot create a pipe: {}", describe(&e)))?;
+    match sys::fork().map_err(|e| format!("cannot fork: {}", describe(&e)))? {
+        sys::Forked::Parent(_) => {
+            drop(tx);
+            let mut file = std::fs::File::from(rx);
+            let mut byte = [0u8; 1];
+            loop {
+                // The pipe is nonblocking; wait for the byte or for the daemon's end to close.
+                let _ = sys::wait_readable(&file, None);
+                match file.read(&mut byte) {
+                    Ok(1) => std::process::exit(0),
+                    Ok(_) => std::process::exit(2),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => std::process::exit(2),
+                }
+            }
+        }
+        sys::Forked::Child => {
+            drop(rx);
+            sys::new_session().map_err(|e| format!("setsid failed: {}", describe(&e)))?;
+            std::env::set_current_dir("/").map_err(|e| format!("cannot chdir to /: {e}"))?;
+            Ok(Detached { ready: tx })
+        }
+    }
+}
+
+/// The pidfile, removed when dropped.
+#[derive(Debug)]
+pub(crate) struct PidFile {
+    path: PathBuf,
+}
+
+impl PidFile {
+    /// Writes our pid to `path` (absolute, so removal works after `chdir /`).
+    pub(crate) fn create(path: &Path) -> Result<PidFile, String> {
+        let path = std::path::absolute(path)
+            .map_err(|e| format!("bad pidfile path {}: {e}", path.display()))?;
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pidfile {}: {}", path.display(), describe(&e)))?;
+        Ok(PidFile { path })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // After chroot or a privilege drop the file may be out of reach; nothing to do then.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,266 @@
+//! The parent process: forks the workers, replaces the ones that die (with a back-off, so a
+//! crash loop cannot spin), and on SIGTERM/SIGINT drains them and exits 0.
+//!
+//! Even with `-n 1` the parent forks one worker rather than serving in-process: a crash in a
+//! worker then costs only its connections, the process tree survives, and one code path serves
+//! every worker count.
+//!
+//! Signals reach the loop through a self-pipe: the handlers write the signal number, the loop
+//! blocks in poll(2) on the read end with a timeout set by the next restart or kill deadline.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::unix::process::ExitStatusExt as _;
+use std::time::{Duration, Instant};
+
+use crate::log;
+use crate::sys;
+use crate::worker::{self, WorkerSetup};
+
+/// A worker that lived at least this long is considered healthy: its replacement starts at once.
+const HEALTHY_LIFETIME: Duration = Duration::from_secs(10);
+/// The first delay before restarting a worker that died young; doubled per early death.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest delay between restarts of a crash-looping worker.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long workers get beyond the drain timeout before they are killed.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+/// One worker position (`-n` of them).
+#[derive(Debug)]
+struct Slot {
+    pid: Option<i32>,
+    started: Instant,
+    /// When to start a replacement (set while the slot is empty).
+    restart_at: Option<Instant>,
+    backoff: Duration,
+}
+
+/// The supervisor's state.
+#[derive(Debug)]
+pub(crate) struct Supervisor {
+    /// The self-pipe: signal handlers write into `.1`, the loop reads `.0`. `None` only in a
+    /// freshly forked child, which closes its copy.
+    pipe: Option<(File, OwnedFd)>,
+    slots: Vec<Slot>,
+    /// One listener shared by all workers, or (with `--reuseport`) one per slot.
+    listeners: Vec<TcpListener>,
+    setup: WorkerSetup,
+}
+
+impl Supervisor {
+    /// Prepares `workers` slots; nothing is forked until [`Supervisor::run`].
+    pub(crate) fn new(
+        workers: usize,
+        listeners: Vec<TcpListener>,
+        setup: WorkerSetup,
+    ) -> std::io::Result<Supervisor> {
+        let (rx, tx) = sys::pipe()?;
+        let now = Instant::now();
+        Ok(Supervisor {
+            pipe: Some((File::from(rx), tx)),
+            slots: (0..workers)
+                .map(|_| Slot {
+                    pid: None,
+                    started: now,
+                    restart_at: Some(now),
+                    backoff: Duration::ZERO,
+                })
+                .collect(),
+            listeners,
+            setup,
+        })
+    }
+
+    /// Supervises until told to stop; returns the process exit status.
+    pub(crate) fn run(mut self) -> i32 {
+        let Some((_, tx)) = &self.pipe else {
+            return 1;
+        };
+        if let Err(e) = sys::install_parent_handlers(tx.as_raw_fd()) {
+            log::error(&format!("cannot install signal handlers: {e}"));
+            return 1;
+        }
+        let mut stop_deadline: Option<Instant> = None;
+        let mut killed = false;
+        loop {
+            let now = Instant::now();
+            if stop_deadline.is_none() {
+                for index in 0..self.slots.len() {
+                    if self.slots[index].restart_at.is_some_and(|t| t <= now) {
+                        self.spawn(index);
+                    }
+                }
+            }
+            let next = match stop_deadline {
+                Some(deadline) => Some(deadline),
+                None => self.slots.iter().filter_map(|s| s.restart_at).min(),
+            };
+            let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+            let Some((rx, _)) = &self.pipe else {
+                return 1;
+            };
+            if let Err(e) = sys::wait_readable(rx, timeout) {
+                log::error(&format!("waiting for signals failed: {e}"));
+                return 1;
+            }
+            let (stop, hangup) = self.drain_signals();
+            if hangup {
+                log::warning("SIGHUP ignored: reloading the configuration is not supported; restart stud instead");
+            }
+            self.reap(stop_deadline.is_some());
+            if stop && stop_deadline.is_none() {
+                let deadline = Instant::now() + self.setup.options.drain_timeout + STOP_MARGIN;
+                stop_deadline = Some(deadline);
+                log::info("stopping: draining workers");
+                // Close our copies of the listeners: once the workers close theirs, new clients
+                // are refused at once instead of waiting in a backlog nobody will accept from.
+                self.listeners.clear();
+                for slot in &mut self.slots {
+                    slot.restart_at = None;
+                    if let Some(pid) = slot.pid {
+                        let _ = sys::kill(pid, sys::SIGTERM);
+                    }
+                }
+            }
+            if let Some(deadline) = stop_deadline {
+                if self.slots.iter().all(|s| s.pid.is_none()) {
+                    log::info("stopped");
+                    return 0;
+                }
+                if Instant::now() >= deadline {
+                    if killed {
+                        // SIGKILL cannot be refused; a child still not reaped is beyond help.
+                        log::error("workers did not exit after SIGKILL; giving up");
+                        return 1;
+                    }
+                    log::warning("workers did not drain in time; killing them");
+                    for pid in self.slots.iter().filter_map(|s| s.pid) {
+                        let _ = sys::kill(pid, sys::SIGKILL);
+                    }
+                    killed = true;
+                    stop_deadline = Some(Instant::now() + STOP_MARGIN);
+                }
+            }
+        }
+    }
+
+    /// Reads every pending signal byte: (stop requested, SIGHUP seen). SIGCHLD needs no flag:
+    /// the loop reaps after every wake-up.
+    fn drain_signals(&mut self) -> (bool, bool) {
+        let (mut stop, mut hangup) = (false, false);
+        let Some((rx, _)) = &self.pipe else {
+            return (stop, hangup);
+        };
+        let mut rx: &File = rx;
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = rx.read(&mut buf) {
+            for &signal in &buf[..n] {
+                match i32::from(signal) {
+                    sys::SIGTERM | sys::SIGINT => stop = true,
+                    sys::SIGHUP => hangup = true,
+                    sys::SIGCHLD => {}
+                    _ => {}
+                }
+            }
+        }
+        (stop, hangup)
+    }
+
+    /// Collects every exited child and schedules replacements (unless stopping).
+    fn reap(&mut self, stopping: bool) {
+        loop {
+            let (pid, raw) = match sys::reap_one() {
+                Ok(Some(done)) => done,
+                Ok(None) => return,
+                Err(e) => {
+                    log::error(&format!("waitpid failed: {e}"));
+                    return;
+                }
+            };
+            let status = std::process::ExitStatus::from_raw(raw);
+            let Some((index, slot)) = self
+                .slots
+                .iter_mut()
+                .enumerate()
+                .find(|(_, s)| s.pid == Some(pid))
+            else {
+                continue; // not a worker (cannot happen: we fork nothing else)
+            };
+            slot.pid = None;
+            if stopping {
+                if status.success() {
+                    log::info(&format!("worker {index} (pid {pid}) exited"));
+                } else {
+                    log::warning(&format!("worker {index} (pid {pid}) ended: {status}"));
+                }
+                continue;
+            }
+            let lived = slot.started.elapsed();
+            slot.backoff = if lived >= HEALTHY_LIFETIME {
+                Duration::ZERO
+            } else {
+                (slot.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF)
+            };
+            slot.restart_at = Some(Instant::now() + slot.backoff);
+            log::warning(&format!(
+                "worker {index} (pid {pid}) died ({status}) after {:.1} s; restarting in {:.1} s",
+                lived.as_secs_f64(),
+                slot.backoff.as_secs_f64()
+            ));
+        }
+    }
+
+    /// Forks the worker for `index`. Returns in the parent only: the child runs the worker and
+    /// exits without unwinding into the parent's stack (whose destructors, such as the pidfile's,
+    /// belong to the parent).
+    fn spawn(&mut self, index: usize) {
+        let parent = std::process::id() as i32;
+        let mask = match sys::block_signals() {
+            Ok(mask) => mask,
+            Err(e) => {
+                self.retry_later(index, &format!("cannot block signals: {e}"));
+                return;
+            }
+        };
+        match sys::fork() {
+            Err(e) => {
+                let _ = sys::unblock_signals(&mask);
+                self.retry_later(index, &format!("cannot fork worker {index}: {e}"));
+            }
+            Ok(sys::Forked::Parent(pid)) => {
+                let _ = sys::unblock_signals(&mask);
+                let slot = &mut self.slots[index];
+                slot.pid = Some(pid);
+                slot.started = Instant::now();
+                slot.restart_at = None;
+                log::info(&format!("worker {index} started (pid {pid})"));
+            }
+            Ok(sys::Forked::Child) => {
+                let all = std::mem::take(&mut self.listeners);
+                let mine = if all.len() == self.slots.len() && all.len() > 1 {
+                    // --reuseport: keep this slot's socket; dropping the rest closes our copies.
+                    all.into_iter().nth(index).into_iter().collect()
+                } else {
+                    all
+                };
+                let setup = self.setup.clone();
+                // The parent's self-pipe is not ours to keep.
+                drop(self.pipe.take());
+                std::process::exit(worker::run(setup, mine, parent, &mask))
+            }
+        }
+    }
+
+    fn retry_later(&mut self, index: usize, why: &str) {
+        let slot = &mut self.slots[index];
+        slot.backoff = (slot.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        slot.restart_at = Some(Instant::now() + slot.backoff);
+        log::error(&format!(
+            "{why}; retrying in {:.1} s",
+            slot.backoff.as_secs_f64()
+        ));
+    }
+}

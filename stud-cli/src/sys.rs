@@ -1,0 +1,381 @@
+//! Every call into libc that Rust's standard library does not wrap, in one place, each with the
+//! reason it is sound. The rest of the crate is safe code.
+//!
+//! Signal handlers here only do async-signal-safe work: one `write(2)` of one byte to a
+//! nonblocking pipe, with `errno` saved and restored around it.
+
+#![allow(unsafe_code)] // This module is the crate's one door to libc; see each SAFETY note.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+/// Turns a libc `-1` return into the current `errno` as an `io::Error`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The pipe the parent's handlers write signal numbers into (-1 = none).
+static PARENT_SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
+/// The driver's stop pipe a worker's SIGTERM/SIGINT handler writes `g` into (-1 = none).
+static WORKER_STOP_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Writes one byte to `fd`, keeping `errno` as the interrupted code left it.
+fn write_byte_preserving_errno(fd: RawFd, byte: u8) {
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life;
+    // write(2) is async-signal-safe and reads one byte from a live stack variable. A full pipe
+    // (EAGAIN) loses nothing: a byte already waiting says the same thing.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let _ = libc::write(fd, std::ptr::from_ref(&byte).cast(), 1);
+        *libc::__errno_location() = errno;
+    }
+}
+
+extern "C" fn parent_handler(signal: libc::c_int) {
+    // Signal numbers on Linux are below 65, so they fit in the byte.
+    write_byte_preserving_errno(PARENT_SIGNAL_FD.load(Ordering::Relaxed), signal as u8);
+}
+
+extern "C" fn worker_handler(_signal: libc::c_int) {
+    write_byte_preserving_errno(WORKER_STOP_FD.load(Ordering::Relaxed), b'g');
+}
+
+/// What to do with a signal.
+enum Disposition {
+    Handler(extern "C" fn(libc::c_int)),
+    Ignore,
+    Default,
+}
+
+fn set_disposition(signal: libc::c_int, what: Disposition) -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid value (empty mask, no flags) that we then fill in.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = match what {
+        Disposition::Handler(f) => f as usize,
+        Disposition::Ignore => libc::SIG_IGN,
+        Disposition::Default => libc::SIG_DFL,
+    };
+    // SA_RESTART: the driver's and std's blocking calls resume instead of failing with EINTR.
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `action` is initialised, sa_mask is a valid (empty) set, the old action is not
+    // wanted (null), and the handlers above are async-signal-safe.
+    check(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Ignores SIGPIPE: a write to a closed socket must fail with EPIPE, not kill the process.
+pub(crate) fn ignore_sigpipe() -> io::Result<()> {
+    set_disposition(libc::SIGPIPE, Disposition::Ignore)
+}
+
+/// Parent: SIGTERM, SIGINT, SIGCHLD and SIGHUP write their number into `pipe`.
+pub(crate) fn install_parent_handlers(pipe: RawFd) -> io::Result<()> {
+    PARENT_SIGNAL_FD.store(pipe, Ordering::Relaxed);
+    for s in [libc::SIGTERM, libc::SIGINT, libc::SIGCHLD, libc::SIGHUP] {
+        set_disposition(s, Disposition::Handler(parent_handler))?;
+    }
+    Ok(())
+}
+
+/// Worker: SIGTERM and SIGINT write `g` (graceful stop) into the driver's stop pipe; SIGCHLD
+/// goes back to its default and SIGHUP is ignored (reload is the parent's business).
+pub(crate) fn install_worker_handlers(stop_pipe: RawFd) -> io::Result<()> {
+    PARENT_SIGNAL_FD.store(-1, Ordering::Relaxed);
+    WORKER_STOP_FD.store(stop_pipe, Ordering::Relaxed);
+    set_disposition(libc::SIGCHLD, Disposition::Default)?;
+    set_disposition(libc::SIGHUP, Disposition::Ignore)?;
+    for s in [libc::SIGTERM, libc::SIGINT] {
+        set_disposition(s, Disposition::Handler(worker_handler))?;
+    }
+    Ok(())
+}
+
+/// The signal numbers the parent cares about.
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+/// Interrupt (Ctrl-C).
+pub(crate) const SIGINT: i32 = libc::SIGINT;
+/// A child changed state.
+pub(crate) const SIGCHLD: i32 = libc::SIGCHLD;
+/// Hang-up.
+pub(crate) const SIGHUP: i32 = libc::SIGHUP;
+/// Kill, uncatchable.
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+
+/// A saved signal mask, restored by [`unblock_signals`].
+pub(crate) struct SignalMask(libc::sigset_t);
+
+/// Blocks every signal (so none runs a handler in a half-made child) and returns the old mask.
+pub(crate) fn block_signals() -> io::Result<SignalMask> {
+    // SAFETY: sigfillset and sigprocmask only write the two local sets we pass; a zeroed
+    // sigset_t is a valid starting value.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        check(libc::sigfillset(&mut all))?;
+        check(libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old))?;
+        Ok(SignalMask(old))
+    }
+}
+
+/// Restores a mask saved by [`block_signals`].
+pub(crate) fn unblock_signals(mask: &SignalMask) -> io::Result<()> {
+    // SAFETY: `mask.0` was filled by sigprocmask; the old-mask pointer may be null.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &mask.0, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// A nonblocking, close-on-exec pipe: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the two-element array on success.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: on success both fds are freshly opened and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Which side of a fork we are on.
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The original process; the child's pid.
+    Parent(i32),
+}
+
+/// fork(2). The caller must be single-threaded: the child continues with Rust code.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: stud's parent process never starts a thread (the driver runs only in workers), so
+    // the child inherits no lock held by a thread that does not exist in it.
+    let pid = check(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
+/// Reaps one exited child without blocking: `Some((pid, raw status))`, or `None` if none left.
+pub(crate) fn reap_one() -> io::Result<Option<(i32, i32)>> {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status into a live local.
+    match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
+        0 => Ok(None),
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ECHILD) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+        pid => Ok(Some((pid, status))),
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory effects; pid is one of our own children.
+    check(unsafe { libc::kill(pid, signal) })?;
+    Ok(())
+}
+
+/// Asks the kernel to send SIGTERM to this process when its parent dies.
+pub(crate) fn die_with_parent() -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })?;
+    Ok(())
+}
+
+/// The parent's pid.
+pub(crate) fn parent_pid() -> i32 {
+    // SAFETY: getppid cannot fail and touches no memory.
+    unsafe { libc::getppid() }
+}
+
+/// The effective uid.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Waits until `fd` is readable or `timeout` passes (`None` = forever). EINTR counts as a
+/// wake-up: the caller re-checks its state anyway.
+pub(crate) fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<bool> {
+    let ms = timeout.map_or(-1, |t| {
+        // Round up so a deadline 0.4 ms away does not become a busy zero-timeout poll.
+        i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+    });
+    let mut pfd = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1.
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        n => Ok(n > 0),
+    }
+}
+
+/// Starts a new session, detaching from the controlling terminal.
+pub(crate) fn new_session() -> io::Result<()> {
+    // SAFETY: setsid has no memory effects.
+    check(unsafe { libc::setsid() })?;
+    Ok(())
+}
+
+/// Points stdin, stdout and stderr at /dev/null.
+pub(crate) fn stdio_to_dev_null() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for target in 0..=2 {
+        // SAFETY: dup2 onto the standard descriptors, which std's stdio handles keep using.
+        check(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}
+
+/// A user as the system database knows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct User {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// Looks a user up by name (`None` if there is no such user).
+pub(crate) fn lookup_user(name: &str) -> io::Result<Option<User>> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid out-value; getpwnam_r fills it with pointers into `buf`,
+    // which outlives every read below.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok((!result.is_null()).then_some(User {
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+        }))
+    }
+}
+
+/// Looks a group up by name (`None` if there is no such group).
+pub(crate) fn lookup_group(name: &str) -> io::Result<Option<u32>> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: as in lookup_user: the out-struct points into `buf`, read before `buf` drops.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok((!result.is_null()).then_some(grp.gr_gid))
+    }
+}
+
+/// Sets the supplementary groups to just `gid`, then the real/effective/saved gid.
+pub(crate) fn set_group(gid: u32) -> io::Result<()> {
+    // SAFETY: setgroups reads one gid from a live local; setgid has no memory effects.
+    unsafe {
+        check(libc::setgroups(1, &gid))?;
+        check(libc::setgid(gid))?;
+    }
+    Ok(())
+}
+
+/// Sets the real/effective/saved uid (irreversibly, when dropping root).
+pub(crate) fn set_user(uid: u32) -> io::Result<()> {
+    // SAFETY: setuid has no memory effects.
+    check(unsafe { libc::setuid(uid) })?;
+    Ok(())
+}
+
+/// Opens the syslog connection with ident `stud`, the pid in each line, and `facility`.
+pub(crate) fn open_syslog(facility: i32) {
+    static IDENT: &CStr = c"stud";
+    // SAFETY: IDENT is 'static, as openlog requires (it keeps the pointer).
+    unsafe { libc::openlog(IDENT.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, facility) }
+}
+
+/// Sends one message to syslog at `priority`.
+pub(crate) fn syslog(priority: i32, message: &str) {
+    let Ok(text) = CString::new(message.replace('\0', "\\0")) else {
+        return;
+    };
+    // SAFETY: a constant "%s" format with one valid C string argument.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) }
+}
+
+/// syslog priorities.
+pub(crate) const LOG_ERR: i32 = libc::LOG_ERR;
+/// syslog priorities.
+pub(crate) const LOG_WARNING: i32 = libc::LOG_WARNING;
+/// syslog priorities.
+pub(crate) const LOG_INFO: i32 = libc::LOG_INFO;
+
+/// syslog facilities by name.
+pub(crate) const FACILITIES: &[(&str, i32)] = &[
+    ("auth", libc::LOG_AUTH),
+    ("authpriv", libc::LOG_AUTHPRIV),
+    ("cron", libc::LOG_CRON),
+    ("daemon", libc::LOG_DAEMON),
+    ("ftp", libc::LOG_FTP),
+    ("kern", libc::LOG_KERN),
+    ("lpr", libc::LOG_LPR),
+    ("mail", libc::LOG_MAIL),
+    ("news", libc::LOG_NEWS),
+    ("syslog", libc::LOG_SYSLOG),
+    ("user", libc::LOG_USER),
+    ("uucp", libc::LOG_UUCP),
+    ("local0", libc::LOG_LOCAL0),
+    ("local1", libc::LOG_LOCAL1),
+    ("local2", libc::LOG_LOCAL2),
+    ("local3", libc::LOG_LOCAL3),
+    ("local4", libc::LOG_LOCAL4),
+    ("local5", libc::LOG_LOCAL5),
+    ("local6", libc::LOG_LOCAL6),
+    ("local7", libc::LOG_LOCAL7),
+];

@@ -1,0 +1,106 @@
+//! A worker process: one driver event loop over the listeners it was given, until SIGTERM
+//! (graceful drain) or its parent's death.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use stud_core::driver::{ConnStats, Observer, Options, Server};
+use stud_core::{CloseReason, Config};
+
+use crate::log::{self, RateLimit};
+use crate::sys;
+
+/// Most handshake-failure lines a worker writes per second.
+const HANDSHAKE_LINES_PER_SECOND: u32 = 5;
+
+/// Turns driver reports into log lines: handshake failures rate-limited, warnings as they come
+/// (the driver already limits those).
+#[derive(Debug)]
+struct LogObserver {
+    handshake_failures: RateLimit,
+}
+
+impl Observer for LogObserver {
+    fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, _stats: &ConnStats) {
+        if !reason.is_handshake_failure() {
+            return;
+        }
+        if let Some(suppressed) = self.handshake_failures.admit(Instant::now()) {
+            if suppressed > 0 {
+                log::info(&format!(
+                    "suppressed {suppressed} handshake failure messages"
+                ));
+            }
+            log::info(&format!("handshake with {peer} failed: {reason}"));
+        }
+    }
+
+    fn warning(&mut self, message: &str) {
+        log::warning(message);
+    }
+}
+
+impl Drop for LogObserver {
+    fn drop(&mut self) {
+        let suppressed = self.handshake_failures.take_suppressed();
+        if suppressed > 0 {
+            log::info(&format!(
+                "suppressed {suppressed} handshake failure messages"
+            ));
+        }
+    }
+}
+
+/// Everything a worker needs, prepared by the parent before fork.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerSetup {
+    pub(crate) config: Arc<Config>,
+    pub(crate) options: Options,
+}
+
+/// Runs a worker in a freshly forked child and returns its exit status.
+///
+/// `parent` is the pid of the supervisor that forked us; `mask` is the signal mask to restore
+/// once our own handlers are in place (the parent blocked everything around fork).
+pub(crate) fn run(
+    setup: WorkerSetup,
+    listeners: Vec<TcpListener>,
+    parent: i32,
+    mask: &sys::SignalMask,
+) -> i32 {
+    // Die with the parent; then close the race where it died before prctl took effect.
+    if let Err(e) = sys::die_with_parent() {
+        log::error(&format!("cannot ask to die with the parent: {e}"));
+        return 1;
+    }
+    if sys::parent_pid() != parent {
+        return 0;
+    }
+    let mut server = match Server::new(setup.config, listeners, setup.options) {
+        Ok(server) => server,
+        Err(e) => {
+            log::error(&format!("cannot start the event loop: {e}"));
+            return 1;
+        }
+    };
+    server.set_observer(Box::new(LogObserver {
+        handshake_failures: RateLimit::new(HANDSHAKE_LINES_PER_SECOND, Instant::now()),
+    }));
+    let stop = server.stop_handle();
+    if let Err(e) = sys::install_worker_handlers(stop.raw_fd()) {
+        log::error(&format!("cannot install signal handlers: {e}"));
+        return 1;
+    }
+    if let Err(e) = sys::unblock_signals(mask) {
+        log::error(&format!("cannot unblock signals: {e}"));
+        return 1;
+    }
+    match server.run() {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error(&format!("event loop failed: {e}"));
+            1
+        }
+    }
+}
