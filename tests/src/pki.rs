@@ -1,0 +1,128 @@
+//! Test certificates: a CA and a leaf for `localhost`, `127.0.0.1` and `::1`, written as the PEM
+//! files stud reads, plus broken variants for the error tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::CertificateDer;
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// A fresh, empty directory under the system temp dir.
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "stud-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` inside the directory and returns the file's path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, contents).expect("write temp file");
+        p
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A CA, a leaf it signed, and PEM files (good and broken) in a temp dir.
+#[derive(Debug)]
+pub struct Pki {
+    /// Holds every file below.
+    pub dir: TempDir,
+    /// The CA certificate, for clients' trust stores.
+    pub ca_der: CertificateDer<'static>,
+    /// The CA certificate as PEM (for openssl, curl and python).
+    pub ca_pem_file: PathBuf,
+    /// The leaf chain followed by its key: what stud takes.
+    pub site_pem: PathBuf,
+    /// The leaf certificate alone (no key).
+    pub cert_only: PathBuf,
+    /// The leaf certificate with a key that is not its own.
+    pub mismatched: PathBuf,
+    /// Not PEM at all.
+    pub garbage: PathBuf,
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("empty SAN list is valid");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "stud test CA");
+    params
+}
+
+impl Pki {
+    /// Generates everything (ECDSA P-256 keys).
+    pub fn new() -> Pki {
+        let dir = TempDir::new();
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca = CertifiedIssuer::self_signed(ca_params(), ca_key).expect("CA certificate");
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let mut leaf_params =
+            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])
+                .expect("leaf params");
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &ca)
+            .expect("leaf certificate");
+        let other_key = KeyPair::generate().expect("other key");
+
+        let site_pem = dir.write(
+            "site.pem",
+            format!("{}{}", leaf.pem(), leaf_key.serialize_pem()),
+        );
+        let cert_only = dir.write("cert-only.pem", leaf.pem());
+        let mismatched = dir.write(
+            "mismatched.pem",
+            format!("{}{}", leaf.pem(), other_key.serialize_pem()),
+        );
+        let garbage = dir.write("garbage.pem", "this is not a certificate\n");
+        let ca_pem_file = dir.write("ca.pem", ca.pem());
+        Pki {
+            ca_der: ca.der().clone(),
+            ca_pem_file,
+            site_pem,
+            cert_only,
+            mismatched,
+            garbage,
+            dir,
+        }
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}

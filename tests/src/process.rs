@@ -1,0 +1,245 @@
+//! The `stud` process under test: started in its own process group, its stderr collected line
+//! by line, killed (with all its workers) when the handle drops.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::TIMEOUT;
+
+type Lines = Arc<(Mutex<(Vec<String>, bool)>, Condvar)>;
+
+/// A running `stud`.
+#[derive(Debug)]
+pub struct Stud {
+    child: Child,
+    lines: Lines,
+    status: Option<ExitStatus>,
+    /// The frontend address from the "listening on" line (set by [`Stud::start`]).
+    pub addr: SocketAddr,
+}
+
+/// Sends `signal` to `pid` (negative: a process group).
+pub fn send_signal(pid: i32, signal: i32) -> bool {
+    // SAFETY: kill(2) takes plain integers and touches no memory.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, signal) };
+    rc == 0
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !matches!(
+                state.and_then(|s| s.chars().next()),
+                Some('Z') | Some('X') | None
+            )
+        }
+        Err(_) => false,
+    }
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static, lines: Lines) {
+    std::thread::spawn(move || {
+        let reader = BufReader::new(stream);
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            let (lock, cv) = &*lines;
+            if let Ok(mut guard) = lock.lock() {
+                guard.0.push(line);
+            }
+            cv.notify_all();
+        }
+        let (lock, cv) = &*lines;
+        if let Ok(mut guard) = lock.lock() {
+            guard.1 = true;
+        }
+        cv.notify_all();
+    });
+}
+
+impl Stud {
+    /// Starts `stud` with `args` and returns at once.
+    pub fn spawn(bin: &Path, args: &[&str]) -> Stud {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let lines: Lines = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
+        if let Some(stderr) = child.stderr.take() {
+            collect(stderr, lines.clone());
+        }
+        Stud {
+            child,
+            lines,
+            status: None,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
+
+    /// Starts `stud` and waits for it to listen, learning the frontend address from its log.
+    pub fn start(bin: &Path, args: &[&str]) -> Stud {
+        let mut stud = Stud::spawn(bin, args);
+        let line = stud
+            .wait_line(|l| l.contains("listening on "), TIMEOUT)
+            .unwrap_or_else(|| panic!("stud did not start; its stderr:\n{}", stud.output()));
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        stud.addr = addr;
+        stud
+    }
+
+    /// The process id of the parent (supervisor).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything written to stderr so far.
+    pub fn output(&self) -> String {
+        let (lock, _) = &*self.lines;
+        lock.lock().map(|g| g.0.join("\n")).unwrap_or_default()
+    }
+
+    /// Waits for a stderr line matching `pred` (searching lines already seen too).
+    pub fn wait_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        self.wait_lines(|lines| lines.iter().find(|l| pred(l)).cloned(), timeout)
+    }
+
+    /// Waits until `f` over all lines so far returns `Some`.
+    pub fn wait_lines<T>(
+        &self,
+        f: impl Fn(&[String]) -> Option<T>,
+        timeout: Duration,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.lines;
+        let mut guard = lock.lock().ok()?;
+        loop {
+            if let Some(found) = f(&guard.0) {
+                return Some(found);
+            }
+            let now = Instant::now();
+            if now >= deadline || guard.1 {
+                return None;
+            }
+            guard = cv.wait_timeout(guard, deadline - now).ok()?.0;
+        }
+    }
+
+    /// The current pid of each worker slot, from the "worker N started (pid P)" lines.
+    pub fn worker_pids(&self, count: usize) -> Vec<i32> {
+        self.wait_lines(
+            |lines| {
+                let mut pids = vec![None; count];
+                for line in lines {
+                    let Some(rest) = line.split("worker ").nth(1) else {
+                        continue;
+                    };
+                    let Some((index, tail)) = rest.split_once(" started (pid ") else {
+                        continue;
+                    };
+                    let (Ok(i), Some(Ok(pid))) = (
+                        index.parse::<usize>(),
+                        tail.strip_suffix(')').map(str::parse::<i32>),
+                    ) else {
+                        continue;
+                    };
+                    if i < count {
+                        pids[i] = Some(pid);
+                    }
+                }
+                pids.into_iter().collect::<Option<Vec<i32>>>()
+            },
+            TIMEOUT,
+        )
+        .unwrap_or_else(|| panic!("workers did not start; stderr:\n{}", self.output()))
+    }
+
+    /// Sends `signal` to the parent.
+    pub fn signal(&self, signal: i32) {
+        assert!(send_signal(self.pid(), signal), "cannot signal stud");
+    }
+
+    /// Waits for the parent to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(status) = self.status {
+            return Some(status);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.status = Some(status);
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Stud {
+    fn drop(&mut self) {
+        // The whole group: the parent and every worker, whatever state the test left them in.
+        send_signal(-self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// The outcome of a `stud` run that is expected to end by itself.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `stud` to completion (bounded by [`TIMEOUT`]).
+pub fn run(bin: &Path, args: &[&str]) -> Finished {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            send_signal(-pid, libc::SIGKILL);
+            let _ = child.wait();
+            panic!("stud {args:?} did not exit within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().expect("collect output");
+    Finished {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
