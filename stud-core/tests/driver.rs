@@ -1,0 +1,390 @@
+//! The reference driver over real sockets: rustls clients ⇄ `Server` ⇄ TCP backends on loopback.
+
+mod driver_support;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use driver_support::*;
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
+use stud_core::{ClientAddressMode, CloseReason};
+
+#[test]
+fn handshake_then_request_and_response_are_relayed() {
+    let backend = Backend::echo();
+    let mut server = Running::start(config(|b| b), options(&[backend.addr]));
+    let mut tls = tls_connect(server.addr);
+    tls.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+    assert_eq!(read_exact(&mut tls, 18), b"GET / HTTP/1.0\r\n\r\n");
+    finish_sending(&mut tls);
+    let (rest, clean) = read_to_end(&mut tls);
+    assert!(rest.is_empty());
+    assert!(
+        clean,
+        "the echo's end of stream must arrive as close_notify"
+    );
+
+    let closes = server.wait_closes(1, TIMEOUT);
+    let (_, reason, stats) = &closes[0];
+    assert_eq!(reason, &CloseReason::Completed);
+    assert_eq!(stats.bytes_to_backend, 18);
+    assert_eq!(stats.bytes_from_backend, 18);
+    assert!(
+        stats.bytes_from_client > 18 && stats.bytes_to_client > 18,
+        "{stats:?}"
+    );
+    assert_eq!(server.record.lock().expect("record").handshakes.len(), 1);
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+/// Drives a client by hand over a nonblocking socket, so it uploads and downloads at once.
+/// Returns what it received and whether the stream ended with close_notify and then EOF.
+fn full_duplex(addr: std::net::SocketAddr, upload: &[u8]) -> (Vec<u8>, bool) {
+    let mut sock = TcpStream::connect(addr).expect("connect");
+    sock.set_nonblocking(true).expect("nonblocking");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut conn = ClientConnection::new(client_config(), name).expect("client");
+    let (mut sent, mut close_sent, mut shut) = (0, false, false);
+    let (mut received, mut close_notify, mut eof) = (Vec::new(), false, false);
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(close_notify && eof) {
+        assert!(
+            Instant::now() < deadline,
+            "full-duplex transfer hung at {sent} sent, {} received",
+            received.len()
+        );
+        let mut progress = false;
+        if !conn.is_handshaking() && sent < upload.len() && !conn.wants_write() {
+            let end = upload.len().min(sent + 32 * 1024);
+            sent += conn
+                .writer()
+                .write(&upload[sent..end])
+                .expect("buffer plaintext");
+            progress = true;
+        }
+        if sent == upload.len() && !close_sent && !conn.is_handshaking() {
+            conn.send_close_notify();
+            close_sent = true;
+        }
+        while conn.wants_write() {
+            match conn.write_tls(&mut sock) {
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("client write: {e}"),
+            }
+        }
+        if close_sent && !conn.wants_write() && !shut {
+            sock.shutdown(Shutdown::Write).expect("shutdown");
+            shut = true;
+        }
+        if !eof {
+            match conn.read_tls(&mut sock) {
+                Ok(0) => eof = true,
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("client read: {e}"),
+            }
+            let state = conn.process_new_packets().expect("TLS from the server");
+            close_notify |= state.peer_has_closed();
+            loop {
+                match conn.reader().read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        received.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => return (received, false),
+                }
+            }
+        }
+        if eof && !close_notify {
+            return (received, false);
+        }
+        if !progress {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    (received, true)
+}
+
+#[test]
+fn eight_mib_each_way_at_once_arrive_intact() {
+    const SIZE: usize = 8 << 20;
+    let upload = pattern(1, SIZE);
+    let download = Arc::new(pattern(2, SIZE));
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let to_send = download.clone();
+    let backend = Backend::spawn(move |stream| {
+        let mut writer = stream.try_clone().expect("clone");
+        let data = to_send.clone();
+        let sender = std::thread::spawn(move || {
+            writer.write_all(&data).expect("backend write");
+            writer.shutdown(Shutdown::Write).expect("backend shutdown");
+        });
+        let mut got = Vec::new();
+        (&stream).read_to_end(&mut got).expect("backend read");
+        sender.join().expect("backend sender");
+        let _ = tx.lock().expect("tx").send(got);
+    });
+    let mut server = Running::start(config(|b| b), options(&[backend.addr]));
+
+    let (received, clean) = full_duplex(server.addr, &upload);
+    assert!(
+        received == *download,
+        "download corrupted: {} of {SIZE} bytes",
+        received.len()
+    );
+    assert!(clean, "the download must end with close_notify, then EOF");
+    let got = rx.recv_timeout(TIMEOUT).expect("backend finished");
+    assert!(
+        got == upload,
+        "upload corrupted: {} of {SIZE} bytes",
+        got.len()
+    );
+
+    let closes = server.wait_closes(1, TIMEOUT);
+    assert_eq!(closes[0].1, CloseReason::Completed);
+    assert_eq!(closes[0].2.bytes_from_backend, SIZE as u64);
+    assert_eq!(closes[0].2.bytes_to_backend, SIZE as u64);
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn two_hundred_concurrent_connections() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 25;
+    let backend = Backend::echo();
+    let mut server = Running::start(config(|b| b), options(&[backend.addr]));
+    let addr = server.addr;
+    let all_open = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let all_open = all_open.clone();
+            std::thread::spawn(move || {
+                let mut conns: Vec<_> = (0..PER_THREAD).map(|_| tls_connect(addr)).collect();
+                all_open.wait();
+                for (i, tls) in conns.iter_mut().enumerate() {
+                    let msg = format!("connection {t}/{i}");
+                    tls.write_all(msg.as_bytes()).expect("write");
+                    assert_eq!(read_exact(tls, msg.len()), msg.as_bytes());
+                }
+                conns
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for t in threads {
+        conns.extend(t.join().expect("client thread"));
+    }
+    // Every connection has had its echo, so every backend connection is open at once.
+    assert_eq!(
+        backend.max_active.load(std::sync::atomic::Ordering::SeqCst),
+        THREADS * PER_THREAD
+    );
+    for tls in &mut conns {
+        finish_sending(tls);
+    }
+    for tls in &mut conns {
+        let (rest, clean) = read_to_end(tls);
+        assert!(rest.is_empty() && clean);
+    }
+    let closes = server.wait_closes(THREADS * PER_THREAD, TIMEOUT);
+    assert!(
+        closes.iter().all(|(_, r, _)| *r == CloseReason::Completed),
+        "{closes:?}"
+    );
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn client_half_close_still_gets_the_backend_reply() {
+    // The backend answers only once the client is done sending.
+    let backend = Backend::spawn(|mut stream| {
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).expect("backend read");
+        let reply = format!("received {} bytes", got.len());
+        stream.write_all(reply.as_bytes()).expect("backend write");
+    });
+    let mut server = Running::start(config(|b| b), options(&[backend.addr]));
+    let mut tls = tls_connect(server.addr);
+    tls.write_all(&[7u8; 1000]).expect("write");
+    finish_sending(&mut tls);
+    let (reply, clean) = read_to_end(&mut tls);
+    assert_eq!(reply, b"received 1000 bytes");
+    assert!(clean);
+    assert_eq!(server.wait_closes(1, TIMEOUT)[0].1, CloseReason::Completed);
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn backend_eof_becomes_close_notify_then_eof() {
+    let backend = Backend::spawn(|mut stream| {
+        stream.write_all(b"bye").expect("backend write");
+        // Dropping the stream closes it: end of stream for the driver.
+    });
+    let mut server = Running::start(config(|b| b), options(&[backend.addr]));
+    let mut tls = tls_connect(server.addr);
+    let (data, clean) = read_to_end(&mut tls);
+    assert_eq!(data, b"bye");
+    assert!(clean, "close_notify must come before the end of the stream");
+    assert!(
+        socket_closes_within(&tls.sock, Duration::from_secs(5)),
+        "the client's socket must see EOF after close_notify"
+    );
+    drop(tls);
+    assert_eq!(server.wait_closes(1, TIMEOUT)[0].1, CloseReason::Completed);
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn a_refusing_backend_closes_the_client_promptly() {
+    let refused = closed_port();
+    let mut server = Running::start(config(|b| b), options(&[refused]));
+    let started = Instant::now();
+    let mut tls = tls_connect(server.addr);
+    let (data, _) = read_to_end(&mut tls);
+    assert!(data.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let closes = server.wait_closes(1, TIMEOUT);
+    assert_eq!(closes[0].1, CloseReason::BackendConnectFailed);
+    let warnings = server.warnings();
+    assert!(
+        warnings.iter().any(|w| w.contains(&refused.to_string())),
+        "the refusing backend is named: {warnings:?}"
+    );
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn the_second_backend_address_is_used_when_the_first_refuses() {
+    let backend = Backend::echo();
+    let mut server = Running::start(config(|b| b), options(&[closed_port(), backend.addr]));
+    for round in 0..3 {
+        let mut tls = tls_connect(server.addr);
+        let msg = format!("round {round}");
+        tls.write_all(msg.as_bytes()).expect("write");
+        assert_eq!(read_exact(&mut tls, msg.len()), msg.as_bytes());
+        finish_sending(&mut tls);
+        assert!(read_to_end(&mut tls).1);
+    }
+    assert_eq!(backend.accepts(), 3);
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn a_silent_client_meets_the_handshake_timeout() {
+    let backend = Backend::echo();
+    let cfg = config(|b| b.handshake_timeout(Duration::from_millis(300)));
+    let mut server = Running::start(cfg, options(&[backend.addr]));
+    let started = Instant::now();
+    let sock = TcpStream::connect(server.addr).expect("connect");
+    assert!(
+        socket_closes_within(&sock, Duration::from_secs(5)),
+        "silent client not closed"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "closed too early: {elapsed:?}"
+    );
+    assert_eq!(
+        server.wait_closes(1, TIMEOUT)[0].1,
+        CloseReason::HandshakeTimeout
+    );
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn no_backend_connection_without_a_finished_handshake() {
+    let backend = Backend::echo();
+    let cfg = config(|b| b.handshake_timeout(Duration::from_millis(300)));
+    let mut server = Running::start(cfg, options(&[backend.addr]));
+    // Silent.
+    let silent = TcpStream::connect(server.addr).expect("connect");
+    // Half a ClientHello: a record header promising 512 bytes, then 10 of them.
+    let mut partial = TcpStream::connect(server.addr).expect("connect");
+    partial
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x02, 0x00, 1, 0, 1, 0xfc, 3, 3, 0, 0, 0, 0,
+        ])
+        .expect("write");
+    // Not TLS at all.
+    let mut plain = TcpStream::connect(server.addr).expect("connect");
+    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+    // Gone at once.
+    drop(TcpStream::connect(server.addr).expect("connect"));
+
+    let closes = server.wait_closes(4, TIMEOUT);
+    assert!(
+        closes.iter().all(|(_, r, _)| r.is_handshake_failure()),
+        "{closes:?}"
+    );
+    assert_eq!(
+        backend.accepts(),
+        0,
+        "a backend connection was opened for a failed handshake"
+    );
+    drop((silent, partial, plain));
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+/// Runs one request through a server in `mode`; returns what the backend received and the
+/// client's local address.
+fn through_backend(
+    mode: ClientAddressMode,
+) -> (Vec<u8>, std::net::SocketAddr, std::net::SocketAddr) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let backend = Backend::spawn(move |mut stream| {
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).expect("backend read");
+        let _ = tx.lock().expect("tx").send(got);
+    });
+    let mut server = Running::start(config(|b| b.client_address(mode)), options(&[backend.addr]));
+    let mut tls = tls_connect(server.addr);
+    let client_addr = tls.sock.local_addr().expect("client addr");
+    tls.write_all(b"ping").expect("write");
+    finish_sending(&mut tls);
+    let got = rx.recv_timeout(TIMEOUT).expect("backend received");
+    server.stop.stop_now();
+    server.join(TIMEOUT).expect("run");
+    (got, client_addr, server.addr)
+}
+
+#[test]
+fn write_ip_header_reaches_the_backend_first() {
+    let (got, _, _) = through_backend(ClientAddressMode::WriteIp);
+    assert_eq!(got, [&[2u8, 127, 0, 0, 1][..], b"ping"].concat());
+}
+
+#[test]
+fn proxy_v1_header_carries_the_real_peer_and_local_addresses() {
+    let (got, client, server) = through_backend(ClientAddressMode::ProxyV1);
+    let want = format!(
+        "PROXY TCP4 {} {} {} {}\r\nping",
+        client.ip(),
+        server.ip(),
+        client.port(),
+        server.port()
+    );
+    assert_eq!(String::from_utf8_lossy(&got), want);
+}
