@@ -85,6 +85,17 @@ fn run(args: Args) -> Result<i32, String> {
         .map(setup::PidFile::create)
         .transpose()?;
     setup::drop_privileges(&privileges)?;
+    let options = Options {
+        backends: backends.clone(),
+        keepalive: args.keepalive,
+        ..Options::default()
+    };
+    let setup = worker::WorkerSetup {
+        config: Arc::new(config),
+        options,
+    };
+    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup)
+        .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let backend_list = backends
         .iter()
         .map(ToString::to_string)
@@ -95,17 +106,6 @@ fn run(args: Args) -> Result<i32, String> {
         args.workers,
         if args.workers == 1 { "" } else { "s" }
     ));
-    let options = Options {
-        backends,
-        keepalive: args.keepalive,
-        ..Options::default()
-    };
-    let setup = worker::WorkerSetup {
-        config: Arc::new(config),
-        options,
-    };
-    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup)
-        .map_err(|e| format!("cannot create the signal pipe: {e}"))?;
     if let Some(detached) = detached {
         sys::stdio_to_dev_null().map_err(|e| format!("cannot redirect stdio: {e}"))?;
         detached.ready();

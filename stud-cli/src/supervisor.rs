@@ -58,6 +58,9 @@ impl Supervisor {
         setup: WorkerSetup,
     ) -> std::io::Result<Supervisor> {
         let (rx, tx) = sys::pipe()?;
+        // Handlers go in now, before anyone is told we are listening: a signal sent from then
+        // on must reach the loop, not kill the process by its default action.
+        sys::install_parent_handlers(tx.as_raw_fd())?;
         let now = Instant::now();
         Ok(Supervisor {
             pipe: Some((File::from(rx), tx)),
@@ -76,13 +79,6 @@ impl Supervisor {
 
     /// Supervises until told to stop; returns the process exit status.
     pub(crate) fn run(mut self) -> i32 {
-        let Some((_, tx)) = &self.pipe else {
-            return 1;
-        };
-        if let Err(e) = sys::install_parent_handlers(tx.as_raw_fd()) {
-            log::error(&format!("cannot install signal handlers: {e}"));
-            return 1;
-        }
         let mut stop_deadline: Option<Instant> = None;
         let mut killed = false;
         loop {

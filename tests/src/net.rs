@@ -59,15 +59,24 @@ pub fn echo_backend() -> SocketAddr {
 /// A backend that reports, for each connection, the first `n` bytes it received (fewer if the
 /// stream ended), then echoes the rest.
 pub fn capture_backend(n: usize) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    capture_backend_until(move |got| got.len() >= n)
+}
+
+/// A backend that reports, for each connection, what it received until `complete` says it has
+/// enough (or the stream ended), then echoes the rest.
+pub fn capture_backend_until(
+    complete: impl Fn(&[u8]) -> bool + Send + Sync + 'static,
+) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     let addr = backend(move |mut conn| {
         let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while got.len() < n {
-            match conn.read(&mut buf[..(n - got.len()).min(4096)]) {
+        let mut byte = [0u8; 1];
+        // One byte at a time so nothing past "enough" is consumed.
+        while !complete(&got) {
+            match conn.read(&mut byte) {
                 Ok(0) | Err(_) => break,
-                Ok(k) => got.extend_from_slice(&buf[..k]),
+                Ok(_) => got.push(byte[0]),
             }
         }
         if let Ok(tx) = tx.lock() {
