@@ -114,10 +114,10 @@ fn killed_worker_is_replaced_with_back_off() {
                 |lines| {
                     lines
                         .iter()
+                        .rev()
                         .filter_map(|l| l.split("worker 0 started (pid ").nth(1))
                         .filter_map(|p| p.trim_end_matches(')').parse::<i32>().ok())
-                        .filter(|p| *p != victim)
-                        .last()
+                        .find(|p| *p != victim)
                         .filter(|_| {
                             lines
                                 .iter()

@@ -1,0 +1,398 @@
+//! The effect of each operational flag: --self-signed, --daemon/-p, -u/-g/-r, -q, -s, -k, -B,
+//! -c and the timeouts.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stud_tests::net::{self, connect, echo_backend};
+use stud_tests::pki::{Pki, TempDir};
+use stud_tests::process::{alive, run, send_signal, Stud};
+use stud_tests::{require_tool, stud_bin, TIMEOUT};
+
+fn start(pki: &Pki, backend: SocketAddr, extra: &[&str]) -> Stud {
+    let b = backend.to_string();
+    let mut args = vec!["-f", "127.0.0.1,0", "-b", &b];
+    args.extend_from_slice(extra);
+    args.push(pki.site_pem.to_str().expect("utf-8"));
+    Stud::start(&stud_bin!(), &args)
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Retries the TLS handshake until stud listens (for runs that do not log where).
+fn connect_retrying(addr: SocketAddr, pki: &Pki) -> net::Tls {
+    let config = net::client_config(&pki.ca_der);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match connect(addr, &config) {
+            Ok(tls) => return tls,
+            Err(e) if Instant::now() > deadline => panic!("stud never served {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn echo_works(tls: &mut net::Tls) {
+    tls.write_all(b"ping").expect("write");
+    assert_eq!(net::read_exact(tls, 4).expect("echo"), b"ping");
+}
+
+#[test]
+fn self_signed_serves_and_prints_the_fingerprint() {
+    require_tool("python3");
+    let b = echo_backend().to_string();
+    let stud = Stud::start(
+        &stud_bin!(),
+        &["--self-signed", "-f", "127.0.0.1,0", "-b", &b],
+    );
+    let line = stud
+        .wait_line(|l| l.contains("SHA-256 fingerprint "), TIMEOUT)
+        .expect("fingerprint printed");
+    let printed = line.rsplit(' ').next().expect("fingerprint").to_string();
+    let script = r#"
+import hashlib, socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        der = s.getpeercert(binary_form=True)
+        s.sendall(b"ok?")
+        print(":".join("%02X" % b for b in hashlib.sha256(der).digest()), s.recv(3).decode())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &stud.addr.port().to_string()])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        format!("{printed} ok?"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn daemon_writes_and_removes_the_pidfile() {
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let pidfile = dir.path().join("stud.pid");
+    let port = free_port();
+    let b = echo_backend().to_string();
+    let f = format!("127.0.0.1,{port}");
+    let out = run(
+        &stud_bin!(),
+        &[
+            "--daemon",
+            "-p",
+            pidfile.to_str().expect("utf-8"),
+            "-f",
+            &f,
+            "-b",
+            &b,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "foreground exit: {}", out.stderr);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile written")
+        .trim()
+        .parse()
+        .expect("pid in pidfile");
+    // Make sure the daemon goes away even if an assertion below fails.
+    struct Reaper(i32);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            send_signal(-self.0, libc::SIGKILL);
+            send_signal(self.0, libc::SIGKILL);
+        }
+    }
+    let _reaper = Reaper(pid);
+    assert!(alive(pid), "daemon not running");
+    let mut tls = connect_retrying(SocketAddr::from(([127, 0, 0, 1], port)), &pki);
+    echo_works(&mut tls);
+    drop(tls);
+    assert!(send_signal(pid, libc::SIGTERM));
+    let deadline = Instant::now() + TIMEOUT;
+    while alive(pid) || pidfile.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not stop and remove its pidfile"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn daemon_start_up_errors_reach_the_terminal() {
+    let pki = Pki::new();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let f = format!("127.0.0.1,{}", taken.local_addr().expect("addr").port());
+    let out = run(
+        &stud_bin!(),
+        &["--daemon", "-f", &f, pki.site_pem.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("stud: error: cannot listen"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn status_field(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn privileges_are_dropped_after_binding() {
+    if stud_tests::process::effective_uid() != 0 {
+        eprintln!("note: not root; -u/-g/-r cannot be exercised here");
+        return;
+    }
+    let pki = Pki::new();
+    let jail = TempDir::new();
+    let stud = start(
+        &pki,
+        echo_backend(),
+        &[
+            "-u",
+            "nobody",
+            "-g",
+            "nogroup",
+            "-r",
+            jail.path().to_str().expect("utf-8"),
+        ],
+    );
+    let worker = stud.worker_pids(1)[0];
+    for pid in [stud.pid(), worker] {
+        assert_eq!(status_field(pid, "Uid:"), "65534", "uid of {pid}");
+        assert_eq!(status_field(pid, "Gid:"), "65534", "gid of {pid}");
+        let root = std::fs::read_link(format!("/proc/{pid}/root")).expect("root link");
+        assert_eq!(root, jail.path().canonicalize().expect("jail"));
+    }
+    let mut tls = connect_retrying(stud.addr, &pki);
+    echo_works(&mut tls);
+}
+
+#[test]
+fn quiet_keeps_warnings_only() {
+    let pki = Pki::new();
+    let port = free_port();
+    let b = echo_backend().to_string();
+    let f = format!("127.0.0.1,{port}");
+    let stud = Stud::spawn(
+        &stud_bin!(),
+        &[
+            "-q",
+            "--ssl",
+            "-f",
+            &f,
+            "-b",
+            &b,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    let mut tls = connect_retrying(SocketAddr::from(([127, 0, 0, 1], port)), &pki);
+    echo_works(&mut tls);
+    let out = stud.output();
+    assert!(out.contains("stud: warning: --ssl"), "{out}");
+    assert!(
+        !out.contains("listening on") && !out.contains("started"),
+        "{out}"
+    );
+}
+
+#[test]
+fn syslog_takes_the_routine_lines_off_stderr() {
+    let pki = Pki::new();
+    let port = free_port();
+    let b = echo_backend().to_string();
+    let f = format!("127.0.0.1,{port}");
+    let stud = Stud::spawn(
+        &stud_bin!(),
+        &[
+            "-s",
+            "--syslog-facility=local3",
+            "-f",
+            &f,
+            "-b",
+            &b,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    let mut tls = connect_retrying(SocketAddr::from(([127, 0, 0, 1], port)), &pki);
+    echo_works(&mut tls);
+    assert!(!stud.output().contains("listening on"), "{}", stud.output());
+}
+
+/// `ss` output for sockets matching `filter`.
+fn ss(args: &[&str]) -> String {
+    require_tool("ss");
+    let out = Command::new("ss").args(args).output().expect("ss");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn backlog_sets_the_listen_queue() {
+    let pki = Pki::new();
+    let stud = start(&pki, echo_backend(), &["-B", "7"]);
+    let port = stud.addr.port();
+    let table = ss(&["-ltnH", &format!("sport = :{port}")]);
+    // For a listening socket, Send-Q is the backlog.
+    let send_q: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(send_q, vec!["7"], "{table}");
+}
+
+#[test]
+fn keepalive_is_set_on_client_sockets_and_zero_turns_it_off() {
+    let pki = Pki::new();
+    for (flag, expect) in [("60", true), ("0", false)] {
+        let stud = start(&pki, echo_backend(), &["-k", flag]);
+        let mut tls = connect_retrying(stud.addr, &pki);
+        echo_works(&mut tls);
+        let port = stud.addr.port();
+        let table = ss(&["-tnoH", "state", "established", &format!("sport = :{port}")]);
+        assert_eq!(table.contains("keepalive"), expect, "-k {flag}: {table}");
+    }
+}
+
+/// The raw TCP connection is closed by stud (EOF or reset) within `within`.
+fn closed_within(mut tcp: TcpStream, within: Duration) {
+    tcp.set_read_timeout(Some(within)).expect("timeout");
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("not closed within {within:?}: {e}"),
+        }
+    }
+    assert!(start.elapsed() < within);
+}
+
+#[test]
+fn handshake_timeout_closes_silent_clients() {
+    let pki = Pki::new();
+    let stud = start(&pki, echo_backend(), &["--ssl-handshake-timeout=1"]);
+    let tcp = TcpStream::connect(stud.addr).expect("connect");
+    closed_within(tcp, Duration::from_secs(4));
+}
+
+#[test]
+fn idle_timeout_closes_quiet_connections() {
+    let pki = Pki::new();
+    let stud = start(&pki, echo_backend(), &["--idle-timeout=1"]);
+    let mut tls = connect_retrying(stud.addr, &pki);
+    echo_works(&mut tls);
+    let start = Instant::now();
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 8];
+    let r = tls.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "idle connection lived {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn backend_connect_timeout_gives_up_on_a_silent_backend() {
+    let pki = Pki::new();
+    // A listener that never accepts, with its queue filled, drops further SYNs: connects hang.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let silent: SocketAddr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    let _fill: Vec<_> = (0..4)
+        .filter_map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            s.set_nonblocking(true).ok()?;
+            let _ = s.connect(&silent.into());
+            Some(s)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let stud = start(&pki, silent, &["--backend-connect-timeout=1"]);
+    let mut tls = connect_retrying(stud.addr, &pki);
+    let _ = tls.write_all(b"hello?");
+    let start = Instant::now();
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(6)))
+        .expect("timeout");
+    let mut buf = [0u8; 8];
+    let r = tls.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn cipher_list_limits_tls12_suites() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let stud = start(
+        &pki,
+        echo_backend(),
+        &["-c", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+    );
+    let handshake = |cipher: &str| {
+        Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &stud.addr.to_string(),
+                "-tls1_2",
+                "-cipher",
+                cipher,
+                "-CAfile",
+                pki.ca_pem_file.to_str().expect("utf-8"),
+                "-verify_return_error",
+                "-servername",
+                "localhost",
+                "-brief",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl")
+    };
+    let allowed = handshake("ECDHE-ECDSA-AES256-GCM-SHA384");
+    let text = String::from_utf8_lossy(&allowed.stderr);
+    assert!(text.contains("ECDHE-ECDSA-AES256-GCM-SHA384"), "{text}");
+    let refused = handshake("ECDHE-ECDSA-AES128-GCM-SHA256");
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() || !text.contains("Cipher is"),
+        "{text}"
+    );
+}
