@@ -435,7 +435,7 @@ const char *stud_version(void);
  * and backend connect timeouts of 30 s, no idle timeout, a 60 s linger timeout, budgets of
  * 16 KiB towards the backend and 64 KiB towards the client, no client-address header.
  *
- * A certificate must be set before building. Free with `stud_config_builder_free`, or hand it
+ * At least one certificate must be added before building. Free with `stud_config_builder_free`, or hand it
  * to `stud_config_builder_build`, which frees it. Returns NULL only on an internal error.
  */
 stud_config_builder *stud_config_builder_new(void);
@@ -446,31 +446,35 @@ stud_config_builder *stud_config_builder_new(void);
 void stud_config_builder_free(stud_config_builder *builder);
 
 /**
- * Sets the certificate chain and private key from one PEM buffer (stud's combined format).
- * The bytes are copied. Replaces any certificate set before.
+ * Adds a certificate chain and its private key from one PEM buffer (stud's combined format).
+ * The bytes are copied.
+ *
+ * Every `stud_config_builder_add_*` call adds a certificate. With several, each handshake gets
+ * the one whose names cover the client's SNI and whose key suits the client; the first added
+ * is the default.
  */
-stud_result stud_config_builder_set_pem(stud_config_builder *builder,
+stud_result stud_config_builder_add_pem(stud_config_builder *builder,
                                         const uint8_t *pem,
                                         size_t pem_len);
 
 /**
- * Sets the certificate chain and private key from one PEM file, read by
+ * Adds a certificate chain and its private key from one PEM file, read by
  * `stud_config_builder_build`. `path` is a NUL-terminated path, copied.
  */
-stud_result stud_config_builder_set_pem_file(stud_config_builder *builder, const char *path);
+stud_result stud_config_builder_add_pem_file(stud_config_builder *builder, const char *path);
 
 /**
- * Sets the certificate chain and the private key from two PEM files, read by
+ * Adds a certificate chain and its private key from two PEM files, read by
  * `stud_config_builder_build`. The paths are copied.
  */
-stud_result stud_config_builder_set_cert_and_key_files(stud_config_builder *builder,
+stud_result stud_config_builder_add_cert_and_key_files(stud_config_builder *builder,
                                                        const char *chain_path,
                                                        const char *key_path);
 
 /**
- * Sets the certificate chain and the private key from two PEM buffers, copied.
+ * Adds a certificate chain and its private key from two PEM buffers, copied.
  */
-stud_result stud_config_builder_set_cert_and_key_pem(stud_config_builder *builder,
+stud_result stud_config_builder_add_cert_and_key_pem(stud_config_builder *builder,
                                                      const uint8_t *chain,
                                                      size_t chain_len,
                                                      const uint8_t *key,
@@ -484,6 +488,22 @@ stud_result stud_config_builder_set_cert_and_key_pem(stud_config_builder *builde
 stud_result stud_config_builder_set_versions(stud_config_builder *builder,
                                              const uint16_t *versions,
                                              size_t len);
+
+/**
+ * Sets the master secret session-ticket keys derive from (at least 32 bytes, copied; checked
+ * by the build). Processes and hosts given the same secret resume each other's sessions.
+ * Default: a random secret made by the build.
+ */
+stud_result stud_config_builder_set_ticket_secret(stud_config_builder *builder,
+                                                  const uint8_t *secret,
+                                                  size_t len);
+
+/**
+ * Like `stud_config_builder_set_ticket_secret`, from a file read by the build (trailing
+ * whitespace ignored). `path` is copied.
+ */
+stud_result stud_config_builder_set_ticket_secret_file(stud_config_builder *builder,
+                                                       const char *path);
 
 /**
  * Sets the cipher list, in OpenSSL syntax (`ECDHE-RSA-AES128-GCM-SHA256:…`) or IANA names.
@@ -537,8 +557,8 @@ stud_result stud_config_builder_set_idle_timeout_ms(stud_config_builder *builder
 stud_result stud_config_builder_set_linger_timeout_ms(stud_config_builder *builder, uint64_t ms);
 
 /**
- * Most decrypted client bytes held for a slow backend (512 to 16384, the default). Checked by
- * the build.
+ * Most decrypted client bytes held for a slow backend (512 to 64 MiB; default 16384). Checked
+ * by the build. Records are decrypted whole, so up to one record (16 KiB) more may be held.
  */
 stud_result stud_config_builder_set_to_backend_budget(stud_config_builder *builder, size_t bytes);
 

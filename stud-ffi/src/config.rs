@@ -84,7 +84,7 @@ fn update(builder: &mut ConfigBuilder, f: impl FnOnce(ConfigBuilder) -> ConfigBu
 /// and backend connect timeouts of 30 s, no idle timeout, a 60 s linger timeout, budgets of
 /// 16 KiB towards the backend and 64 KiB towards the client, no client-address header.
 ///
-/// A certificate must be set before building. Free with `stud_config_builder_free`, or hand it
+/// At least one certificate must be added before building. Free with `stud_config_builder_free`, or hand it
 /// to `stud_config_builder_build`, which frees it. Returns NULL only on an internal error.
 #[no_mangle]
 pub extern "C" fn stud_config_builder_new() -> *mut stud_config_builder {
@@ -102,10 +102,14 @@ pub unsafe extern "C" fn stud_config_builder_free(builder: *mut stud_config_buil
     }
 }
 
-/// Sets the certificate chain and private key from one PEM buffer (stud's combined format).
-/// The bytes are copied. Replaces any certificate set before.
+/// Adds a certificate chain and its private key from one PEM buffer (stud's combined format).
+/// The bytes are copied.
+///
+/// Every `stud_config_builder_add_*` call adds a certificate. With several, each handshake gets
+/// the one whose names cover the client's SNI and whose key suits the client; the first added
+/// is the default.
 #[no_mangle]
-pub unsafe extern "C" fn stud_config_builder_set_pem(
+pub unsafe extern "C" fn stud_config_builder_add_pem(
     builder: *mut stud_config_builder,
     pem: *const u8,
     pem_len: usize,
@@ -118,10 +122,10 @@ pub unsafe extern "C" fn stud_config_builder_set_pem(
     }
 }
 
-/// Sets the certificate chain and private key from one PEM file, read by
+/// Adds a certificate chain and its private key from one PEM file, read by
 /// `stud_config_builder_build`. `path` is a NUL-terminated path, copied.
 #[no_mangle]
-pub unsafe extern "C" fn stud_config_builder_set_pem_file(
+pub unsafe extern "C" fn stud_config_builder_add_pem_file(
     builder: *mut stud_config_builder,
     path: *const c_char,
 ) -> stud_result {
@@ -133,10 +137,10 @@ pub unsafe extern "C" fn stud_config_builder_set_pem_file(
     }
 }
 
-/// Sets the certificate chain and the private key from two PEM files, read by
+/// Adds a certificate chain and its private key from two PEM files, read by
 /// `stud_config_builder_build`. The paths are copied.
 #[no_mangle]
-pub unsafe extern "C" fn stud_config_builder_set_cert_and_key_files(
+pub unsafe extern "C" fn stud_config_builder_add_cert_and_key_files(
     builder: *mut stud_config_builder,
     chain_path: *const c_char,
     key_path: *const c_char,
@@ -150,9 +154,9 @@ pub unsafe extern "C" fn stud_config_builder_set_cert_and_key_files(
     }
 }
 
-/// Sets the certificate chain and the private key from two PEM buffers, copied.
+/// Adds a certificate chain and its private key from two PEM buffers, copied.
 #[no_mangle]
-pub unsafe extern "C" fn stud_config_builder_set_cert_and_key_pem(
+pub unsafe extern "C" fn stud_config_builder_add_cert_and_key_pem(
     builder: *mut stud_config_builder,
     chain: *const u8,
     chain_len: usize,
@@ -196,6 +200,38 @@ pub unsafe extern "C" fn stud_config_builder_set_versions(
             }
         }
         update(builder, |b| b.versions(&list));
+        stud_result::STUD_OK
+    }
+}
+
+/// Sets the master secret session-ticket keys derive from (at least 32 bytes, copied; checked
+/// by the build). Processes and hosts given the same secret resume each other's sessions.
+/// Default: a random secret made by the build.
+#[no_mangle]
+pub unsafe extern "C" fn stud_config_builder_set_ticket_secret(
+    builder: *mut stud_config_builder,
+    secret: *const u8,
+    len: usize,
+) -> stud_result {
+    ffi_boundary! {
+        let builder = try_mut!(builder);
+        let secret = try_slice!(secret, len);
+        update(builder, |b| b.ticket_secret(secret));
+        stud_result::STUD_OK
+    }
+}
+
+/// Like `stud_config_builder_set_ticket_secret`, from a file read by the build (trailing
+/// whitespace ignored). `path` is copied.
+#[no_mangle]
+pub unsafe extern "C" fn stud_config_builder_set_ticket_secret_file(
+    builder: *mut stud_config_builder,
+    path: *const c_char,
+) -> stud_result {
+    ffi_boundary! {
+        let builder = try_mut!(builder);
+        let path = Path::new(std::ffi::OsStr::from_bytes(try_c_str!(path).to_bytes()));
+        update(builder, |b| b.ticket_secret_file(path));
         stud_result::STUD_OK
     }
 }
@@ -334,8 +370,8 @@ pub unsafe extern "C" fn stud_config_builder_set_linger_timeout_ms(
     }
 }
 
-/// Most decrypted client bytes held for a slow backend (512 to 16384, the default). Checked by
-/// the build.
+/// Most decrypted client bytes held for a slow backend (512 to 64 MiB; default 16384). Checked
+/// by the build. Records are decrypted whole, so up to one record (16 KiB) more may be held.
 #[no_mangle]
 pub unsafe extern "C" fn stud_config_builder_set_to_backend_budget(
     builder: *mut stud_config_builder,

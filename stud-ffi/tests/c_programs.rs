@@ -1,0 +1,320 @@
+//! Real C programs against the real libstud: the unit-style API test (`tests/c/api_test.c`)
+//! and the embedding example (`examples/c/embed.c`) driven end to end with a TLS client and a
+//! backend — each built with `-Wall -Wextra -Werror`, run plain, under ASan+UBSan, and under
+//! valgrind.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use support::{Flavor, TestCert};
+
+/// Generous: valgrind slows TLS handshakes down a lot.
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn write_cert_files(dir: &Path, cert: &TestCert) {
+    std::fs::write(dir.join("site.pem"), &cert.combined).expect("write site.pem");
+    std::fs::write(dir.join("cert.pem"), &cert.cert_pem).expect("write cert.pem");
+    std::fs::write(dir.join("key.pem"), &cert.key_pem).expect("write key.pem");
+}
+
+/// The first flight of a rustls client to `localhost`.
+fn client_hello(cert: &TestCert) -> Vec<u8> {
+    let name = "localhost".try_into().expect("valid server name");
+    let mut client = rustls::ClientConnection::new(support::client_config(cert), name)
+        .expect("client connection");
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).expect("write to a Vec");
+    }
+    hello
+}
+
+fn assert_success(what: &str, out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn api_test_passes_plain_sanitized_and_under_valgrind() {
+    let dir = support::scratch("api");
+    let lib = support::install(&dir);
+    let cert = support::test_cert();
+    write_cert_files(&dir, &cert);
+    std::fs::write(dir.join("hello.bin"), client_hello(&cert)).expect("write hello.bin");
+    let args = ["site.pem", "cert.pem", "key.pem", "hello.bin"].map(|f| dir.join(f));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c");
+
+    let plain = dir.join("api_test");
+    support::compile(&lib, &source, &plain, Flavor::Plain);
+    let mut cmd = Command::new(&plain);
+    cmd.args(&args);
+    let out = support::run_with_timeout(cmd, RUN_LIMIT);
+    assert_success("api_test", &out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(", 0 failures"));
+
+    let sanitized = dir.join("api_test_asan");
+    support::compile(&lib, &source, &sanitized, Flavor::Sanitized);
+    let mut cmd = Command::new(&sanitized);
+    cmd.args(&args);
+    support::sanitizer_env(&mut cmd);
+    assert_success(
+        "api_test (ASan+UBSan)",
+        &support::run_with_timeout(cmd, RUN_LIMIT),
+    );
+
+    let mut cmd = support::valgrind_command(&plain);
+    cmd.args(&args);
+    assert_success(
+        "api_test (valgrind)",
+        &support::run_with_timeout(cmd, RUN_LIMIT),
+    );
+}
+
+/// A backend that, per connection, reads everything until end of stream and then sends it
+/// back and closes: the reply can only arrive if the client's close reached the backend as a
+/// write shutdown while the way back stayed open.
+fn start_backend() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let port = listener.local_addr().expect("local addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let mut data = Vec::new();
+                if stream.read_to_end(&mut data).is_ok() {
+                    let _ = stream.write_all(&data);
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// The C server as a child process, with its stdout lines streamed to the test.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> (Server, u16) {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the embed server starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        let line = server.wait_for("listening on ");
+        let port = line["listening on ".len()..]
+            .trim()
+            .parse()
+            .expect("the port is a number");
+        (server, port)
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns it.
+    fn wait_for(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + RUN_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line starting with {prefix:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for the process to exit by itself; returns its stdout lines and stderr.
+    fn finish(mut self) -> (Vec<String>, String) {
+        let deadline = Instant::now() + RUN_LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait works") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the embed server did not exit; saw {:?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        assert!(
+            status.success(),
+            "the embed server exited with {status:?}\nstdout: {:#?}\nstderr:\n{stderr}",
+            self.seen
+        );
+        (std::mem::take(&mut self.seen), stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only reached with the child still running when a test assertion failed.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One TLS client: sends `data`, then close_notify, then reads the reply to the backend's
+/// end of stream, which must arrive as a clean close_notify.
+fn tls_round_trip(port: u16, cert: &TestCert, data: &[u8]) -> Vec<u8> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to the C server");
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    tcp.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set timeout");
+    let name = "localhost".try_into().expect("valid server name");
+    let conn = rustls::ClientConnection::new(support::client_config(cert), name)
+        .expect("client connection");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(data).expect("send through the C server");
+    tls.conn.send_close_notify();
+    tls.flush().expect("flush close_notify");
+    let mut reply = Vec::new();
+    tls.read_to_end(&mut reply)
+        .expect("the reply ends with close_notify, not a bare FIN or reset");
+    reply
+}
+
+fn run_embed(flavor: Flavor, under_valgrind: bool) {
+    let name = match (flavor, under_valgrind) {
+        (Flavor::Sanitized, _) => "embed-asan",
+        (Flavor::Plain, true) => "embed-valgrind",
+        (Flavor::Plain, false) => "embed",
+    };
+    let dir = support::scratch(name);
+    let lib = support::install(&dir);
+    let cert = support::test_cert();
+    write_cert_files(&dir, &cert);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c/embed.c");
+    let binary = dir.join(name);
+    support::compile(&lib, &source, &binary, flavor);
+
+    let (backend_port, accepted) = start_backend();
+    let args = [
+        dir.join("site.pem").display().to_string(),
+        "0".to_owned(),
+        "127.0.0.1".to_owned(),
+        backend_port.to_string(),
+        "3".to_owned(), // connections before a clean exit
+    ];
+    let mut cmd = if under_valgrind {
+        support::valgrind_command(&binary)
+    } else {
+        Command::new(&binary)
+    };
+    cmd.args(&args);
+    if flavor == Flavor::Sanitized {
+        support::sanitizer_env(&mut cmd);
+    }
+    let (mut server, port) = Server::start(cmd);
+
+    // A small exchange and, at the same time, one big enough to exercise the budgets.
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let big_client = {
+        let cert = TestCert {
+            combined: cert.combined.clone(),
+            cert_pem: cert.cert_pem.clone(),
+            key_pem: cert.key_pem.clone(),
+            der: cert.der.clone(),
+        };
+        let big = big.clone();
+        std::thread::spawn(move || tls_round_trip(port, &cert, &big))
+    };
+    let small = tls_round_trip(port, &cert, b"hello through libstud\n");
+    assert_eq!(small, b"hello through libstud\n");
+    let big_reply = big_client.join().expect("the big client thread ran");
+    assert!(big_reply == big, "the 2 MB reply came back intact");
+    server.wait_for("handshake sni=localhost");
+
+    // Not TLS at all: the handshake fails and no backend connection is made for it.
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    raw.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    raw.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .expect("send garbage");
+    let mut alert = Vec::new();
+    let _ = raw.read_to_end(&mut alert);
+    assert_eq!(alert.first(), Some(&0x15), "a TLS alert record came back");
+
+    let (lines, _stderr) = server.finish();
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "one backend connection per good client"
+    );
+    let handshakes: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("handshake "))
+        .collect();
+    assert_eq!(handshakes.len(), 2, "{lines:?}");
+    for h in &handshakes {
+        assert!(h.contains("sni=localhost"), "{h}");
+        assert!(h.contains("alpn=http/1.1"), "{h}");
+        assert!(h.contains("version=0304"), "{h}");
+        assert!(h.contains("suite=TLS_"), "{h}");
+    }
+    let completed = lines
+        .iter()
+        .filter(|l| l.starts_with("closed reason=completed"))
+        .count();
+    assert_eq!(completed, 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("closed reason=handshake_failed message=handshake_failed: ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "exiting after 3 connections"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn embed_example_terminates_tls_under_sanitizers() {
+    run_embed(Flavor::Sanitized, false);
+}
+
+#[test]
+fn embed_example_terminates_tls_under_valgrind() {
+    run_embed(Flavor::Plain, true);
+}
