@@ -388,3 +388,59 @@ fn proxy_v1_header_carries_the_real_peer_and_local_addresses() {
     );
     assert_eq!(String::from_utf8_lossy(&got), want);
 }
+
+#[test]
+fn a_stalled_client_stalls_the_backend() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 64 * 1024;
+    const LIMIT: usize = 256 << 20;
+    let chunk = Arc::new(pattern(5, CHUNK));
+    let written = Arc::new(AtomicUsize::new(0));
+    let (data, count) = (chunk.clone(), written.clone());
+    let backend = Backend::spawn(move |mut stream| {
+        // Writes until the server stops taking bytes (or the test ends the connection).
+        while count.load(Ordering::SeqCst) < LIMIT {
+            if stream.write_all(&data).is_err() {
+                return;
+            }
+            count.fetch_add(CHUNK, Ordering::SeqCst);
+        }
+    });
+    let mut server = Running::start(config(|b| b), options(&[backend.addr]));
+    let mut tls = tls_connect(server.addr);
+
+    // The client reads nothing: once the buffers on the way are full, the backend must stall.
+    let mut last = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = written.load(Ordering::SeqCst);
+        if now > 0 && now == last {
+            break;
+        }
+        last = now;
+        assert!(
+            Instant::now() < deadline,
+            "the backend never stalled ({now} bytes written)"
+        );
+    }
+    assert!(last < LIMIT, "nothing held the backend back");
+
+    // Reading resumes the flow, in order: the backend moves on once the client has taken
+    // enough for the buffers on the way to drain.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut read = 0;
+    while written.load(Ordering::SeqCst) < last + (1 << 20) {
+        assert!(
+            Instant::now() < deadline,
+            "the backend did not resume after {read} bytes read"
+        );
+        assert!(
+            read_exact(&mut tls, CHUNK) == *chunk,
+            "bytes out of order after the stall"
+        );
+        read += CHUNK;
+    }
+    server.stop.stop_now();
+    server.join(TIMEOUT).expect("run");
+}

@@ -159,3 +159,11 @@ fn run_after_it_returned_returns_at_once() {
     )
     .is_err());
 }
+
+#[test]
+fn a_server_moves_to_its_thread_and_handles_are_shared() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send::<Server>();
+    send_sync::<stud_core::driver::StopHandle>();
+}
