@@ -356,6 +356,13 @@ typedef struct stud_config_builder stud_config_builder;
 typedef struct stud_conn stud_conn;
 
 /**
+ * A listening TLS terminator: accepts clients on one address and relays each to a backend,
+ * running many connections on the thread that calls `stud_server_run`. Thread-safe: any
+ * thread may call `stud_server_stop` / `stud_server_stop_now` while another runs it.
+ */
+typedef struct stud_server stud_server;
+
+/**
  * A borrowed byte string: `len` bytes at `data`.
  */
 typedef struct {
@@ -847,6 +854,67 @@ stud_result stud_conn_is_handshaking(const stud_conn *conn, bool *yes_out);
  * Whether the connection is closed: `STUD_ACTION_CLOSE` was returned or is pending.
  */
 stud_result stud_conn_is_closed(const stud_conn *conn, bool *yes_out);
+
+/**
+ * Binds `listen` (with `SO_REUSEADDR`; port 0 picks a free port) and makes a server that
+ * relays every client to `backend`, with the connection settings of `config` (the server keeps
+ * its own reference).
+ *
+ * `drain_timeout_ms`: on a graceful stop, how long open connections may finish (0: the default,
+ * 30 s). `max_connections`: stop accepting while this many are open (0: no limit but the
+ * descriptor limit). Returns `STUD_IO` if the address cannot be bound. Free with
+ * `stud_server_free`.
+ */
+stud_result stud_server_new(const stud_config *config,
+                            const struct sockaddr *listen,
+                            socklen_t listen_len,
+                            const struct sockaddr *backend,
+                            socklen_t backend_len,
+                            uint64_t drain_timeout_ms,
+                            size_t max_connections,
+                            stud_server **server_out);
+
+/**
+ * The address the server listens on (useful after binding port 0).
+ */
+stud_result stud_server_local_addr(const stud_server *server,
+                                   struct sockaddr_storage *addr_out,
+                                   socklen_t *len_out);
+
+/**
+ * Runs the server on the calling thread until it is stopped; returns `STUD_OK` after a stop
+ * (graceful: connections drained or aborted at the drain deadline), `STUD_IO` if the event loop
+ * failed, `STUD_ALREADY_USED` if another thread is running it. Once it has returned, the
+ * listener is closed and running it again returns at once.
+ */
+stud_result stud_server_run(const stud_server *server);
+
+/**
+ * Asks the server to stop gracefully: stop accepting, let open connections finish until the
+ * drain timeout, then return from `stud_server_run`. Callable from any thread, before or
+ * during the run (a stop asked before the run is honoured when it starts).
+ */
+stud_result stud_server_stop(const stud_server *server);
+
+/**
+ * Asks the server to stop now: abort every connection and return from `stud_server_run`.
+ */
+stud_result stud_server_stop_now(const stud_server *server);
+
+/**
+ * The write end of the server's stop pipe, for signal handlers (which may not call
+ * `stud_server_stop`): `write(fd, "g", 1)` stops gracefully, `write(fd, "n", 1)` stops now;
+ * `write(2)` is async-signal-safe. The descriptor is nonblocking and close-on-exec, owned by the
+ * server: do not close it, and stop using it before `stud_server_free`.
+ */
+stud_result stud_server_stop_fd(const stud_server *server, int *fd_out);
+
+/**
+ * Frees a server (NULL does nothing), closing its listener and any connection left. Never
+ * while `stud_server_run` is running on another thread: stop it and wait for the run to
+ * return first.
+ */
+void stud_server_free(stud_server *server);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -63,6 +63,22 @@ pub(crate) unsafe fn from_c(
     }
 }
 
+/// Reads an address argument, mapping failures to result codes.
+///
+/// # Safety
+/// As [`from_c`].
+pub(crate) unsafe fn argument(
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Result<SocketAddr, crate::error::stud_result> {
+    use crate::error::stud_result;
+    // SAFETY: per this function's contract.
+    unsafe { from_c(addr, len) }.map_err(|e| match e {
+        AddrError::Null => stud_result::STUD_NULL_PARAMETER,
+        AddrError::Invalid => stud_result::STUD_INVALID_PARAMETER,
+    })
+}
+
 /// Encodes a socket address for C; returns the storage and the length actually used.
 pub(crate) fn to_c(addr: SocketAddr) -> (sockaddr_storage, socklen_t) {
     // SAFETY: all-zero bytes are a valid `sockaddr_storage` (plain integers and arrays).

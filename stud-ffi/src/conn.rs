@@ -7,7 +7,7 @@ use std::sync::Arc;
 use libc::{sockaddr, sockaddr_storage, socklen_t};
 use stud_core::{CloseReason, Conn, Event, HandshakeInfo, Instant};
 
-use crate::addr::{self, AddrError};
+use crate::addr;
 use crate::config::{stud_config, tls_version_to_u16};
 use crate::error::stud_result;
 use crate::ffi::{
@@ -77,21 +77,6 @@ impl ConnState {
     }
 }
 
-/// Reads an address argument, mapping failures to result codes.
-///
-/// # Safety
-/// As [`addr::from_c`].
-unsafe fn address(
-    addr: *const sockaddr,
-    len: socklen_t,
-) -> Result<std::net::SocketAddr, stud_result> {
-    // SAFETY: per this function's contract.
-    unsafe { addr::from_c(addr, len) }.map_err(|e| match e {
-        AddrError::Null => stud_result::STUD_NULL_PARAMETER,
-        AddrError::Invalid => stud_result::STUD_INVALID_PARAMETER,
-    })
-}
-
 /// A connection for a client accepted at `now_us` (microseconds on the caller's monotonic clock;
 /// it must never go backwards across calls for this connection).
 ///
@@ -117,12 +102,12 @@ pub unsafe extern "C" fn stud_conn_new(
             return stud_result::STUD_NULL_PARAMETER;
         };
         // SAFETY: the caller passes `peer_len` readable bytes at `peer`, or NULL.
-        let peer = match unsafe { address(peer, peer_len) } {
+        let peer = match unsafe { addr::argument(peer, peer_len) } {
             Ok(a) => a,
             Err(r) => return r,
         };
         // SAFETY: the caller passes `local_len` readable bytes at `local`, or NULL.
-        let local = match unsafe { address(local, local_len) } {
+        let local = match unsafe { addr::argument(local, local_len) } {
             Ok(a) => a,
             Err(r) => return r,
         };

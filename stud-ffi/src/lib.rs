@@ -32,6 +32,7 @@ mod error;
 mod ffi;
 mod output;
 mod panic;
+mod server;
 
 use std::ffi::c_char;
 
@@ -39,6 +40,7 @@ pub use config::*;
 pub use conn::*;
 pub use error::*;
 pub use output::*;
+pub use server::*;
 
 /// The library's version, `"MAJOR.MINOR.PATCH"`, as a static NUL-terminated string. The major
 /// version is the ABI version (the soname is `libstud.so.MAJOR`).

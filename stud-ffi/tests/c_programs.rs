@@ -318,3 +318,54 @@ fn embed_example_terminates_tls_under_sanitizers() {
 fn embed_example_terminates_tls_under_valgrind() {
     run_embed(Flavor::Plain, true);
 }
+
+/// `server_test.c`: the stud_server API from C, with one TLS exchange through the running
+/// server while it waits for the go-ahead on its standard input.
+fn run_server_test(flavor: Flavor, under_valgrind: bool) {
+    let name = match (flavor, under_valgrind) {
+        (Flavor::Sanitized, _) => "server-asan",
+        (Flavor::Plain, true) => "server-valgrind",
+        (Flavor::Plain, false) => "server",
+    };
+    let dir = support::scratch(name);
+    let lib = support::install(&dir);
+    let cert = support::test_cert();
+    write_cert_files(&dir, &cert);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/server_test.c");
+    let binary = dir.join(name);
+    support::compile(&lib, &source, &binary, flavor);
+
+    let (backend_port, accepted) = start_backend();
+    let mut cmd = if under_valgrind {
+        support::valgrind_command(&binary)
+    } else {
+        Command::new(&binary)
+    };
+    cmd.arg(dir.join("site.pem")).arg(backend_port.to_string());
+    cmd.stdin(Stdio::piped());
+    if flavor == Flavor::Sanitized {
+        support::sanitizer_env(&mut cmd);
+    }
+    let (mut server, port) = Server::start(cmd);
+    let reply = tls_round_trip(port, &cert, b"through stud_server\n");
+    assert_eq!(reply, b"through stud_server\n");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let mut stdin = server.child.stdin.take().expect("piped stdin");
+    stdin.write_all(b"go\n").expect("send the go-ahead");
+    drop(stdin);
+    let (lines, _) = server.finish();
+    assert!(
+        lines.iter().any(|l| l == "server_test: 0 failures"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn server_api_works_from_c_under_sanitizers() {
+    run_server_test(Flavor::Sanitized, false);
+}
+
+#[test]
+fn server_api_works_from_c_under_valgrind() {
+    run_server_test(Flavor::Plain, true);
+}

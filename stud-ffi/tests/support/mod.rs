@@ -135,7 +135,7 @@ pub fn compile(lib: &Installed, source: &Path, out: &Path, flavor: Flavor) {
         ]),
     };
     cmd.args(&lib.cflags).arg(source).arg("-o").arg(out);
-    cmd.args(&lib.libs);
+    cmd.args(&lib.libs).arg("-pthread");
     cmd.arg(format!("-Wl,-rpath,{}", lib.prefix.join("lib").display()));
     let result = cmd.output().expect("gcc runs");
     assert!(

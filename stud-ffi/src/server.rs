@@ -1,0 +1,182 @@
+//! `stud_server`: stud's reference event loop (one thread, many connections) for C programs
+//! that want a whole TLS terminator rather than a connection engine.
+
+use std::ffi::c_int;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use libc::{sockaddr, sockaddr_storage, socklen_t};
+use stud_core::driver::{Options, Server, StopHandle};
+
+use crate::addr;
+use crate::config::stud_config;
+use crate::error::stud_result;
+use crate::ffi::{arc_clone, box_from_ptr, box_into_ptr, impl_handle, try_out, try_ref};
+use crate::panic::ffi_boundary;
+
+/// A listening TLS terminator: accepts clients on one address and relays each to a backend,
+/// running many connections on the thread that calls `stud_server_run`. Thread-safe: any
+/// thread may call `stud_server_stop` / `stud_server_stop_now` while another runs it.
+#[derive(Debug)]
+pub struct stud_server {
+    _private: [u8; 0],
+}
+impl_handle!(stud_server => ServerState, BoxHandle);
+
+/// The server, out of its slot while `run` has it, and what other threads may use meanwhile.
+#[derive(Debug)]
+pub(crate) struct ServerState {
+    server: Mutex<Option<Server>>,
+    stop: StopHandle,
+    local: SocketAddr,
+}
+
+/// Binds `listen` (with `SO_REUSEADDR`; port 0 picks a free port) and makes a server that
+/// relays every client to `backend`, with the connection settings of `config` (the server keeps
+/// its own reference).
+///
+/// `drain_timeout_ms`: on a graceful stop, how long open connections may finish (0: the default,
+/// 30 s). `max_connections`: stop accepting while this many are open (0: no limit but the
+/// descriptor limit). Returns `STUD_IO` if the address cannot be bound. Free with
+/// `stud_server_free`.
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_new(
+    config: *const stud_config,
+    listen: *const sockaddr,
+    listen_len: socklen_t,
+    backend: *const sockaddr,
+    backend_len: socklen_t,
+    drain_timeout_ms: u64,
+    max_connections: usize,
+    server_out: *mut *mut stud_server,
+) -> stud_result {
+    ffi_boundary! {
+        // SAFETY: the caller passes a live config from `stud_config_builder_build`, or NULL.
+        let Some(config) = (unsafe { arc_clone::<stud_config>(config) }) else {
+            return stud_result::STUD_NULL_PARAMETER;
+        };
+        // SAFETY: the caller passes `listen_len` readable bytes at `listen`, or NULL.
+        let listen = match unsafe { addr::argument(listen, listen_len) } {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        // SAFETY: the caller passes `backend_len` readable bytes at `backend`, or NULL.
+        let backend = match unsafe { addr::argument(backend, backend_len) } {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let server_out = try_out!(server_out);
+        let mut options = Options {
+            backends: vec![backend],
+            max_connections: (max_connections > 0).then_some(max_connections),
+            ..Options::default()
+        };
+        if drain_timeout_ms > 0 {
+            options.drain_timeout = Duration::from_millis(drain_timeout_ms);
+        }
+        let server = match Server::bind(Arc::clone(&config), listen, options) {
+            Ok(server) => server,
+            Err(_) => return stud_result::STUD_IO,
+        };
+        let Some(local) = server.local_addrs().first().copied() else {
+            return stud_result::STUD_IO;
+        };
+        *server_out = box_into_ptr::<stud_server>(ServerState {
+            stop: server.stop_handle(),
+            server: Mutex::new(Some(server)),
+            local,
+        });
+        stud_result::STUD_OK
+    }
+}
+
+/// The address the server listens on (useful after binding port 0).
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_local_addr(
+    server: *const stud_server,
+    addr_out: *mut sockaddr_storage,
+    len_out: *mut socklen_t,
+) -> stud_result {
+    ffi_boundary! {
+        let state = try_ref!(server);
+        let addr_out = try_out!(addr_out);
+        let len_out = try_out!(len_out);
+        (*addr_out, *len_out) = addr::to_c(state.local);
+        stud_result::STUD_OK
+    }
+}
+
+/// Runs the server on the calling thread until it is stopped; returns `STUD_OK` after a stop
+/// (graceful: connections drained or aborted at the drain deadline), `STUD_IO` if the event loop
+/// failed, `STUD_ALREADY_USED` if another thread is running it. Once it has returned, the
+/// listener is closed and running it again returns at once.
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_run(server: *const stud_server) -> stud_result {
+    ffi_boundary! {
+        let state = try_ref!(server);
+        // Take the server out of its slot so stop/free callers never wait on a running loop.
+        let taken = state.server.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let Some(mut running) = taken else {
+            return stud_result::STUD_ALREADY_USED;
+        };
+        let result = running.run();
+        *state.server.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
+        match result {
+            Ok(()) => stud_result::STUD_OK,
+            Err(_) => stud_result::STUD_IO,
+        }
+    }
+}
+
+/// Asks the server to stop gracefully: stop accepting, let open connections finish until the
+/// drain timeout, then return from `stud_server_run`. Callable from any thread, before or
+/// during the run (a stop asked before the run is honoured when it starts).
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_stop(server: *const stud_server) -> stud_result {
+    ffi_boundary! {
+        let state = try_ref!(server);
+        state.stop.stop();
+        stud_result::STUD_OK
+    }
+}
+
+/// Asks the server to stop now: abort every connection and return from `stud_server_run`.
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_stop_now(server: *const stud_server) -> stud_result {
+    ffi_boundary! {
+        let state = try_ref!(server);
+        state.stop.stop_now();
+        stud_result::STUD_OK
+    }
+}
+
+/// The write end of the server's stop pipe, for signal handlers (which may not call
+/// `stud_server_stop`): `write(fd, "g", 1)` stops gracefully, `write(fd, "n", 1)` stops now;
+/// `write(2)` is async-signal-safe. The descriptor is nonblocking and close-on-exec, owned by the
+/// server: do not close it, and stop using it before `stud_server_free`.
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_stop_fd(
+    server: *const stud_server,
+    fd_out: *mut c_int,
+) -> stud_result {
+    ffi_boundary! {
+        let state = try_ref!(server);
+        let fd_out = try_out!(fd_out);
+        let fd: RawFd = state.stop.raw_fd();
+        *fd_out = fd;
+        stud_result::STUD_OK
+    }
+}
+
+/// Frees a server (NULL does nothing), closing its listener and any connection left. Never
+/// while `stud_server_run` is running on another thread: stop it and wait for the run to
+/// return first.
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_free(server: *mut stud_server) {
+    ffi_boundary! {
+        // SAFETY: the caller gives up a server from `stud_server_new`, once, not running.
+        drop(unsafe { box_from_ptr(server) });
+    }
+}
