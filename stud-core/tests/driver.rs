@@ -444,3 +444,50 @@ fn a_stalled_client_stalls_the_backend() {
     server.stop.stop_now();
     server.join(TIMEOUT).expect("run");
 }
+
+#[test]
+fn idle_and_half_closed_connections_cost_no_cpu() {
+    // A backend that never speaks first: it reads, ends its own stream when told "close", and
+    // holds the connection open for a while after the client's end of stream.
+    let backend = Backend::spawn(|mut stream| {
+        let mut buf = [0u8; 64];
+        if let Ok(n) = stream.read(&mut buf) {
+            if &buf[..n] == b"close" {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+        }
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let mut server = Running::start(config(|b| b), options(&[backend.addr]));
+    // Handshaking and silent.
+    let _handshaking = TcpStream::connect(server.addr).expect("connect");
+    // Established and idle.
+    let mut idle = tls_connect(server.addr);
+    idle.write_all(b"x").expect("write");
+    // The client is done; the backend has not answered.
+    let mut client_done = tls_connect(server.addr);
+    client_done.write_all(b"y").expect("write");
+    finish_sending(&mut client_done);
+    // The backend is done; the client has not closed.
+    let mut backend_done = tls_connect(server.addr);
+    backend_done.write_all(b"close").expect("write");
+    let (data, clean) = read_to_end(&mut backend_done);
+    assert!(data.is_empty() && clean);
+    wait_until("three backend connections", TIMEOUT, || {
+        backend.accepts() == 3
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
+    let before = server.cpu_time();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = server.cpu_time().saturating_sub(before);
+    assert!(
+        used <= Duration::from_millis(50),
+        "idle connections cost {used:?} of CPU in 1 s"
+    );
+    assert_eq!(server.record.lock().expect("record").closes.len(), 0);
+    server.stop.stop_now();
+    server.join(TIMEOUT).expect("run");
+}

@@ -267,6 +267,25 @@ mod tests {
     }
 
     #[test]
+    fn tuned_sockets_have_nodelay_and_keepalive() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stream = TcpStream::connect(addr).expect("connect");
+        tune(&stream, Some(Duration::from_secs(600)));
+        let socket = SockRef::from(&stream);
+        assert!(socket.tcp_nodelay().expect("nodelay"));
+        assert!(socket.keepalive().expect("keepalive"));
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("idle"),
+            Duration::from_secs(600)
+        );
+        let plain = TcpStream::connect(addr).expect("connect");
+        tune(&plain, None);
+        assert!(!SockRef::from(&plain).keepalive().expect("keepalive"));
+    }
+
+    #[test]
     fn a_refused_connect_is_reported() {
         // A port that was just free: nothing listens there.
         let port = TcpListener::bind("127.0.0.1:0")

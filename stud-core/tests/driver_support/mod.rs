@@ -100,6 +100,7 @@ pub struct Running {
     pub stop: StopHandle,
     pub record: Arc<Mutex<Record>>,
     done: Option<mpsc::Receiver<io::Result<()>>>,
+    thread_name: String,
 }
 
 impl Running {
@@ -118,20 +119,26 @@ impl Running {
         let record = recorder.0.clone();
         server.set_observer(Box::new(recorder));
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let result = server.run().and_then(|()| match server.connection_count() {
-                0 => Ok(()),
-                n => Err(io::Error::other(format!(
-                    "{n} connections left after run()"
-                ))),
-            });
-            let _ = tx.send(result);
-        });
+        // A name unique in this process, so that its CPU time can be found in /proc.
+        let thread_name = format!("drv-{}", addr.port());
+        std::thread::Builder::new()
+            .name(thread_name.clone())
+            .spawn(move || {
+                let result = server.run().and_then(|()| match server.connection_count() {
+                    0 => Ok(()),
+                    n => Err(io::Error::other(format!(
+                        "{n} connections left after run()"
+                    ))),
+                });
+                let _ = tx.send(result);
+            })
+            .expect("spawn the server thread");
         Running {
             addr,
             stop,
             record,
             done: Some(rx),
+            thread_name,
         }
     }
 
@@ -166,6 +173,28 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// CPU time (user + system) the server's thread has used so far, from /proc (Linux).
+    pub fn cpu_time(&self) -> Duration {
+        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+        for task in tasks {
+            let path = task.expect("task").path();
+            let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+                continue;
+            };
+            if comm.trim() != self.thread_name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).expect("stat");
+            let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime, fields 14 and 15 of the file, in ticks of 10 ms (USER_HZ = 100).
+            let ticks: u64 = fields[11].parse::<u64>().expect("utime")
+                + fields[12].parse::<u64>().expect("stime");
+            return Duration::from_millis(ticks * 10);
+        }
+        panic!("no thread named {} in /proc/self/task", self.thread_name);
     }
 
     pub fn warnings(&self) -> Vec<String> {
