@@ -369,3 +369,37 @@ fn server_api_works_from_c_under_sanitizers() {
 fn server_api_works_from_c_under_valgrind() {
     run_server_test(Flavor::Plain, true);
 }
+
+/// The complete example in docs/c-api.md compiles and links cleanly against the installed
+/// library, so the documentation cannot rot.
+#[test]
+fn docs_example_compiles_and_links() {
+    let dir = support::scratch("docs-example");
+    let lib = support::install(&dir);
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/c-api.md");
+    let text = std::fs::read_to_string(&doc).expect("docs/c-api.md is readable");
+    let start = text.find("```c\n").expect("docs/c-api.md has a C example") + "```c\n".len();
+    let len = text[start..].find("```").expect("the C example is closed");
+    let source = dir.join("example.c");
+    std::fs::write(&source, &text[start..start + len]).expect("write example.c");
+    support::compile(&lib, &source, &dir.join("example"), Flavor::Plain);
+}
+
+/// The static library links on its own with the system libraries stud.pc lists as private.
+#[test]
+fn api_test_links_statically() {
+    let dir = support::scratch("static");
+    let lib = support::install(&dir);
+    let cert = support::test_cert();
+    write_cert_files(&dir, &cert);
+    std::fs::write(dir.join("hello.bin"), client_hello(&cert)).expect("write hello.bin");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c");
+    let binary = dir.join("api_test_static");
+    support::compile_static(&lib, &source, &binary);
+    let mut cmd = Command::new(&binary);
+    cmd.args(["site.pem", "cert.pem", "key.pem", "hello.bin"].map(|f| dir.join(f)));
+    assert_success(
+        "api_test (static)",
+        &support::run_with_timeout(cmd, RUN_LIMIT),
+    );
+}

@@ -146,6 +146,34 @@ pub fn compile(lib: &Installed, source: &Path, out: &Path, flavor: Flavor) {
     );
 }
 
+/// Compiles `source` against the installed `libstud.a` (no shared library involved), with the
+/// private libraries from `pkg-config --static`.
+pub fn compile_static(lib: &Installed, source: &Path, out: &Path) {
+    let pc_path = lib.prefix.join("lib/pkgconfig");
+    let static_libs = Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", &pc_path)
+        .args(["--static", "--libs-only-l", "stud"])
+        .output()
+        .expect("pkg-config runs");
+    assert!(static_libs.status.success(), "pkg-config --static failed");
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1"]);
+    cmd.args(&lib.cflags).arg(source).arg("-o").arg(out);
+    cmd.arg(lib.prefix.join("lib/libstud.a"));
+    for flag in String::from_utf8_lossy(&static_libs.stdout).split_whitespace() {
+        if flag != "-lstud" {
+            cmd.arg(flag);
+        }
+    }
+    let result = cmd.output().expect("gcc runs");
+    assert!(
+        result.status.success(),
+        "static link of {} failed:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
 /// Environment for sanitized runs: every finding is fatal, leaks included.
 pub fn sanitizer_env(cmd: &mut Command) {
     cmd.env(
