@@ -32,6 +32,10 @@ pub(crate) struct Args {
     pub(crate) handshake_timeout: Duration,
     pub(crate) backend_connect_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
+    /// How long in-flight connections may finish after SIGTERM.
+    pub(crate) drain_timeout: Duration,
+    /// Session-ticket master secret shared by every host that should resume each other's sessions.
+    pub(crate) ticket_secret: Option<PathBuf>,
     pub(crate) reuseport: bool,
     pub(crate) self_signed: bool,
     pub(crate) pems: Vec<PathBuf>,
@@ -241,6 +245,10 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         parse_secs("idle timeout", s)
     })?
     .unwrap_or(0);
+    let drain_timeout = last(&mut args, &["--drain-timeout"], |s| {
+        parse_secs("drain timeout", s)
+    })?
+    .unwrap_or(30);
     for (name, secs) in [
         ("--ssl-handshake-timeout", handshake_timeout),
         ("--backend-connect-timeout", backend_connect_timeout),
@@ -255,6 +263,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     let user = last(&mut args, &["-u", "--user"], text)?;
     let group = last(&mut args, &["-g", "--group"], text)?;
     let pidfile = last(&mut args, &["-p", "--pidfile"], path)?;
+    let ticket_secret = last(&mut args, &["--ticket-secret"], path)?;
     let syslog_facility = last(&mut args, &["--syslog-facility"], |s| {
         crate::log::facility_from_name(s)
             .map(|_| s.to_string())
@@ -311,6 +320,8 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         handshake_timeout: Duration::from_secs(handshake_timeout),
         backend_connect_timeout: Duration::from_secs(backend_connect_timeout),
         idle_timeout: (idle_timeout > 0).then(|| Duration::from_secs(idle_timeout)),
+        drain_timeout: Duration::from_secs(drain_timeout),
+        ticket_secret,
         reuseport,
         self_signed,
         pems,
@@ -329,7 +340,11 @@ PEM is one file holding the certificate chain and its private key.
 Encryption:
       --tls                     TLS 1.2 and 1.3 (the default)
       --ssl                     accepted for compatibility: SSLv3 is not offered, TLS 1.2/1.3 is used
-  -c, --ciphers=SUITES          cipher list in OpenSSL syntax (applies to TLS 1.2)
+  -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
+                                names no TLS 1.3 suite leaves TLS 1.3 at its defaults
+      --ticket-secret=FILE      session-ticket master secret (at least 32 bytes, e.g.
+                                `openssl rand -base64 48`): hosts sharing it resume each
+                                other's sessions [default: random at start]
       --self-signed             serve an ephemeral certificate for localhost (testing only)
 
 Socket:
@@ -342,6 +357,8 @@ Socket:
       --ssl-handshake-timeout=SECS    [default: 30]
       --backend-connect-timeout=SECS  [default: 30]
       --idle-timeout=SECS       close connections idle this long, 0 = never [default: 0]
+      --drain-timeout=SECS      on SIGTERM, how long in-flight connections may finish
+                                [default: 30]
 
 Performance:
   -n, --workers=CORES           worker processes, or 'auto' for one per CPU [default: 1]

@@ -88,6 +88,7 @@ fn run(args: Args) -> Result<i32, String> {
     let options = Options {
         backends: backends.clone(),
         keepalive: args.keepalive,
+        drain_timeout: args.drain_timeout,
         ..Options::default()
     };
     let setup = worker::WorkerSetup {

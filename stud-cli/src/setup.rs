@@ -31,6 +31,9 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
     if let Some(list) = &args.ciphers {
         builder = builder.ciphers(list.clone());
     }
+    if let Some(path) = &args.ticket_secret {
+        builder = builder.ticket_secret_file(path);
+    }
     builder = if args.self_signed {
         let (cert, key, fingerprint) = self_signed()?;
         warnings.push(format!(

@@ -1,47 +1,5 @@
 //! `Conn`: one client connection and its backend twin, as a state machine over bytes and time.
-//!
-//! # Contract
-//!
-//! A `Conn` does no I/O and reads no clock. The caller owns two sockets (the client's, accepted;
-//! the backend's, connected when asked) and moves bytes and events between them and the `Conn`.
-//!
-//! **Inputs** (`handle_*`), each with `now`, which must never go backwards:
-//! - [`handle_client_data`](Conn::handle_client_data) — ciphertext read from the client. Returns how
-//!   many bytes were taken; all of them whenever `data.len() <= client_read_capacity()`.
-//! - [`handle_client_eof`](Conn::handle_client_eof) / [`handle_client_reset`](Conn::handle_client_reset)
-//!   — the client's socket read end of stream, or failed (RST, EPIPE, …).
-//! - [`handle_backend_connected`](Conn::handle_backend_connected) /
-//!   [`handle_backend_connect_failed`](Conn::handle_backend_connect_failed) — the outcome of
-//!   [`Action::ConnectBackend`].
-//! - [`handle_backend_data`](Conn::handle_backend_data) — plaintext read from the backend. Returns
-//!   how many bytes were taken; all of them whenever `data.len() <= backend_read_capacity()`.
-//! - [`handle_backend_eof`](Conn::handle_backend_eof) / [`handle_backend_reset`](Conn::handle_backend_reset).
-//! - [`handle_timeout`](Conn::handle_timeout) — call when `now` reaches [`poll_timeout`](Conn::poll_timeout).
-//!
-//! **Outputs**, to drain after every input, in this order:
-//! 1. [`poll_event`](Conn::poll_event) — once, when the handshake completes (SNI, ALPN, version, suite).
-//! 2. [`poll_action`](Conn::poll_action) until `None` — connect the backend, shut one socket's write
-//!    side, or close both sockets with a [`CloseReason`]. After `Close` the `Conn` is finished.
-//! 3. Bytes: [`poll_client_transmit`](Conn::poll_client_transmit) (or
-//!    [`write_client`](Conn::write_client)) and [`poll_backend_transmit`](Conn::poll_backend_transmit)
-//!    (or [`write_backend`](Conn::write_backend)). Sending bytes can make an action due (a shutdown
-//!    after the last byte), so poll actions again after transmitting.
-//! 4. [`interest`](Conn::interest) — which sockets to watch for reading and writing — and
-//!    [`poll_timeout`](Conn::poll_timeout) — when to call `handle_timeout` next.
-//!
-//! # Rules the engine keeps
-//! - No backend connection is asked for until the handshake completes.
-//! - The client-address header (per [`ClientAddressMode`](crate::ClientAddressMode)) is the first
-//!   thing the backend receives, exactly once.
-//! - Half-close both ways: the client's end of stream (close_notify or FIN) becomes a shutdown of
-//!   the backend's write side once every byte is delivered, and the backend's reply keeps flowing;
-//!   the backend's end of stream becomes close_notify, then a shutdown of the client's write side.
-//!   The connection closes when both directions are done, or when the remaining direction makes
-//!   no progress for the linger timeout.
-//! - Each direction has a budget; with a full budget the producer's read interest is off and its
-//!   read capacity is zero. Nothing grows with a slow reader.
-//! - Buffers exist only while they hold bytes.
-//! - Every close carries a reason.
+//! The contract is on [`Conn`] itself.
 
 use std::io;
 use std::net::SocketAddr;
@@ -116,8 +74,50 @@ struct Pending {
 /// How many flush loops one `write_*` call may run: bounded work per call.
 const MAX_WRITES_PER_CALL: usize = 16;
 
-/// One client connection and its backend twin. See the [module documentation](self) for the
-/// contract.
+/// One client connection and its backend twin.
+///
+/// # Contract
+///
+/// A `Conn` does no I/O and reads no clock. The caller owns two sockets (the client's, accepted;
+/// the backend's, connected when asked) and moves bytes and events between them and the `Conn`.
+///
+/// **Inputs** (`handle_*`), each with `now`, which must never go backwards:
+/// - [`handle_client_data`](Conn::handle_client_data) — ciphertext read from the client. Returns how
+///   many bytes were taken; all of them whenever `data.len() <= client_read_capacity()`.
+/// - [`handle_client_eof`](Conn::handle_client_eof) / [`handle_client_reset`](Conn::handle_client_reset)
+///   — the client's socket read end of stream, or failed (RST, EPIPE, …).
+/// - [`handle_backend_connected`](Conn::handle_backend_connected) /
+///   [`handle_backend_connect_failed`](Conn::handle_backend_connect_failed) — the outcome of
+///   [`Action::ConnectBackend`].
+/// - [`handle_backend_data`](Conn::handle_backend_data) — plaintext read from the backend. Returns
+///   how many bytes were taken; all of them whenever `data.len() <= backend_read_capacity()`.
+/// - [`handle_backend_eof`](Conn::handle_backend_eof) / [`handle_backend_reset`](Conn::handle_backend_reset).
+/// - [`handle_timeout`](Conn::handle_timeout) — call when `now` reaches [`poll_timeout`](Conn::poll_timeout).
+///
+/// **Outputs**, to drain after every input, in this order:
+/// 1. [`poll_event`](Conn::poll_event) — once, when the handshake completes (SNI, ALPN, version, suite).
+/// 2. [`poll_action`](Conn::poll_action) until `None` — connect the backend, shut one socket's write
+///    side, or close both sockets with a [`CloseReason`]. After `Close` the `Conn` is finished.
+/// 3. Bytes: [`poll_client_transmit`](Conn::poll_client_transmit) (or
+///    [`write_client`](Conn::write_client)) and [`poll_backend_transmit`](Conn::poll_backend_transmit)
+///    (or [`write_backend`](Conn::write_backend)). Sending bytes can make an action due (a shutdown
+///    after the last byte), so poll actions again after transmitting.
+/// 4. [`interest`](Conn::interest) — which sockets to watch for reading and writing — and
+///    [`poll_timeout`](Conn::poll_timeout) — when to call `handle_timeout` next.
+///
+/// # Rules the engine keeps
+/// - No backend connection is asked for until the handshake completes.
+/// - The client-address header (per [`ClientAddressMode`](crate::ClientAddressMode)) is the first
+///   thing the backend receives, exactly once.
+/// - Half-close both ways: the client's end of stream (close_notify or FIN) becomes a shutdown of
+///   the backend's write side once every byte is delivered, and the backend's reply keeps flowing;
+///   the backend's end of stream becomes close_notify, then a shutdown of the client's write side.
+///   The connection closes when both directions are done, or when the remaining direction makes
+///   no progress for the linger timeout.
+/// - Each direction has a budget; with a full budget the producer's read interest is off and its
+///   read capacity is zero. Nothing grows with a slow reader.
+/// - Buffers exist only while they hold bytes.
+/// - Every close carries a reason.
 pub struct Conn {
     config: Arc<Config>,
     tls: Session,
