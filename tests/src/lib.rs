@@ -2,9 +2,11 @@
 //! clients. Everything runs on loopback with ports chosen by the kernel, and every wait is
 //! bounded by a timeout.
 
+pub mod hostile;
 pub mod net;
 pub mod pki;
 pub mod process;
+pub mod procfs;
 
 use std::time::Duration;
 
