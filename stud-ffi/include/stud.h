@@ -306,6 +306,36 @@ typedef uint32_t stud_close_reason;
 #endif // __cplusplus
 
 /**
+ * What a `stud_log_callback` line is about.
+ */
+enum stud_log_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A client completed its handshake: `PEER handshake sni=… alpn=… version=… suite=…`.
+   */
+  STUD_LOG_HANDSHAKE = 1,
+  /**
+   * A connection ended: `PEER closed REASON from_client=N to_client=N from_backend=N
+   * to_backend=N duration_ms=N`.
+   */
+  STUD_LOG_CLOSED = 2,
+  /**
+   * An operational problem (accept failing, a backend refusing), already rate-limited.
+   */
+  STUD_LOG_WARNING = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stud_log_kind stud_log_kind;
+#else
+typedef uint32_t stud_log_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * How the backend learns the client's address (`stud_config_builder_set_client_address`).
  */
 enum stud_client_address
@@ -426,6 +456,12 @@ typedef stud_io_result (*stud_write_callback)(void *userdata,
                                               const uint8_t *buf,
                                               size_t len,
                                               size_t *out_n);
+
+/**
+ * Receives the server's reports, one NUL-terminated line at a time, on the thread running
+ * `stud_server_run`. `message` is valid only during the call. Keep it short: the loop waits.
+ */
+typedef void (*stud_log_callback)(void *userdata, stud_log_kind kind, const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -880,6 +916,16 @@ stud_result stud_server_new(const stud_config *config,
 stud_result stud_server_local_addr(const stud_server *server,
                                    struct sockaddr_storage *addr_out,
                                    socklen_t *len_out);
+
+/**
+ * Sends the server's reports (handshakes, closes, warnings) to `callback`, called with
+ * `userdata` on the thread that runs the server; both must be usable from that thread. NULL
+ * `callback` turns reporting off. Call it before `stud_server_run` (while the server runs:
+ * `STUD_ALREADY_USED`).
+ */
+stud_result stud_server_set_log_callback(const stud_server *server,
+                                         stud_log_callback callback,
+                                         void *userdata);
 
 /**
  * Runs the server on the calling thread until it is stopped; returns `STUD_OK` after a stop

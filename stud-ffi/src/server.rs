@@ -1,14 +1,15 @@
 //! `stud_server`: stud's reference event loop (one thread, many connections) for C programs
 //! that want a whole TLS terminator rather than a connection engine.
 
-use std::ffi::c_int;
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use libc::{sockaddr, sockaddr_storage, socklen_t};
-use stud_core::driver::{Options, Server, StopHandle};
+use stud_core::driver::{ConnStats, Observer, Options, Server, StopHandle};
+use stud_core::{CloseReason, HandshakeInfo};
 
 use crate::addr;
 use crate::config::stud_config;
@@ -31,6 +32,78 @@ pub(crate) struct ServerState {
     server: Mutex<Option<Server>>,
     stop: StopHandle,
     local: SocketAddr,
+}
+
+/// What a `stud_log_callback` line is about.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum stud_log_kind {
+    /// A client completed its handshake: `PEER handshake sni=… alpn=… version=… suite=…`.
+    STUD_LOG_HANDSHAKE = 1,
+    /// A connection ended: `PEER closed REASON from_client=N to_client=N from_backend=N
+    /// to_backend=N duration_ms=N`.
+    STUD_LOG_CLOSED = 2,
+    /// An operational problem (accept failing, a backend refusing), already rate-limited.
+    STUD_LOG_WARNING = 3,
+}
+
+/// Receives the server's reports, one NUL-terminated line at a time, on the thread running
+/// `stud_server_run`. `message` is valid only during the call. Keep it short: the loop waits.
+pub type stud_log_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, kind: stud_log_kind, message: *const c_char),
+>;
+
+/// Forwards the driver's reports to a C callback.
+struct CallbackObserver {
+    callback: unsafe extern "C" fn(*mut c_void, stud_log_kind, *const c_char),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the observer moves to the thread that runs the server; `stud_server_set_log_callback`
+// documents that the callback and its userdata must be usable from that thread.
+unsafe impl Send for CallbackObserver {}
+
+impl CallbackObserver {
+    fn emit(&mut self, kind: stud_log_kind, line: String) {
+        // Interior NULs cannot come from the driver's formatting; drop them rather than fail.
+        let line = CString::new(line.replace('\0', "")).unwrap_or_default();
+        // SAFETY: the callback's contract: called on the run thread with a string valid for
+        // the duration of the call.
+        unsafe { (self.callback)(self.userdata, kind, line.as_ptr()) };
+    }
+}
+
+impl Observer for CallbackObserver {
+    fn handshake(&mut self, peer: SocketAddr, info: &HandshakeInfo) {
+        let alpn = info.alpn.as_deref().map_or_else(
+            || "-".to_owned(),
+            |p| String::from_utf8_lossy(p).into_owned(),
+        );
+        let line = format!(
+            "{peer} handshake sni={} alpn={alpn} version={} suite={}",
+            info.sni.as_deref().unwrap_or("-"),
+            info.version.as_str(),
+            info.cipher_suite,
+        );
+        self.emit(stud_log_kind::STUD_LOG_HANDSHAKE, line);
+    }
+
+    fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, stats: &ConnStats) {
+        let line = format!(
+            "{peer} closed {reason} from_client={} to_client={} from_backend={} to_backend={} \
+             duration_ms={}",
+            stats.bytes_from_client,
+            stats.bytes_to_client,
+            stats.bytes_from_backend,
+            stats.bytes_to_backend,
+            stats.duration.as_millis(),
+        );
+        self.emit(stud_log_kind::STUD_LOG_CLOSED, line);
+    }
+
+    fn warning(&mut self, message: &str) {
+        self.emit(stud_log_kind::STUD_LOG_WARNING, message.to_owned());
+    }
 }
 
 /// Binds `listen` (with `SO_REUSEADDR`; port 0 picks a free port) and makes a server that
@@ -107,6 +180,35 @@ pub unsafe extern "C" fn stud_server_local_addr(
         stud_result::STUD_OK
     }
 }
+
+/// Sends the server's reports (handshakes, closes, warnings) to `callback`, called with
+/// `userdata` on the thread that runs the server; both must be usable from that thread. NULL
+/// `callback` turns reporting off. Call it before `stud_server_run` (while the server runs:
+/// `STUD_ALREADY_USED`).
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_set_log_callback(
+    server: *const stud_server,
+    callback: stud_log_callback,
+    userdata: *mut c_void,
+) -> stud_result {
+    ffi_boundary! {
+        let state = try_ref!(server);
+        let mut slot = state.server.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(server) = slot.as_mut() else {
+            return stud_result::STUD_ALREADY_USED;
+        };
+        match callback {
+            Some(callback) => server.set_observer(Box::new(CallbackObserver { callback, userdata })),
+            None => server.set_observer(Box::new(Silent)),
+        }
+        stud_result::STUD_OK
+    }
+}
+
+/// The observer that reports nothing.
+struct Silent;
+
+impl Observer for Silent {}
 
 /// Runs the server on the calling thread until it is stopped; returns `STUD_OK` after a stop
 /// (graceful: connections drained or aborted at the drain deadline), `STUD_IO` if the event loop

@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -37,6 +37,12 @@ fn client_hello(cert: &TestCert) -> Vec<u8> {
     hello
 }
 
+/// The C API test: its main and configuration half, and its connection half.
+fn api_test_sources() -> [PathBuf; 2] {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+    [dir.join("api_test.c"), dir.join("api_conn_test.c")]
+}
+
 fn assert_success(what: &str, out: &std::process::Output) {
     assert!(
         out.status.success(),
@@ -55,7 +61,7 @@ fn api_test_passes_plain_sanitized_and_under_valgrind() {
     write_cert_files(&dir, &cert);
     std::fs::write(dir.join("hello.bin"), client_hello(&cert)).expect("write hello.bin");
     let args = ["site.pem", "cert.pem", "key.pem", "hello.bin"].map(|f| dir.join(f));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c");
+    let source = api_test_sources();
 
     let plain = dir.join("api_test");
     support::compile(&lib, &source, &plain, Flavor::Plain);
@@ -225,7 +231,7 @@ fn run_embed(flavor: Flavor, under_valgrind: bool) {
     let lib = support::install(&dir);
     let cert = support::test_cert();
     write_cert_files(&dir, &cert);
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c/embed.c");
+    let source = [Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c/embed.c")];
     let binary = dir.join(name);
     support::compile(&lib, &source, &binary, flavor);
 
@@ -331,7 +337,7 @@ fn run_server_test(flavor: Flavor, under_valgrind: bool) {
     let lib = support::install(&dir);
     let cert = support::test_cert();
     write_cert_files(&dir, &cert);
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/server_test.c");
+    let source = [Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/server_test.c")];
     let binary = dir.join(name);
     support::compile(&lib, &source, &binary, flavor);
 
@@ -380,8 +386,8 @@ fn docs_example_compiles_and_links() {
     let text = std::fs::read_to_string(&doc).expect("docs/c-api.md is readable");
     let start = text.find("```c\n").expect("docs/c-api.md has a C example") + "```c\n".len();
     let len = text[start..].find("```").expect("the C example is closed");
-    let source = dir.join("example.c");
-    std::fs::write(&source, &text[start..start + len]).expect("write example.c");
+    let source = [dir.join("example.c")];
+    std::fs::write(&source[0], &text[start..start + len]).expect("write example.c");
     support::compile(&lib, &source, &dir.join("example"), Flavor::Plain);
 }
 
@@ -393,7 +399,7 @@ fn api_test_links_statically() {
     let cert = support::test_cert();
     write_cert_files(&dir, &cert);
     std::fs::write(dir.join("hello.bin"), client_hello(&cert)).expect("write hello.bin");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c");
+    let source = api_test_sources();
     let binary = dir.join("api_test_static");
     support::compile_static(&lib, &source, &binary);
     let mut cmd = Command::new(&binary);

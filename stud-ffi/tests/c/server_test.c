@@ -27,6 +27,13 @@ static int failures;
         }                                                                            \
     } while (0)
 
+/* Runs on the server's thread. */
+static void on_log(void *userdata, stud_log_kind kind, const char *message) {
+    (*(int *)userdata)++;
+    printf("log %u %s\n", (unsigned)kind, message);
+    fflush(stdout);
+}
+
 static void *run_server(void *arg) {
     stud_result *result = malloc(sizeof *result);
     if (result) {
@@ -84,6 +91,7 @@ int main(int argc, char **argv) {
     struct sockaddr_storage ss;
     socklen_t len = 0;
     CHECK(stud_server_local_addr(NULL, &ss, &len) == STUD_NULL_PARAMETER);
+    CHECK(stud_server_set_log_callback(NULL, on_log, NULL) == STUD_NULL_PARAMETER);
     stud_server_free(NULL);
 
     /* A server run on a thread, stopped gracefully from this one. */
@@ -98,6 +106,9 @@ int main(int argc, char **argv) {
     printf("listening on %u\n", (unsigned)ntohs(bound->sin_port));
     fflush(stdout);
 
+    int reports = 0;
+    CHECK(stud_server_set_log_callback(server, NULL, NULL) == STUD_OK);
+    CHECK(stud_server_set_log_callback(server, on_log, &reports) == STUD_OK);
     pthread_t thread;
     CHECK(pthread_create(&thread, NULL, run_server, server) == 0);
     /* The driving test sends its traffic, then a line on stdin. */
@@ -105,8 +116,11 @@ int main(int argc, char **argv) {
     if (!fgets(line, sizeof line, stdin)) {
         fprintf(stderr, "stdin closed before the go-ahead\n");
     }
+    /* Still running: the observer cannot change under the loop. */
+    CHECK(stud_server_set_log_callback(server, NULL, NULL) == STUD_ALREADY_USED);
     CHECK(stud_server_stop(server) == STUD_OK);
     CHECK(join(thread) == STUD_OK);
+    CHECK(reports >= 2); /* the exchange's handshake and close */
     /* After the run returned, running again returns at once. */
     CHECK(stud_server_run(server) == STUD_OK);
     stud_server_free(server);

@@ -119,8 +119,9 @@ pub enum Flavor {
     Sanitized,
 }
 
-/// Compiles `source` against the installed libstud with `-Wall -Wextra -Werror`.
-pub fn compile(lib: &Installed, source: &Path, out: &Path, flavor: Flavor) {
+/// Compiles `sources` into one program against the installed libstud with
+/// `-Wall -Wextra -Werror`.
+pub fn compile(lib: &Installed, sources: &[PathBuf], out: &Path, flavor: Flavor) {
     let version = tool("gcc", &["--version"]);
     assert!(version.status.success(), "gcc --version failed");
     let mut cmd = Command::new("gcc");
@@ -134,21 +135,20 @@ pub fn compile(lib: &Installed, source: &Path, out: &Path, flavor: Flavor) {
             "-fno-omit-frame-pointer",
         ]),
     };
-    cmd.args(&lib.cflags).arg(source).arg("-o").arg(out);
+    cmd.args(&lib.cflags).args(sources).arg("-o").arg(out);
     cmd.args(&lib.libs).arg("-pthread");
     cmd.arg(format!("-Wl,-rpath,{}", lib.prefix.join("lib").display()));
     let result = cmd.output().expect("gcc runs");
     assert!(
         result.status.success(),
-        "compiling {} ({flavor:?}) failed:\n{}",
-        source.display(),
+        "compiling {sources:?} ({flavor:?}) failed:\n{}",
         String::from_utf8_lossy(&result.stderr)
     );
 }
 
 /// Compiles `source` against the installed `libstud.a` (no shared library involved), with the
 /// private libraries from `pkg-config --static`.
-pub fn compile_static(lib: &Installed, source: &Path, out: &Path) {
+pub fn compile_static(lib: &Installed, sources: &[PathBuf], out: &Path) {
     let pc_path = lib.prefix.join("lib/pkgconfig");
     let static_libs = Command::new("pkg-config")
         .env("PKG_CONFIG_PATH", &pc_path)
@@ -158,7 +158,7 @@ pub fn compile_static(lib: &Installed, source: &Path, out: &Path) {
     assert!(static_libs.status.success(), "pkg-config --static failed");
     let mut cmd = Command::new("gcc");
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1"]);
-    cmd.args(&lib.cflags).arg(source).arg("-o").arg(out);
+    cmd.args(&lib.cflags).args(sources).arg("-o").arg(out);
     cmd.arg(lib.prefix.join("lib/libstud.a"));
     for flag in String::from_utf8_lossy(&static_libs.stdout).split_whitespace() {
         if flag != "-lstud" {
@@ -168,8 +168,7 @@ pub fn compile_static(lib: &Installed, source: &Path, out: &Path) {
     let result = cmd.output().expect("gcc runs");
     assert!(
         result.status.success(),
-        "static link of {} failed:\n{}",
-        source.display(),
+        "static link of {sources:?} failed:\n{}",
         String::from_utf8_lossy(&result.stderr)
     );
 }
