@@ -46,7 +46,7 @@ pub use server::*;
 /// version is the ABI version (the soname is `libstud.so.MAJOR`).
 #[no_mangle]
 pub extern "C" fn stud_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0")
-        .as_ptr()
-        .cast::<c_char>()
+    panic::ffi_boundary! {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast::<c_char>()
+    }
 }
