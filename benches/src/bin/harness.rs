@@ -1,0 +1,337 @@
+//! `harness`: stud beside hitch and haproxy, one pinned core each, in one command.
+//!
+//! ```text
+//! cargo run --release -p stud-benches --bin harness -- all        # everything, ~15 minutes
+//! cargo run --release -p stud-benches --bin harness -- all --quick # a smoke run, ~2 minutes
+//! cargo run --release -p stud-benches --bin harness -- callgrind  # engine instruction counts
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use stud_benches::helpers::{self, start_backend};
+use stud_benches::proxies::{self, Kind, Setup, LOAD_CPU};
+use stud_benches::report::Report;
+use stud_benches::scenarios::{self, timed, Plan};
+use stud_benches::{client, engine};
+
+const USAGE: &str = "usage: harness all [--quick] [--runs N] [--only handshake,bulk,idle,latency] \
+[--peers stud,hitch,haproxy] [--stud PATH] [--out DIR]\n       harness callgrind [--out DIR]\n       \
+harness machine";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("all") => all(&args[1..]),
+        Some("callgrind") => callgrind(&args[1..]),
+        Some("machine") => {
+            print!("{}", machine());
+            Ok(())
+        }
+        // Helper processes the harness starts from its own executable.
+        Some("backend") => helpers::backend_main(),
+        Some("hold") => hold(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("harness: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hold(args: &[String]) -> io::Result<()> {
+    let bad = || io::Error::other("usage: harness hold ADDR COUNT THREADS");
+    let addr: SocketAddr = args.first().and_then(|a| a.parse().ok()).ok_or_else(bad)?;
+    let count: usize = args.get(1).and_then(|a| a.parse().ok()).ok_or_else(bad)?;
+    let threads: usize = args.get(2).and_then(|a| a.parse().ok()).ok_or_else(bad)?;
+    helpers::hold_main(addr, count, threads)
+}
+
+/// The value after `flag`, if given.
+fn opt<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("docs")
+}
+
+fn all(args: &[String]) -> io::Result<()> {
+    helpers::handle_interrupts();
+    let quick = args.iter().any(|a| a == "--quick");
+    let runs = match opt(args, "--runs") {
+        Some(n) => n
+            .parse()
+            .map_err(|_| io::Error::other("--runs takes a number"))?,
+        None if quick => 1,
+        None => 5,
+    };
+    let only: Vec<String> = opt(args, "--only")
+        .unwrap_or("handshake,bulk,idle,latency")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let kinds: Vec<Kind> = opt(args, "--peers")
+        .unwrap_or("stud,hitch,haproxy")
+        .split(',')
+        .map(|k| {
+            Kind::ALL
+                .into_iter()
+                .find(|x| x.name() == k)
+                .ok_or_else(|| io::Error::other(format!("unknown terminator '{k}'")))
+        })
+        .collect::<io::Result<_>>()?;
+    let out = opt(args, "--out").map_or_else(docs_dir, PathBuf::from);
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return Err(io::Error::other(
+            "the harness needs 2 CPUs: the proxy on 0, the load on 1",
+        ));
+    }
+    if kinds.iter().any(|k| *k != Kind::Stud) {
+        install_peers()?;
+    }
+    let stud = match opt(args, "--stud") {
+        Some(p) => PathBuf::from(p),
+        None => build_stud()?,
+    };
+    let exe = std::env::current_exe()?;
+    proxies::pin_self(LOAD_CPU)?;
+    helpers::raise_fd_limit();
+
+    let dir = std::env::temp_dir().join(format!("stud-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let pem = dir.join("site.pem");
+    std::fs::write(&pem, engine::certificate_pem().map_err(io::Error::other)?)?;
+    let (backend, backend_addr) = start_backend(&exe)?;
+    let setup = Setup {
+        stud,
+        pem,
+        dir: dir.clone(),
+        backend: backend_addr,
+    };
+    let plan = Plan {
+        runs,
+        warmup: Duration::from_millis(if quick { 500 } else { 1000 }),
+        window: Duration::from_millis(if quick { 1500 } else { 4000 }),
+        threads: 24,
+        bulk_bytes: if quick { 128 << 20 } else { 1 << 30 },
+        idle: if quick {
+            vec![(1000, 1), (3000, 2)]
+        } else {
+            vec![(5000, 1), (18000, 2)]
+        },
+        exe,
+        kinds,
+    };
+    eprintln!("{}", machine());
+    eprintln!(
+        "client: TLS 1.3, {}, {}, ECDSA P-256 certificate; backend {backend_addr}; {} runs",
+        client::SUITE,
+        client::GROUP,
+        plan.runs
+    );
+    let mut report = Report::default();
+    let result = (|| {
+        if only.iter().any(|o| o == "handshake") {
+            timed("handshakes", || {
+                scenarios::handshakes(&plan, &setup, &mut report)
+            })?;
+        }
+        if only.iter().any(|o| o == "bulk") {
+            timed("bulk", || scenarios::bulk(&plan, &setup, &mut report))?;
+        }
+        if only.iter().any(|o| o == "idle") {
+            timed("idle", || scenarios::idle(&plan, &setup, &mut report))?;
+        }
+        if only.iter().any(|o| o == "latency") {
+            timed("latency", || {
+                scenarios::latency(&plan, &setup, backend_addr, &mut report)
+            })?;
+        }
+        Ok::<(), io::Error>(())
+    })();
+    backend.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = report.markdown();
+    println!("{table}");
+    if !report.metrics.is_empty() {
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join("performance.svg"), report.svg(&chart_title(quick)))?;
+        std::fs::write(
+            out.join("performance-results.md"),
+            format!(
+                "<!-- written by `harness all`; do not edit -->\n```text\n{}```\n\n{table}",
+                machine()
+            ),
+        )?;
+        eprintln!(
+            "wrote {} and performance-results.md",
+            out.join("performance.svg").display()
+        );
+    }
+    result
+}
+
+fn chart_title(quick: bool) -> String {
+    format!(
+        "stud vs hitch vs haproxy, one pinned core each ({}medians)",
+        if quick { "smoke run, " } else { "" }
+    )
+}
+
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The machine and the versions compared, for the report.
+fn machine() -> String {
+    format!(
+        "nproc: {}\ncpu: {}\nkernel: {}\nmemory: {}\nhitch: {}\nhaproxy: {}\nopenssl: {}\nload: {}\n",
+        sh("nproc --all"),
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'"),
+        sh("uname -sr"),
+        sh("grep MemTotal /proc/meminfo | tr -s ' '"),
+        sh("dpkg-query -W -f '${Version}' hitch 2>/dev/null"),
+        sh("dpkg-query -W -f '${Version}' haproxy 2>/dev/null"),
+        sh("openssl version"),
+        sh("cat /proc/loadavg"),
+    )
+}
+
+/// hitch and haproxy from Debian, when missing.
+fn install_peers() -> io::Result<()> {
+    if !sh("command -v hitch").is_empty() && !sh("command -v haproxy").is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing hitch and haproxy from Debian");
+    let policy = sh("apt-cache policy hitch haproxy");
+    eprintln!("{policy}");
+    if !policy.contains("Candidate") || policy.contains("Candidate: (none)") {
+        let st = Command::new("apt-get").args(["update", "-qq"]).status()?;
+        if !st.success() {
+            return Err(io::Error::other("apt-get update failed"));
+        }
+    }
+    let st = Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "hitch",
+            "haproxy",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    if !st.success() || sh("command -v hitch").is_empty() || sh("command -v haproxy").is_empty() {
+        return Err(io::Error::other(
+            "cannot install hitch and haproxy (apt-get install -y hitch haproxy)",
+        ));
+    }
+    Ok(())
+}
+
+/// `cargo build --release -p stud-cli`, then the binary beside this one.
+fn build_stud() -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| io::Error::other("executable without a directory"))?;
+    let stud = dir.join("stud");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        eprintln!("building stud (cargo build --release -p stud-cli)");
+        let st = Command::new(cargo)
+            .args(["build", "--release", "-q", "-p", "stud-cli"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()?;
+        if !st.success() {
+            return Err(io::Error::other("cargo build --release -p stud-cli failed"));
+        }
+    }
+    if !stud.exists() {
+        return Err(io::Error::other(format!(
+            "no stud binary at {} (build it, or pass --stud PATH)",
+            stud.display()
+        )));
+    }
+    Ok(stud)
+}
+
+/// Instruction counts of the engine alone (callgrind), for the noise-free figures.
+fn callgrind(args: &[String]) -> io::Result<()> {
+    let out = opt(args, "--out").map_or_else(docs_dir, PathBuf::from);
+    let exe = std::env::current_exe()?;
+    let counter = exe
+        .parent()
+        .ok_or_else(|| io::Error::other("executable without a directory"))?
+        .join("engine_count");
+    if !counter.exists() {
+        return Err(io::Error::other(format!(
+            "{} is missing: cargo build --release -p stud-benches --bins",
+            counter.display()
+        )));
+    }
+    if sh("command -v valgrind").is_empty() {
+        return Err(io::Error::other(
+            "valgrind is missing: apt-get install -y valgrind",
+        ));
+    }
+    let mut lines = String::from("| operation | engine instructions |\n|---|---:|\n");
+    let mut handshake = 0.0;
+    for (what, label) in [
+        ("handshake", "full TLS 1.3 handshake (per connection)"),
+        ("download", "relay 1 MiB backend→client"),
+        ("upload", "relay 1 MiB client→backend"),
+    ] {
+        let tmp =
+            std::env::temp_dir().join(format!("stud-callgrind-{}-{what}", std::process::id()));
+        let o = Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", tmp.display()))
+            .arg("--toggle-collect=*engine_*")
+            .arg(&counter)
+            .arg(what)
+            .output()?;
+        let text = String::from_utf8_lossy(&o.stderr);
+        let _ = std::fs::remove_file(&tmp);
+        let total = text
+            .lines()
+            .find_map(|l| l.split("Collected : ").nth(1))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                io::Error::other(format!("no instruction count from callgrind:\n{text}"))
+            })?;
+        // engine_count repeats the operation; a relay run also does one handshake first.
+        let per = (total as f64 - if what == "handshake" { 0.0 } else { handshake })
+            / engine::COUNT_REPEATS as f64;
+        if what == "handshake" {
+            handshake = per;
+        }
+        println!("{label}: {per:.0} instructions");
+        lines.push_str(&format!("| {label} | {per:.0} |\n"));
+    }
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("performance-callgrind.md"), lines)?;
+    Ok(())
+}

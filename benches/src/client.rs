@@ -1,0 +1,142 @@
+//! The load generator's TLS client: rustls, TLS 1.3 only, one cipher suite and one key-exchange
+//! group, so every proxy negotiates exactly the same thing.
+//!
+//! The client does not verify the server's certificate: the proxies still sign every handshake,
+//! but the load generator saves the verification so one core of it can saturate a proxy's core.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, StreamOwned};
+
+/// Every socket operation of the load generator gives up after this long.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The suite every scenario negotiates (AES-GCM, as operators deploy it).
+pub const SUITE: &str = "TLS13_AES_128_GCM_SHA256";
+/// The key exchange every scenario negotiates (what OpenSSL 3.0 in hitch and haproxy offers).
+pub const GROUP: &str = "X25519";
+
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration; `resume` keeps session tickets (TLS 1.3 resumption) in memory.
+pub fn config(resume: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let base = aws_lc_rs::default_provider();
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: vec![aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256],
+        kx_groups: vec![aws_lc_rs::kx_group::X25519],
+        ..base
+    });
+    let mut cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
+        .with_no_client_auth();
+    cfg.resumption = if resume {
+        Resumption::in_memory_sessions(64)
+    } else {
+        Resumption::disabled()
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// A TLS stream over a blocking socket.
+pub type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// Connects and completes the handshake; returns the stream and whether it was resumed.
+pub fn connect(config: &Arc<ClientConfig>, addr: SocketAddr) -> io::Result<(Tls, bool)> {
+    let sock = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    sock.set_nodelay(true)?;
+    sock.set_read_timeout(Some(IO_TIMEOUT))?;
+    sock.set_write_timeout(Some(IO_TIMEOUT))?;
+    let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+    let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    let resumed = tls.conn.handshake_kind() == Some(HandshakeKind::Resumed);
+    Ok((tls, resumed))
+}
+
+/// Connects without TLS (the direct-to-backend reference).
+pub fn connect_plain(addr: SocketAddr) -> io::Result<TcpStream> {
+    let sock = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    sock.set_nodelay(true)?;
+    sock.set_read_timeout(Some(IO_TIMEOUT))?;
+    sock.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(sock)
+}
+
+/// Reads until the peer's end of stream (close_notify, or a FIN some proxies send without
+/// one); returns the byte count.
+pub fn read_to_end(r: &mut impl Read, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        match r.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(total),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One request/response over a fresh connection: handshake, `R <size>`, read the response to
+/// its end, close. Returns whether the session was resumed.
+pub fn request(config: &Arc<ClientConfig>, addr: SocketAddr, size: usize) -> io::Result<bool> {
+    let (mut tls, resumed) = connect(config, addr)?;
+    tls.write_all(format!("R {size}\n").as_bytes())?;
+    tls.flush()?;
+    let mut buf = [0u8; 4096];
+    let got = read_to_end(&mut tls, &mut buf)?;
+    if got != size as u64 {
+        return Err(io::Error::other(format!(
+            "response of {got} bytes, expected {size}"
+        )));
+    }
+    Ok(resumed)
+}

@@ -1,0 +1,244 @@
+//! The engine in memory, with no sockets: a rustls client against a `stud_core::Conn` and a
+//! backend that is just a byte counter. Shared by the criterion benchmarks and by the small
+//! binary whose instructions callgrind counts.
+//!
+//! The `engine_*` functions are the only places that call the engine and are never inlined,
+//! so a profiler can count the engine's work apart from the client's (callgrind's
+//! `--toggle-collect=*engine_*`).
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+use stud_core::{Action, Config, Conn, Instant};
+
+use crate::client;
+
+/// A self-signed ECDSA P-256 certificate for `localhost` and its key, as one PEM (stud's
+/// format: chain, then key).
+pub fn certificate_pem() -> Result<String, rcgen::Error> {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    Ok(format!(
+        "{}{}",
+        ck.cert.pem(),
+        ck.signing_key.serialize_pem()
+    ))
+}
+
+/// How many times `engine_count` repeats an operation for callgrind.
+pub const COUNT_REPEATS: usize = 10;
+
+/// A fixed instant: nothing in these benchmarks waits for a deadline.
+const NOW: Instant = Instant::ZERO;
+/// The biggest piece a socket read would hand the engine at once.
+const READ: usize = 64 * 1024;
+
+/// A server configuration and a client configuration.
+#[derive(Debug, Clone)]
+pub struct Bench {
+    server: Arc<Config>,
+    client: Arc<ClientConfig>,
+}
+
+/// One connection in memory: the engine's `Conn` and the client talking to it.
+pub struct Pair {
+    conn: Conn,
+    client: ClientConnection,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bench {
+    /// Fresh certificate, default stud configuration, the harness's client.
+    pub fn new() -> io::Result<Bench> {
+        let pem = certificate_pem().map_err(io::Error::other)?;
+        let server = Config::builder()
+            .pem(pem)
+            .build()
+            .map_err(io::Error::other)?;
+        Ok(Bench {
+            server: Arc::new(server),
+            client: client::config(false).map_err(io::Error::other)?,
+        })
+    }
+
+    /// A full TLS 1.3 handshake through the engine, up to an established backend.
+    pub fn handshake(&self) -> io::Result<Pair> {
+        let peer: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 443));
+        let conn = engine_new(&self.server, peer, local)?;
+        let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+        let client = ClientConnection::new(self.client.clone(), name).map_err(io::Error::other)?;
+        let mut pair = Pair {
+            conn,
+            client,
+            buf: vec![0u8; READ],
+        };
+        for _ in 0..32 {
+            let moved = pair.client_to_engine()? + pair.engine_to_client()?;
+            if !pair.client.is_handshaking() && !pair.conn.is_handshaking() && moved == 0 {
+                return Ok(pair);
+            }
+        }
+        Err(io::Error::other("handshake did not finish in 32 steps"))
+    }
+}
+
+impl Pair {
+    /// Moves the client's pending ciphertext into the engine; returns the byte count.
+    fn client_to_engine(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        while self.client.wants_write() {
+            let mut out = Vec::new();
+            self.client.write_tls(&mut out)?;
+            total += out.len();
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                let n = engine_client_data(&mut self.conn, rest);
+                if n == 0 {
+                    return Err(io::Error::other("engine refused client bytes"));
+                }
+                rest = &rest[n..];
+            }
+        }
+        Ok(total)
+    }
+
+    /// Moves the engine's ciphertext to the client and lets it process; returns the count.
+    fn engine_to_client(&mut self) -> io::Result<usize> {
+        let n = engine_client_transmit(&mut self.conn, &mut self.buf);
+        if n > 0 {
+            let mut rest = &self.buf[..n];
+            while !rest.is_empty() {
+                self.client.read_tls(&mut rest)?;
+                self.client
+                    .process_new_packets()
+                    .map_err(io::Error::other)?;
+            }
+            // Drain plaintext so the client never stops reading.
+            let mut sink = [0u8; 16 * 1024];
+            while let Ok(m) = self.client.reader().read(&mut sink) {
+                if m == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Relays `bytes` from the backend to the client: the engine encrypts, the client's part is
+    /// only discarding ciphertext (so the count is the engine's).
+    pub fn download(&mut self, bytes: usize) -> io::Result<()> {
+        let data = vec![b'd'; READ];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(READ);
+            let taken = engine_backend_data(&mut self.conn, &data[..n]);
+            if taken == 0 && engine_client_transmit(&mut self.conn, &mut self.buf) == 0 {
+                return Err(io::Error::other("engine neither takes nor sends"));
+            }
+            left -= taken;
+            while engine_client_transmit(&mut self.conn, &mut self.buf) > 0 {}
+        }
+        Ok(())
+    }
+
+    /// Encrypts `bytes` of client data with the client (not measured by callgrind's toggle),
+    /// then relays them through the engine to the backend.
+    pub fn upload(&mut self, bytes: usize) -> io::Result<()> {
+        let cipher = self.client_ciphertext(bytes)?;
+        self.feed_upload(&cipher)
+    }
+
+    /// The engine's part of an upload: decrypt and hand the plaintext to the backend.
+    pub fn feed_upload(&mut self, cipher: &[u8]) -> io::Result<()> {
+        let mut rest = cipher;
+        while !rest.is_empty() {
+            let take = rest.len().min(READ);
+            let n = engine_client_data(&mut self.conn, &rest[..take]);
+            rest = &rest[n..];
+            if engine_backend_transmit(&mut self.conn, &mut self.buf) == 0 && n == 0 {
+                return Err(io::Error::other("engine neither takes nor delivers"));
+            }
+            while engine_backend_transmit(&mut self.conn, &mut self.buf) > 0 {}
+        }
+        Ok(())
+    }
+
+    /// Ciphertext for `bytes` of client data, made by this pair's client (for benchmarks that
+    /// time only the engine's part).
+    pub fn client_ciphertext(&mut self, bytes: usize) -> io::Result<Vec<u8>> {
+        let chunk = vec![b'u'; 16 * 1024];
+        let mut cipher = Vec::with_capacity(bytes + bytes / 50 + 1024);
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            self.client.writer().write_all(&chunk[..n])?;
+            while self.client.wants_write() {
+                self.client.write_tls(&mut cipher)?;
+            }
+            left -= n;
+        }
+        Ok(cipher)
+    }
+}
+
+/// `Conn::new`.
+#[inline(never)]
+fn engine_new(cfg: &Arc<Config>, peer: SocketAddr, local: SocketAddr) -> io::Result<Conn> {
+    Conn::new(cfg.clone(), NOW, peer, local).map_err(io::Error::other)
+}
+
+/// Client ciphertext into the engine, and what it asks for in response.
+#[inline(never)]
+fn engine_client_data(conn: &mut Conn, data: &[u8]) -> usize {
+    let n = conn.handle_client_data(NOW, data);
+    while let Some(_event) = conn.poll_event() {}
+    while let Some(action) = conn.poll_action() {
+        if action == Action::ConnectBackend {
+            conn.handle_backend_connected(NOW);
+        }
+    }
+    n
+}
+
+/// Backend plaintext into the engine.
+#[inline(never)]
+fn engine_backend_data(conn: &mut Conn, data: &[u8]) -> usize {
+    conn.handle_backend_data(NOW, data)
+}
+
+/// Ciphertext out of the engine for the client.
+#[inline(never)]
+fn engine_client_transmit(conn: &mut Conn, buf: &mut [u8]) -> usize {
+    conn.poll_client_transmit(NOW, buf)
+}
+
+/// Plaintext out of the engine for the backend.
+#[inline(never)]
+fn engine_backend_transmit(conn: &mut Conn, buf: &mut [u8]) -> usize {
+    conn.poll_backend_transmit(NOW, buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_and_relay_in_memory() {
+        let bench = Bench::new().expect("bench setup");
+        let mut pair = bench.handshake().expect("handshake");
+        pair.download(1 << 20).expect("download");
+        pair.upload(1 << 20).expect("upload");
+    }
+}

@@ -1,0 +1,374 @@
+//! The load generator: threads of blocking rustls clients, pinned with the harness to the load
+//! CPU. Each scenario returns what it counted; CPU is read from the proxy's process tree by the
+//! caller-supplied probe, over a measurement window that starts after a warm-up.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::client::{self, Tls};
+
+/// Size of the small response of the handshake scenarios (an HTTP 200 with a short body).
+pub const SMALL_RESPONSE: usize = 128;
+/// Size of a request and of its echo in the latency scenarios.
+pub const ECHO_SIZE: usize = 64;
+
+/// Counters shared by the threads of one scenario.
+#[derive(Debug, Default)]
+struct Counters {
+    done: AtomicU64,
+    resumed: AtomicU64,
+    errors: AtomicU64,
+    stop: AtomicBool,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    fn error(&self, e: &io::Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    fn first_error(&self) -> Option<String> {
+        self.first_error.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// What a rate scenario measured in its window.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Completed operations (connections or requests) per second.
+    pub per_sec: f64,
+    /// Proxy CPU seconds per operation, in microseconds.
+    pub cpu_us_per_op: f64,
+    /// Proxy CPU seconds per wall second (1.0 = one core busy).
+    pub cpu_util: f64,
+    /// Fraction of connections that resumed a session.
+    pub resumed: f64,
+    /// Failed operations in the whole run, warm-up included.
+    pub errors: u64,
+    /// The first failure's message.
+    pub first_error: Option<String>,
+}
+
+/// Runs `threads` workers calling `op` in a loop; measures the window after `warmup`.
+/// `cpu` reads the proxy's CPU seconds.
+fn windowed(
+    threads: usize,
+    warmup: Duration,
+    duration: Duration,
+    cpu: &dyn Fn() -> f64,
+    op: impl Fn(usize, &Counters) + Send + Sync + 'static,
+) -> Window {
+    let counters = Arc::new(Counters::default());
+    let op = Arc::new(op);
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let c = counters.clone();
+            let op = op.clone();
+            thread::spawn(move || {
+                while !c.stop.load(Ordering::Relaxed) {
+                    op(i, &c);
+                }
+            })
+        })
+        .collect();
+    thread::sleep(warmup);
+    let (d0, r0, c0, t0) = (
+        counters.done.load(Ordering::Relaxed),
+        counters.resumed.load(Ordering::Relaxed),
+        cpu(),
+        Instant::now(),
+    );
+    thread::sleep(duration);
+    let (d1, r1, c1, t1) = (
+        counters.done.load(Ordering::Relaxed),
+        counters.resumed.load(Ordering::Relaxed),
+        cpu(),
+        Instant::now(),
+    );
+    counters.stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    let ops = (d1 - d0) as f64;
+    let secs = (t1 - t0).as_secs_f64();
+    Window {
+        per_sec: ops / secs,
+        cpu_us_per_op: if ops > 0.0 {
+            (c1 - c0) * 1e6 / ops
+        } else {
+            f64::NAN
+        },
+        cpu_util: (c1 - c0) / secs,
+        resumed: if ops > 0.0 {
+            (r1 - r0) as f64 / ops
+        } else {
+            0.0
+        },
+        errors: counters.errors.load(Ordering::Relaxed),
+        first_error: counters.first_error(),
+    }
+}
+
+/// Connections per second through `addr`, each a handshake (resumed when `resume`), one small
+/// request/response and a close.
+pub fn handshakes(
+    addr: SocketAddr,
+    resume: bool,
+    threads: usize,
+    warmup: Duration,
+    duration: Duration,
+    cpu: &dyn Fn() -> f64,
+) -> io::Result<Window> {
+    // One configuration (one ticket store) per thread: a thread always holds a ticket of its
+    // own, so resumption never waits on a shared store.
+    let configs: Vec<_> = (0..threads)
+        .map(|_| client::config(resume))
+        .collect::<Result<_, _>>()
+        .map_err(io::Error::other)?;
+    Ok(windowed(threads, warmup, duration, cpu, move |i, c| {
+        match client::request(&configs[i], addr, SMALL_RESPONSE) {
+            Ok(resumed) => {
+                c.done.fetch_add(1, Ordering::Relaxed);
+                if resumed {
+                    c.resumed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                c.error(&e);
+                // A refused connection fails fast: do not spin on it.
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }))
+}
+
+/// One bulk transfer of `bytes` through a fresh TLS connection; returns the seconds the
+/// payload took (handshake excluded).
+pub fn bulk(addr: SocketAddr, download: bool, bytes: u64) -> io::Result<f64> {
+    let cfg = client::config(false).map_err(io::Error::other)?;
+    let (mut tls, _) = client::connect(&cfg, addr)?;
+    let start = Instant::now();
+    let mut buf = vec![0u8; 256 * 1024];
+    if download {
+        tls.write_all(format!("R {bytes}\n").as_bytes())?;
+        tls.flush()?;
+        let got = client::read_to_end(&mut tls, &mut buf)?;
+        if got != bytes {
+            return Err(io::Error::other(format!(
+                "downloaded {got} of {bytes} bytes"
+            )));
+        }
+    } else {
+        tls.write_all(format!("S {bytes}\n").as_bytes())?;
+        buf.fill(b'u');
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            tls.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        tls.flush()?;
+        let mut reply = [0u8; 16];
+        let n = client::read_to_end(&mut tls, &mut reply)?;
+        if n == 0 {
+            return Err(io::Error::other("no acknowledgement of the upload"));
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Opens `count` TLS connections over `threads` threads; each asks the backend to idle and
+/// waits for its acknowledgement, so the proxy holds an established pair. Returns the open
+/// sockets (the TLS state is dropped: only the proxy's side is measured) and the failures.
+pub fn hold(
+    addr: SocketAddr,
+    count: usize,
+    threads: usize,
+) -> (Vec<TcpStream>, u64, Option<String>) {
+    let counters = Arc::new(Counters::default());
+    let threads = threads.clamp(1, count.max(1));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let c = counters.clone();
+            let share = count / threads + usize::from(i < count % threads);
+            thread::spawn(move || {
+                let mut held = Vec::with_capacity(share);
+                let cfg = match client::config(false) {
+                    Ok(cfg) => cfg,
+                    Err(e) => {
+                        c.error(&io::Error::other(e));
+                        return held;
+                    }
+                };
+                for _ in 0..share {
+                    match idle_connection(&cfg, addr) {
+                        Ok(sock) => held.push(sock),
+                        Err(e) => c.error(&e),
+                    }
+                }
+                held
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(count);
+    for h in handles {
+        if let Ok(mut v) = h.join() {
+            all.append(&mut v);
+        }
+    }
+    let errors = counters.errors.load(Ordering::Relaxed);
+    (all, errors, counters.first_error())
+}
+
+fn idle_connection(cfg: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let (mut tls, _) = client::connect(cfg, addr)?;
+    tls.write_all(b"I\n")?;
+    tls.flush()?;
+    let mut ack = [0u8; 2];
+    tls.read_exact(&mut ack)?;
+    if &ack != b"K\n" {
+        return Err(io::Error::other("bad acknowledgement from the backend"));
+    }
+    Ok(tls.sock)
+}
+
+/// A kept-alive connection that echoes: TLS through a proxy, or plain to the backend.
+enum Echo {
+    Tls(Box<Tls>),
+    Plain(TcpStream),
+}
+
+impl Echo {
+    fn open(addr: SocketAddr, tls: bool) -> io::Result<Echo> {
+        let mut e = if tls {
+            let cfg = client::config(false).map_err(io::Error::other)?;
+            Echo::Tls(Box::new(client::connect(&cfg, addr)?.0))
+        } else {
+            Echo::Plain(client::connect_plain(addr)?)
+        };
+        e.stream().write_all(b"E\n")?;
+        e.stream().flush()?;
+        Ok(e)
+    }
+
+    fn stream(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            Echo::Tls(t) => t.as_mut(),
+            Echo::Plain(s) => s,
+        }
+    }
+
+    /// One request and its echo.
+    fn round_trip(&mut self) -> io::Result<()> {
+        let req = [b'q'; ECHO_SIZE];
+        let mut resp = [0u8; ECHO_SIZE];
+        let s = self.stream();
+        s.write_all(&req)?;
+        s.flush()?;
+        s.read_exact(&mut resp)
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Closed-loop requests per second over `conns` kept-alive connections (the saturation point).
+pub fn echo_saturation(
+    addr: SocketAddr,
+    tls: bool,
+    conns: usize,
+    warmup: Duration,
+    duration: Duration,
+    cpu: &dyn Fn() -> f64,
+) -> io::Result<Window> {
+    let streams: Vec<Mutex<Option<Echo>>> = (0..conns)
+        .map(|_| Echo::open(addr, tls).map(|e| Mutex::new(Some(e))))
+        .collect::<io::Result<_>>()?;
+    let streams = Arc::new(streams);
+    Ok(windowed(conns, warmup, duration, cpu, move |i, c| {
+        let Ok(mut slot) = streams[i].lock() else {
+            return;
+        };
+        let Some(e) = slot.as_mut() else {
+            thread::sleep(Duration::from_millis(10));
+            return;
+        };
+        match e.round_trip() {
+            Ok(()) => {
+                c.done.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                c.error(&err);
+                *slot = None;
+            }
+        }
+    }))
+}
+
+/// Latencies (nanoseconds) of requests sent at a fixed total `rate` per second over `conns`
+/// kept-alive connections for `duration`, each measured from its scheduled send time so a
+/// slow answer cannot hide the queue behind it. Returns the samples and the failures.
+pub fn echo_latency(
+    addr: SocketAddr,
+    tls: bool,
+    conns: usize,
+    rate: f64,
+    duration: Duration,
+) -> io::Result<(Vec<u64>, u64)> {
+    let mut streams: Vec<Echo> = (0..conns)
+        .map(|_| Echo::open(addr, tls))
+        .collect::<io::Result<_>>()?;
+    // Warm every connection once (rustls reads its session tickets here).
+    for s in &mut streams {
+        s.round_trip()?;
+    }
+    let interval = Duration::from_secs_f64(conns as f64 / rate);
+    let start = Instant::now() + Duration::from_millis(50);
+    let handles: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            let offset = interval.mul_f64(i as f64 / conns as f64);
+            thread::spawn(move || {
+                let mut samples = Vec::new();
+                let mut errors = 0u64;
+                let mut next = start + offset;
+                let end = start + duration;
+                while next < end {
+                    let now = Instant::now();
+                    if next > now {
+                        thread::sleep(next - now);
+                    }
+                    match s.round_trip() {
+                        Ok(()) => samples.push((Instant::now() - next).as_nanos() as u64),
+                        Err(_) => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                    next += interval;
+                }
+                (samples, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        match h.join() {
+            Ok((mut v, e)) => {
+                all.append(&mut v);
+                errors += e;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    Ok((all, errors))
+}
