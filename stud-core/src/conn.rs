@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::proxy_header::{encode_client_address, MAX_HEADER_LEN};
+use crate::tls::alert_scan::AlertScan;
 use crate::tls::{HandshakeInfo, IoState, ReadOutcome, Session};
 use crate::{CloseReason, Config, Instant, TlsError};
 
@@ -130,6 +131,8 @@ pub struct Conn {
     /// Client ciphertext rustls refused while its plaintext buffer was full (slow backend).
     held_ciphertext: Vec<u8>,
     io: IoState,
+    /// Watches for a plaintext close_notify while handshaking (rustls ignores one that early).
+    alert_scan: AlertScan,
     event: Option<Box<HandshakeInfo>>,
     pending: Pending,
     close: Option<CloseReason>,
@@ -183,6 +186,7 @@ impl Conn {
             header_sent: 0,
             held_ciphertext: Vec::new(),
             io: IoState::default(),
+            alert_scan: AlertScan::default(),
             event: None,
             pending: Pending::default(),
             close: None,
@@ -251,6 +255,11 @@ impl Conn {
         let take = data.len().min(self.client_read_capacity());
         if take == 0 {
             return 0;
+        }
+        if self.state == State::Handshaking && self.alert_scan.saw_close_notify(&data[..take]) {
+            // The client ended the connection before a handshake could complete.
+            self.close_now(CloseReason::ClientClosedInHandshake);
+            return data.len();
         }
         self.feed_held(now);
         let data = &data[..take];

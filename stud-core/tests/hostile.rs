@@ -250,3 +250,15 @@ fn renegotiation_attempt_in_tls12_does_not_kill_the_relay_state_machine() {
     while p.conn.poll_client_transmit(p.now, &mut buf) > 0 {}
     assert!(matches!(p.conn.poll_action(), Some(Action::Close(_))));
 }
+
+#[test]
+fn a_plaintext_close_notify_instead_of_a_hello_closes_at_once() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    let (closed, asked) = feed_conn(
+        &mut p.conn,
+        p.now,
+        &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00],
+    );
+    assert!(!asked);
+    assert_eq!(closed, Some(CloseReason::ClientClosedInHandshake));
+}

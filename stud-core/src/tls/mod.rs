@@ -5,6 +5,7 @@
 //! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
 //! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
 
+pub(crate) mod alert_scan;
 pub(crate) mod identity;
 pub(crate) mod sni;
 pub(crate) mod suites;
