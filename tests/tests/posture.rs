@@ -1,0 +1,238 @@
+//! The TLS posture as an outside scanner sees it: `testssl.sh` against stud, its JSON findings
+//! parsed and held to: TLS 1.2 and 1.3 only, only forward-secret AEAD suites, no compression, no
+//! client-initiated renegotiation, no known vulnerability. A finding stud chooses on purpose, or
+//! one about the throwaway test certificate rather than stud, is allow-listed with its reason.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stud_tests::hostile::{counting_backend, served};
+use stud_tests::net;
+use stud_tests::pki::{Pki, TempDir};
+use stud_tests::process::{alive, send_signal};
+use stud_tests::procfs::report;
+use stud_tests::{require_tool, start_stud};
+
+/// testssl's whole run must fit in this (it takes about a minute on an idle 2-core machine).
+const SCAN_TIMEOUT: Duration = Duration::from_secs(170);
+
+/// Findings above INFO that are accepted, and why.
+const ALLOWED: &[(&str, &str)] = &[
+    (
+        "engine_problem",
+        "the scanner's own OpenSSL has no GOST engine; says nothing about stud",
+    ),
+    (
+        "cert_validityPeriod",
+        "the test certificate is made by rcgen with a validity of centuries; operators bring their own",
+    ),
+    (
+        "cert_revocation",
+        "the test certificate names no CRL or OCSP responder; operators bring their own",
+    ),
+    (
+        "fallback_SCSV",
+        "rustls implements no TLS_FALLBACK_SCSV because it has no older protocol to fall back to",
+    ),
+];
+
+/// One finding: severity and text.
+type Findings = BTreeMap<String, (String, String)>;
+
+/// testssl's JSON file as `id -> (severity, finding)`, read through python3's json module.
+fn parse(json: &std::path::Path) -> Findings {
+    let script = "import json,sys\n\
+                  for x in json.load(open(sys.argv[1])):\n\
+                  \x20   print(x['id'], x['severity'], ' '.join(x['finding'].split()), sep='\\t')";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(json)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "cannot parse {}: {}",
+        json.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut cols = l.splitn(3, '\t');
+            Some((
+                cols.next()?.to_string(),
+                (cols.next()?.to_string(), cols.next()?.to_string()),
+            ))
+        })
+        .collect()
+}
+
+fn finding<'a>(f: &'a Findings, id: &str) -> &'a str {
+    f.get(id)
+        .map(|(_, text)| text.as_str())
+        .unwrap_or_else(|| panic!("testssl reported nothing for {id}: {f:#?}"))
+}
+
+#[test]
+fn testssl_finds_only_modern_forward_secret_aead_and_no_vulnerability() {
+    require_tool("testssl");
+    require_tool("python3");
+    let pki = Pki::new();
+    let (backend, _) = counting_backend();
+    let stud = start_stud!(&pki, backend, &["-n", "1"]);
+    let worker = stud.worker_pids(1)[0];
+    let dir = TempDir::new();
+    let json = dir.path().join("testssl.json");
+    let target = format!("localhost:{}", stud.addr.port());
+    let started = Instant::now();
+    let mut child = Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--nodns",
+            "none",
+            "--ip",
+            "127.0.0.1",
+            "--connect-timeout",
+            "10",
+            "--openssl-timeout",
+            "10",
+            "--add-ca",
+            pki.ca_pem_file.to_str().expect("UTF-8 path"),
+            "--jsonfile",
+            json.to_str().expect("UTF-8 path"),
+            // Protocols, cipher categories, forward secrecy, server defaults, vulnerabilities,
+            // and every cipher per protocol.
+            "-p",
+            "-s",
+            "-f",
+            "-S",
+            "-U",
+            "-E",
+            &target,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start testssl");
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if started.elapsed() > SCAN_TIMEOUT {
+            send_signal(child.id() as i32, libc::SIGKILL);
+            let _ = child.wait();
+            panic!("testssl did not finish within {SCAN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let f = parse(&json);
+    report(
+        "posture",
+        &format!("{} findings in {:?}", f.len(), started.elapsed()),
+    );
+
+    // Protocols.
+    for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        assert!(
+            finding(&f, old).contains("not offered"),
+            "{old}: {}",
+            finding(&f, old)
+        );
+    }
+    for current in ["TLS1_2", "TLS1_3"] {
+        assert!(
+            finding(&f, current).starts_with("offered"),
+            "{current}: {}",
+            finding(&f, current)
+        );
+    }
+    // Cipher categories that must be empty, and forward secrecy.
+    for weak in [
+        "cipherlist_NULL",
+        "cipherlist_aNULL",
+        "cipherlist_EXPORT",
+        "cipherlist_LOW",
+        "cipherlist_3DES_IDEA",
+        "cipherlist_AVERAGE",
+    ] {
+        assert!(finding(&f, weak).contains("not offered"), "{weak} offered");
+    }
+    assert_eq!(finding(&f, "PFS"), "offered");
+    // Every suite, one by one: ECDHE key exchange and an AEAD, on both versions.
+    let suites: Vec<&String> = f.keys().filter(|id| id.starts_with("cipher-tls")).collect();
+    assert!(
+        suites.iter().any(|id| id.starts_with("cipher-tls1_2_"))
+            && suites.iter().any(|id| id.starts_with("cipher-tls1_3_")),
+        "suites seen: {suites:?}"
+    );
+    for id in &suites {
+        let text = finding(&f, id);
+        assert!(
+            text.contains(" ECDH ") && (text.contains("GCM") || text.contains("POLY1305")),
+            "{id} is not an ECDHE AEAD suite: {text}"
+        );
+        assert!(
+            id.starts_with("cipher-tls1_2_") || id.starts_with("cipher-tls1_3_"),
+            "{id}: a suite of an old protocol"
+        );
+    }
+    // No compression (CRIME) and no client-initiated renegotiation.
+    assert_eq!(
+        f.get("CRIME_TLS").map(|s| s.0.as_str()),
+        Some("OK"),
+        "{f:#?}"
+    );
+    assert_eq!(
+        f.get("secure_client_renego").map(|s| s.0.as_str()),
+        Some("OK"),
+        "{f:#?}"
+    );
+    // Each vulnerability check ran and passed.
+    for vuln in [
+        "heartbleed",
+        "CCS",
+        "ROBOT",
+        "POODLE_SSL",
+        "SWEET32",
+        "FREAK",
+        "DROWN",
+        "LOGJAM",
+        "BEAST",
+        "LUCKY13",
+        "RC4",
+    ] {
+        assert_eq!(
+            f.get(vuln).map(|s| s.0.as_str()),
+            Some("OK"),
+            "{vuln}: {:?}",
+            f.get(vuln)
+        );
+    }
+    // Nothing else above INFO, unless allow-listed with a reason.
+    let flagged: Vec<String> = f
+        .iter()
+        .filter(|(_, (severity, _))| !matches!(severity.as_str(), "OK" | "INFO" | "DEBUG"))
+        .filter(|(id, _)| !ALLOWED.iter().any(|(allowed, _)| allowed == id))
+        .map(|(id, (severity, text))| format!("{id} {severity}: {text}"))
+        .collect();
+    assert!(flagged.is_empty(), "testssl flags: {flagged:#?}");
+    for (id, reason) in ALLOWED {
+        if let Some((severity, text)) = f.get(*id) {
+            report(
+                "posture",
+                &format!("allowed {id} {severity} ({text}): {reason}"),
+            );
+        }
+    }
+
+    // The scan's hundreds of odd handshakes cost no worker.
+    assert!(alive(worker));
+    assert_eq!(stud.worker_pids(1), vec![worker]);
+    served(stud.addr, &net::client_config(&pki.ca_der)).expect("served after the scan");
+}
