@@ -337,3 +337,29 @@ fn a_backend_half_close_lets_a_large_upload_finish() {
     assert_eq!(got.len(), UPLOAD);
     assert_eq!(sha256(&got), sha256(&pattern(8, UPLOAD)));
 }
+
+#[test]
+fn a_backend_reset_is_not_disguised_as_a_clean_end() {
+    let pki = Pki::new();
+    let addr = backend(|mut conn| {
+        let mut req = [0u8; 4];
+        let _ = conn.read_exact(&mut req);
+        let _ = conn.write_all(b"partial answer");
+        std::thread::sleep(Duration::from_millis(100));
+        stud_tests::hostile::reset(conn);
+    });
+    let stud = start_stud!(&pki, addr, &[]);
+    let config = net::client_config(&pki.ca_der);
+    let mut tls = connect(stud.addr, &config).expect("handshake");
+    tls.write_all(b"send").expect("write");
+    // The bytes before the reset arrive; the end must read as a truncation, not close_notify,
+    // so the client can tell the answer may be incomplete.
+    let got = net::read_exact(&mut tls, 14).expect("the bytes before the reset");
+    assert_eq!(got, b"partial answer");
+    let mut rest = Vec::new();
+    let end = tls.read_to_end(&mut rest);
+    assert!(
+        end.is_err(),
+        "a backend reset reached the client as a clean close_notify"
+    );
+}
