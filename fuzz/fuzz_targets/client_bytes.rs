@@ -12,7 +12,12 @@ fn config() -> Arc<Config> {
     CONFIG
         .get_or_init(|| {
             let pem = include_bytes!("../../stud-core/tests/data/stud_ec_sec1_dhparam.pem");
-            Arc::new(Config::builder().pem(&pem[..]).build().expect("test certificate"))
+            Arc::new(
+                Config::builder()
+                    .pem(&pem[..])
+                    .build()
+                    .expect("test certificate"),
+            )
         })
         .clone()
 }
@@ -49,7 +54,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(action) = conn.poll_action() {
-            assert_ne!(action, Action::ConnectBackend, "fuzz bytes cannot complete a handshake");
+            assert_ne!(
+                action,
+                Action::ConnectBackend,
+                "fuzz bytes cannot complete a handshake"
+            );
             if let Action::Close(_) = action {
                 return;
             }

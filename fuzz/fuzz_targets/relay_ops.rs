@@ -26,8 +26,9 @@ fn configs() -> (Arc<Config>, Arc<rustls::ClientConfig>) {
             .idle_timeout(Some(Duration::from_secs(100)))
             .build()
             .expect("server config");
-        let cert = CertificateDer::from_pem_slice(include_bytes!("../../stud-core/tests/data/ec.crt"))
-            .expect("test certificate");
+        let cert =
+            CertificateDer::from_pem_slice(include_bytes!("../../stud-core/tests/data/ec.crt"))
+                .expect("test certificate");
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert).expect("root");
         let client = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -99,7 +100,9 @@ impl World {
         }
         if !self.wire_to_conn.is_empty() {
             let n = self.chunk.min(self.wire_to_conn.len());
-            let taken = self.conn.handle_client_data(self.now, &self.wire_to_conn[..n]);
+            let taken = self
+                .conn
+                .handle_client_data(self.now, &self.wire_to_conn[..n]);
             self.wire_to_conn.drain(..taken);
             progress |= taken > 0;
         }
@@ -175,8 +178,9 @@ fuzz_target!(|data: &[u8]| {
         "192.0.2.2:443".parse().expect("addr"),
     )
     .expect("conn");
-    let mut client = rustls::ClientConnection::new(client_cfg, ServerName::try_from("localhost").expect("name"))
-        .expect("client");
+    let mut client =
+        rustls::ClientConnection::new(client_cfg, ServerName::try_from("localhost").expect("name"))
+            .expect("client");
     client.set_buffer_limit(None);
     let mut w = World {
         now,
@@ -203,7 +207,9 @@ fuzz_target!(|data: &[u8]| {
         match op >> 5 {
             0 if !client_closed => {
                 let n = arg * 211 + 1;
-                let bytes: Vec<u8> = (w.up_sent..w.up_sent + n).map(|i| pattern(i, 0x5A)).collect();
+                let bytes: Vec<u8> = (w.up_sent..w.up_sent + n)
+                    .map(|i| pattern(i, 0x5A))
+                    .collect();
                 w.client.writer().write_all(&bytes).expect("client write");
                 w.up_sent += n;
             }

@@ -42,9 +42,33 @@ pub fn main() -> i32 {
     }
 }
 
+/// Parses a command line (without the program name) as `stud` would, without acting on it:
+/// `Ok` for a runnable configuration, `--help` or `--version`, `Err` with the one-line message
+/// otherwise. Name resolution is not attempted. For the fuzz target and embedders that validate
+/// configurations.
+pub fn check_args(raw: Vec<std::ffi::OsString>) -> Result<(), String> {
+    args::parse(raw).map(|_| ()).map_err(|e| one_line(&e))
+}
+
+/// `message` with control characters escaped, so text from the command line (or a file name)
+/// can neither break the one-line error format nor forge log lines.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// Reports a start-up error the way every one is reported, and gives the exit status for it.
 fn fail(message: &str) -> i32 {
-    eprintln!("stud: error: {message}");
+    eprintln!("stud: error: {}", one_line(message));
     2
 }
 
@@ -112,4 +136,16 @@ fn run(args: Args) -> Result<i32, String> {
         detached.ready();
     }
     Ok(supervisor.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_with_control_characters_stay_on_one_line() {
+        let err = check_args(vec!["--bogus\nstud: forged line".into()]).expect_err("unknown flag");
+        assert!(!err.contains('\n'), "{err}");
+        assert!(err.contains("\\n"), "{err}");
+    }
 }
