@@ -384,7 +384,6 @@ fn hundreds_of_mutated_client_hellos_are_refused_and_logged_sparingly() {
 }
 
 #[test]
-#[ignore = "stud waits for the handshake timeout after a close_notify that precedes the hello (reported to the engine)"]
 fn close_notify_instead_of_a_hello_closes_at_once() {
     let pki = Pki::new();
     let (backend, count) = counting_backend();
