@@ -14,8 +14,8 @@ use stud_tests::process::{alive, send_signal};
 use stud_tests::procfs::report;
 use stud_tests::{require_tool, start_stud};
 
-/// testssl's whole run must fit in this (it takes about a minute on an idle 2-core machine).
-const SCAN_TIMEOUT: Duration = Duration::from_secs(170);
+/// One testssl run must fit in this (it takes about a minute on an idle 2-core machine).
+const SCAN_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Findings above INFO that are accepted, and why.
 const ALLOWED: &[(&str, &str)] = &[
@@ -74,17 +74,11 @@ fn finding<'a>(f: &'a Findings, id: &str) -> &'a str {
         .unwrap_or_else(|| panic!("testssl reported nothing for {id}: {f:#?}"))
 }
 
-#[test]
-fn testssl_finds_only_modern_forward_secret_aead_and_no_vulnerability() {
-    require_tool("testssl");
-    require_tool("python3");
-    let pki = Pki::new();
-    let (backend, _) = counting_backend();
-    let stud = start_stud!(&pki, backend, &["-n", "1"]);
-    let worker = stud.worker_pids(1)[0];
-    let dir = TempDir::new();
-    let json = dir.path().join("testssl.json");
-    let target = format!("localhost:{}", stud.addr.port());
+/// Runs testssl against `localhost:port` and returns its findings; `round` names its files.
+fn scan(pki: &Pki, port: u16, dir: &TempDir, round: &str) -> Findings {
+    let json = dir.path().join(format!("testssl-{round}.json"));
+    let log = dir.path().join(format!("testssl-{round}.log"));
+    let target = format!("localhost:{port}");
     let started = Instant::now();
     let mut child = Command::new("testssl")
         .args([
@@ -116,7 +110,9 @@ fn testssl_finds_only_modern_forward_secret_aead_and_no_vulnerability() {
             &target,
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::from(
+            std::fs::File::create(&log).expect("create testssl log"),
+        ))
         .stderr(Stdio::null())
         .spawn()
         .expect("start testssl");
@@ -127,11 +123,48 @@ fn testssl_finds_only_modern_forward_secret_aead_and_no_vulnerability() {
         if started.elapsed() > SCAN_TIMEOUT {
             send_signal(child.id() as i32, libc::SIGKILL);
             let _ = child.wait();
-            panic!("testssl did not finish within {SCAN_TIMEOUT:?}");
+            panic!(
+                "testssl did not finish within {SCAN_TIMEOUT:?}; its output:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let f = parse(&json);
+    parse(&json)
+}
+
+/// Findings in which testssl reports a problem with the scan itself rather than with stud.
+fn scanner_trouble(f: &Findings) -> Vec<String> {
+    f.iter()
+        .filter(|(id, (severity, _))| {
+            matches!(severity.as_str(), "WARN" | "FATAL")
+                && !ALLOWED.iter().any(|(allowed, _)| allowed == id)
+        })
+        .map(|(id, (severity, text))| format!("{id} {severity}: {text}"))
+        .collect()
+}
+
+#[test]
+fn testssl_finds_only_modern_forward_secret_aead_and_no_vulnerability() {
+    require_tool("testssl");
+    require_tool("python3");
+    let pki = Pki::new();
+    let (backend, _) = counting_backend();
+    let stud = start_stud!(&pki, backend, &["-n", "1"]);
+    let worker = stud.worker_pids(1)[0];
+    let dir = TempDir::new();
+    let started = Instant::now();
+    let mut f = scan(&pki, stud.addr.port(), &dir, "first");
+    // testssl's own trouble (a WARN or FATAL about the scan, e.g. a timed-out openssl call on a
+    // busy machine) is not a finding about stud: scan once more if there is time.
+    let trouble = scanner_trouble(&f);
+    if !trouble.is_empty() && started.elapsed() < Duration::from_secs(75) {
+        report(
+            "posture",
+            &format!("scanner trouble, scanning again: {trouble:?}"),
+        );
+        f = scan(&pki, stud.addr.port(), &dir, "second");
+    }
     report(
         "posture",
         &format!("{} findings in {:?}", f.len(), started.elapsed()),
