@@ -279,96 +279,57 @@ impl Echo {
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-/// Closed-loop requests per second over `conns` kept-alive connections (the saturation point).
+/// Closed-loop requests per second over `threads × per_thread` kept-alive connections (the
+/// saturation point). Each thread writes a request on each of its connections, then reads the
+/// answers: one wake-up of the load generator serves many requests, so the proxy saturates
+/// before the load generator's core does.
 pub fn echo_saturation(
     addr: SocketAddr,
     tls: bool,
-    conns: usize,
+    threads: usize,
+    per_thread: usize,
     warmup: Duration,
     duration: Duration,
     cpu: &dyn Fn() -> f64,
 ) -> io::Result<Window> {
-    let streams: Vec<Mutex<Option<Echo>>> = (0..conns)
-        .map(|_| Echo::open(addr, tls).map(|e| Mutex::new(Some(e))))
+    let groups: Vec<Mutex<Vec<Echo>>> = (0..threads)
+        .map(|_| {
+            (0..per_thread)
+                .map(|_| Echo::open(addr, tls))
+                .collect::<io::Result<Vec<_>>>()
+                .map(Mutex::new)
+        })
         .collect::<io::Result<_>>()?;
-    let streams = Arc::new(streams);
-    Ok(windowed(conns, warmup, duration, cpu, move |i, c| {
-        let Ok(mut slot) = streams[i].lock() else {
+    let groups = Arc::new(groups);
+    Ok(windowed(threads, warmup, duration, cpu, move |i, c| {
+        let Ok(mut group) = groups[i].lock() else {
             return;
         };
-        let Some(e) = slot.as_mut() else {
+        if group.is_empty() {
             thread::sleep(Duration::from_millis(10));
             return;
-        };
-        match e.round_trip() {
+        }
+        let req = [b'q'; ECHO_SIZE];
+        let mut resp = [0u8; ECHO_SIZE];
+        let result = (|| {
+            for e in group.iter_mut() {
+                let s = e.stream();
+                s.write_all(&req)?;
+                s.flush()?;
+            }
+            for e in group.iter_mut() {
+                e.stream().read_exact(&mut resp)?;
+            }
+            Ok::<(), io::Error>(())
+        })();
+        match result {
             Ok(()) => {
-                c.done.fetch_add(1, Ordering::Relaxed);
+                c.done.fetch_add(group.len() as u64, Ordering::Relaxed);
             }
             Err(err) => {
                 c.error(&err);
-                *slot = None;
+                group.clear();
             }
         }
     }))
-}
-
-/// Latencies (nanoseconds) of requests sent at a fixed total `rate` per second over `conns`
-/// kept-alive connections for `duration`, each measured from its scheduled send time so a
-/// slow answer cannot hide the queue behind it. Returns the samples and the failures.
-pub fn echo_latency(
-    addr: SocketAddr,
-    tls: bool,
-    conns: usize,
-    rate: f64,
-    duration: Duration,
-) -> io::Result<(Vec<u64>, u64)> {
-    let mut streams: Vec<Echo> = (0..conns)
-        .map(|_| Echo::open(addr, tls))
-        .collect::<io::Result<_>>()?;
-    // Warm every connection once (rustls reads its session tickets here).
-    for s in &mut streams {
-        s.round_trip()?;
-    }
-    let interval = Duration::from_secs_f64(conns as f64 / rate);
-    let start = Instant::now() + Duration::from_millis(50);
-    let handles: Vec<_> = streams
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut s)| {
-            let offset = interval.mul_f64(i as f64 / conns as f64);
-            thread::spawn(move || {
-                let mut samples = Vec::new();
-                let mut errors = 0u64;
-                let mut next = start + offset;
-                let end = start + duration;
-                while next < end {
-                    let now = Instant::now();
-                    if next > now {
-                        thread::sleep(next - now);
-                    }
-                    match s.round_trip() {
-                        Ok(()) => samples.push((Instant::now() - next).as_nanos() as u64),
-                        Err(_) => {
-                            errors += 1;
-                            break;
-                        }
-                    }
-                    next += interval;
-                }
-                (samples, errors)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        match h.join() {
-            Ok((mut v, e)) => {
-                all.append(&mut v);
-                errors += e;
-            }
-            Err(_) => errors += 1,
-        }
-    }
-    Ok((all, errors))
 }

@@ -209,6 +209,8 @@ pub struct Setup {
     pub dir: PathBuf,
     /// The backend every proxy forwards to.
     pub backend: SocketAddr,
+    /// Extra environment for stud (e.g. `LD_PRELOAD` of another allocator).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running terminator.
@@ -235,6 +237,7 @@ impl Proxy {
         let cmd = match kind {
             Kind::Stud => {
                 let mut c = command(&setup.stud, PROXY_CPU);
+                c.envs(setup.env.iter().map(|(k, v)| (k, v)));
                 c.arg("-n")
                     .arg(workers.to_string())
                     .arg("-B")

@@ -285,19 +285,28 @@ pub fn latency(
     report: &mut Report,
 ) -> io::Result<()> {
     let mut proxies = start_all(plan, setup, 1)?;
-    const SAT_CONNS: usize = 32;
-    const LAT_CONNS: usize = 16;
+    const SAT_THREADS: usize = 4;
+    const SAT_PER_THREAD: usize = 16;
+    const LAT_CONNS: usize = 64;
     for run in 0..plan.runs {
         for p in &mut proxies {
             p.child.check_alive()?;
             let pid = p.child.pid();
             let cpu = move || crate::procfs::usage(pid).cpu_secs;
-            let sat =
-                load::echo_saturation(p.addr, true, SAT_CONNS, plan.warmup, plan.window, &cpu)?;
+            let sat = load::echo_saturation(
+                p.addr,
+                true,
+                SAT_THREADS,
+                SAT_PER_THREAD,
+                plan.warmup,
+                plan.window,
+                &cpu,
+            )?;
             let rate = sat.per_sec / 2.0;
-            let (mut via, e1) = load::echo_latency(p.addr, true, LAT_CONNS, rate, plan.window)?;
+            let (mut via, e1) =
+                crate::openloop::latency(p.addr, true, LAT_CONNS, rate, plan.window)?;
             let (mut direct, e2) =
-                load::echo_latency(backend, false, LAT_CONNS, rate, plan.window)?;
+                crate::openloop::latency(backend, false, LAT_CONNS, rate, plan.window)?;
             let label = p.label();
             let pct =
                 |v: &mut Vec<u64>, q| percentile(v, q).map_or(f64::NAN, |ns| ns as f64 / 1000.0);
@@ -309,7 +318,7 @@ pub fn latency(
             );
             report
                 .metric(
-                    "echo 64 B: saturation (closed loop, 32 connections)",
+                    "echo 64 B: saturation (closed loop, 64 connections)",
                     "req/s",
                     Better::Higher,
                     None,
@@ -323,6 +332,14 @@ pub fn latency(
                     None,
                 )
                 .add(&label, sat.cpu_us_per_op);
+            report
+                .metric(
+                    "echo 64 B at saturation: proxy core busy",
+                    "%",
+                    Better::Higher,
+                    None,
+                )
+                .add(&label, sat.cpu_util * 100.0);
             report
                 .metric(
                     "latency added at half saturation: p50",

@@ -20,6 +20,7 @@ use stud_benches::{client, engine};
 
 const USAGE: &str = "usage: harness all [--quick] [--runs N] [--only handshake,bulk,idle,latency] \
 [--peers stud,hitch,haproxy] [--stud PATH] [--out DIR]\n       harness callgrind [--out DIR]\n       \
+harness profile handshake|resume|download|upload [--seconds N] [--malloc jemalloc|mimalloc]\n       \
 harness machine";
 
 fn main() -> ExitCode {
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("all") => all(&args[1..]),
         Some("callgrind") => callgrind(&args[1..]),
+        Some("profile") => profile(&args[1..]),
         Some("machine") => {
             print!("{}", machine());
             Ok(())
@@ -97,34 +99,9 @@ fn all(args: &[String]) -> io::Result<()> {
         .collect::<io::Result<_>>()?;
     let out = opt(args, "--out").map_or_else(docs_dir, PathBuf::from);
 
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus < 2 {
-        return Err(io::Error::other(
-            "the harness needs 2 CPUs: the proxy on 0, the load on 1",
-        ));
-    }
-    if kinds.iter().any(|k| *k != Kind::Stud) {
-        install_peers()?;
-    }
-    let stud = match opt(args, "--stud") {
-        Some(p) => PathBuf::from(p),
-        None => build_stud()?,
-    };
+    let env = prepare(args, kinds.iter().any(|k| *k != Kind::Stud))?;
+    let (setup, backend, backend_addr) = (&env.setup, &env.backend, env.setup.backend);
     let exe = std::env::current_exe()?;
-    proxies::pin_self(LOAD_CPU)?;
-    helpers::raise_fd_limit();
-
-    let dir = std::env::temp_dir().join(format!("stud-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let pem = dir.join("site.pem");
-    std::fs::write(&pem, engine::certificate_pem().map_err(io::Error::other)?)?;
-    let (backend, backend_addr) = start_backend(&exe)?;
-    let setup = Setup {
-        stud,
-        pem,
-        dir: dir.clone(),
-        backend: backend_addr,
-    };
     let plan = Plan {
         runs,
         warmup: Duration::from_millis(if quick { 500 } else { 1000 }),
@@ -150,24 +127,24 @@ fn all(args: &[String]) -> io::Result<()> {
     let result = (|| {
         if only.iter().any(|o| o == "handshake") {
             timed("handshakes", || {
-                scenarios::handshakes(&plan, &setup, &mut report)
+                scenarios::handshakes(&plan, setup, &mut report)
             })?;
         }
         if only.iter().any(|o| o == "bulk") {
-            timed("bulk", || scenarios::bulk(&plan, &setup, &mut report))?;
+            timed("bulk", || scenarios::bulk(&plan, setup, &mut report))?;
         }
         if only.iter().any(|o| o == "idle") {
-            timed("idle", || scenarios::idle(&plan, &setup, &mut report))?;
+            timed("idle", || scenarios::idle(&plan, setup, &mut report))?;
         }
         if only.iter().any(|o| o == "latency") {
             timed("latency", || {
-                scenarios::latency(&plan, &setup, backend_addr, &mut report)
+                scenarios::latency(&plan, setup, backend_addr, &mut report)
             })?;
         }
         Ok::<(), io::Error>(())
     })();
-    backend.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = backend;
+    drop(env);
     let table = report.markdown();
     println!("{table}");
     if !report.metrics.is_empty() {
@@ -186,6 +163,96 @@ fn all(args: &[String]) -> io::Result<()> {
         );
     }
     result
+}
+
+/// What every measuring command sets up: the certificate, the backend, stud's binary.
+struct Env {
+    setup: Setup,
+    backend: helpers::Helper,
+    dir: PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn prepare(args: &[String], peers: bool) -> io::Result<Env> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return Err(io::Error::other(
+            "the harness needs 2 CPUs: the proxy on 0, the load on 1",
+        ));
+    }
+    if peers {
+        install_peers()?;
+    }
+    let stud = match opt(args, "--stud") {
+        Some(p) => PathBuf::from(p),
+        None => build_stud()?,
+    };
+    let exe = std::env::current_exe()?;
+    proxies::pin_self(LOAD_CPU)?;
+    helpers::raise_fd_limit();
+    let dir = std::env::temp_dir().join(format!("stud-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let pem = dir.join("site.pem");
+    std::fs::write(&pem, engine::certificate_pem().map_err(io::Error::other)?)?;
+    let (backend, backend_addr) = start_backend(&exe)?;
+    Ok(Env {
+        setup: Setup {
+            stud,
+            pem,
+            dir: dir.clone(),
+            backend: backend_addr,
+            env: Vec::new(),
+        },
+        backend,
+        dir,
+    })
+}
+
+/// `harness profile LOAD [--seconds N] [--malloc jemalloc|mimalloc]`.
+fn profile(args: &[String]) -> io::Result<()> {
+    helpers::handle_interrupts();
+    let load = args
+        .first()
+        .filter(|l| stud_benches::profile::LOADS.contains(&l.as_str()))
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "profile what? one of {:?}",
+                stud_benches::profile::LOADS
+            ))
+        })?;
+    let seconds = opt(args, "--seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let mut env = Vec::new();
+    match opt(args, "--malloc") {
+        None | Some("glibc") => {}
+        Some(name) => {
+            let lib = match name {
+                "jemalloc" => "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+                "mimalloc" => "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
+                other => return Err(io::Error::other(format!("unknown allocator '{other}'"))),
+            };
+            if !Path::new(lib).exists() {
+                return Err(io::Error::other(format!(
+                    "{lib} is missing: apt-get install -y libjemalloc2 libmimalloc2.0"
+                )));
+            }
+            env.push(("LD_PRELOAD".to_string(), lib.to_string()));
+        }
+    }
+    if sh("command -v perf").is_empty() {
+        return Err(io::Error::other(
+            "perf is missing: apt-get install -y linux-perf",
+        ));
+    }
+    let e = prepare(args, false)?;
+    let out = std::env::temp_dir();
+    stud_benches::profile::run(&e.setup, load, seconds, &env, &out)
 }
 
 fn chart_title(quick: bool) -> String {

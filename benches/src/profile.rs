@@ -1,0 +1,175 @@
+//! `harness profile`: one stud worker under one load, recorded with `perf` (CPU samples with
+//! call graphs, and syscall counts per operation), so what dominates is one command away.
+
+use std::io;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::load;
+use crate::proxies::{Kind, Proxy, Setup};
+
+/// The syscalls counted apart (the rest only in the total).
+const SYSCALLS: [&str; 21] = [
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "recvfrom",
+    "sendto",
+    "recvmsg",
+    "sendmsg",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_ctl",
+    "accept4",
+    "connect",
+    "close",
+    "shutdown",
+    "setsockopt",
+    "getsockopt",
+    "getsockname",
+    "mmap",
+    "munmap",
+];
+
+/// The loads `profile` can apply.
+pub const LOADS: [&str; 4] = ["handshake", "resume", "download", "upload"];
+
+/// Runs `load` against a fresh `stud -n 1` for `seconds`, under `perf record` and `perf stat`;
+/// prints the hottest symbols and the syscalls per operation. `env` is added to stud's
+/// environment (e.g. `LD_PRELOAD` of another allocator).
+pub fn run(
+    setup: &Setup,
+    load_name: &str,
+    seconds: u64,
+    env: &[(String, String)],
+    out: &std::path::Path,
+) -> io::Result<()> {
+    let setup = Setup {
+        env: env.to_vec(),
+        ..setup.clone()
+    };
+    let proxy = Proxy::start(Kind::Stud, 1, &setup)?;
+    let addr = proxy.addr;
+    // Let the worker settle and warm the caches.
+    let _ = load::hold(addr, 10, 2);
+    let pids: Vec<String> = crate::procfs::tree(proxy.child.pid())
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let pids = pids.join(",");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let bulk = 256u64 << 20;
+    let loader = {
+        let (stop, ops, name) = (stop.clone(), ops.clone(), load_name.to_string());
+        thread::spawn(move || -> io::Result<()> {
+            match name.as_str() {
+                "handshake" | "resume" => {
+                    let zero = || 0.0;
+                    let w = load::handshakes(
+                        addr,
+                        name == "resume",
+                        24,
+                        Duration::ZERO,
+                        Duration::from_secs(seconds + 2),
+                        &zero,
+                    )?;
+                    ops.store((w.per_sec * (seconds + 2) as f64) as u64, Ordering::Relaxed);
+                }
+                _ => {
+                    while !stop.load(Ordering::Relaxed) {
+                        load::bulk(addr, name == "download", bulk)?;
+                        ops.fetch_add(bulk, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let data = out.join(format!("perf-{load_name}.data"));
+    let t0 = Instant::now();
+    let cpu0 = proxy.usage().cpu_secs;
+    let record = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "1000",
+            "--call-graph",
+            "dwarf,32768",
+            "-p",
+            &pids,
+            "-o",
+        ])
+        .arg(&data)
+        .args(["--", "sleep", &seconds.to_string()])
+        .spawn()?;
+    let mut events = String::from("raw_syscalls:sys_enter");
+    for s in SYSCALLS {
+        events.push_str(&format!(",syscalls:sys_enter_{s}"));
+    }
+    let stat = Command::new("perf")
+        .args(["stat", "-x", ",", "-e", &events, "-p", &pids, "--", "sleep"])
+        .arg(seconds.to_string())
+        .output()?;
+    let _ = record.wait_with_output();
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = proxy.usage().cpu_secs - cpu0;
+    stop.store(true, Ordering::Relaxed);
+    let _ = loader.join();
+    // Operations during the window: for bulk, bytes; for handshakes, the rate over the window.
+    let total_ops = ops.load(Ordering::Relaxed) as f64;
+    let (per_op, unit) = match load_name {
+        "handshake" | "resume" => (total_ops / (seconds + 2) as f64 * secs, "connection"),
+        _ => (total_ops * secs / (secs + 0.5) / (1u64 << 20) as f64, "MiB"),
+    };
+    println!(
+        "stud -n 1 under '{load_name}': {:.2} CPU s over {secs:.1} s; ~{per_op:.0} {unit}s",
+        cpu
+    );
+    println!("\nsyscalls per {unit} (perf stat):");
+    for line in String::from_utf8_lossy(&stat.stderr).lines() {
+        let mut f = line.split(',');
+        if let (Some(count), Some(_), Some(event)) = (f.next(), f.next(), f.next()) {
+            if let Ok(c) = count.parse::<f64>() {
+                if c > 0.0 {
+                    let name = event.strip_prefix("syscalls:sys_enter_").unwrap_or("(all)");
+                    println!("  {name:<12} {:>10.2}", c / per_op.max(1.0));
+                }
+            }
+        }
+    }
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--no-children",
+            "--percentage",
+            "relative",
+            "--stdio",
+            "--sort",
+            "dso,sym",
+            "-i",
+        ])
+        .arg(&data)
+        .output()?;
+    println!(
+        "\nhottest symbols (self time, perf report --no-children --sort dso,sym -i {}):",
+        data.display()
+    );
+    for line in String::from_utf8_lossy(&report.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .take(40)
+    {
+        println!("{line}");
+    }
+    Ok(())
+}
