@@ -264,16 +264,6 @@ impl Echo {
             Echo::Plain(s) => s,
         }
     }
-
-    /// One request and its echo.
-    fn round_trip(&mut self) -> io::Result<()> {
-        let req = [b'q'; ECHO_SIZE];
-        let mut resp = [0u8; ECHO_SIZE];
-        let s = self.stream();
-        s.write_all(&req)?;
-        s.flush()?;
-        s.read_exact(&mut resp)
-    }
 }
 
 trait ReadWrite: Read + Write {}
