@@ -104,6 +104,16 @@ impl Stud {
         stud
     }
 
+    /// Starts `stud` on `127.0.0.1` (a free port) in front of `backend`, serving `pem`, with
+    /// `extra` flags, and waits for it to listen.
+    pub fn serve(bin: &Path, pem: &Path, backend: SocketAddr, extra: &[&str]) -> Stud {
+        let b = backend.to_string();
+        let mut args = vec!["-f", "127.0.0.1,0", "-b", &b];
+        args.extend_from_slice(extra);
+        args.push(pem.to_str().expect("test paths are UTF-8"));
+        Stud::start(bin, &args)
+    }
+
     /// The process id of the parent (supervisor).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32

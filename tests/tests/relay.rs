@@ -13,11 +13,7 @@ use stud_tests::process::{alive, Stud};
 use stud_tests::{require_tool, stud_bin, TIMEOUT};
 
 fn start(pki: &Pki, backend: SocketAddr, extra: &[&str]) -> Stud {
-    let b = backend.to_string();
-    let mut args = vec!["-f", "127.0.0.1,0", "-b", &b];
-    args.extend_from_slice(extra);
-    args.push(pki.site_pem.to_str().expect("utf-8"));
-    Stud::start(&stud_bin!(), &args)
+    Stud::serve(&stud_bin!(), &pki.site_pem, backend, extra)
 }
 
 #[test]

@@ -12,11 +12,7 @@ use stud_tests::process::Stud;
 use stud_tests::stud_bin;
 
 fn start(pki: &Pki, backend: SocketAddr, extra: &[&str]) -> Stud {
-    let b = backend.to_string();
-    let mut args = vec!["-f", "127.0.0.1,0", "-b", &b];
-    args.extend_from_slice(extra);
-    args.push(pki.site_pem.to_str().expect("utf-8"));
-    Stud::start(&stud_bin!(), &args)
+    Stud::serve(&stud_bin!(), &pki.site_pem, backend, extra)
 }
 
 /// Connects, echoes (which also delivers the session tickets), and says how the handshake went.
