@@ -4,7 +4,7 @@
 //!
 //! The `engine_*` functions are the only places that call the engine and are never inlined,
 //! so a profiler can count the engine's work apart from the client's (callgrind's
-//! `--toggle-collect=*engine_*`).
+//! `--toggle-collect=stud_benches::engine::engine_*`).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -27,9 +27,6 @@ pub fn certificate_pem() -> Result<String, rcgen::Error> {
         ck.signing_key.serialize_pem()
     ))
 }
-
-/// How many times `engine_count` repeats an operation for callgrind.
-pub const COUNT_REPEATS: usize = 10;
 
 /// A fixed instant: nothing in these benchmarks waits for a deadline.
 const NOW: Instant = Instant::ZERO;

@@ -1,36 +1,47 @@
-//! Runs one engine operation `COUNT_REPEATS` times in memory, for callgrind to count
-//! (`harness callgrind` drives it): `engine_count handshake|download|upload`.
+//! Runs one engine operation N times in memory, for callgrind to count (`harness callgrind`
+//! drives it): `engine_count handshake|download|upload [N]`.
 
 use std::process::ExitCode;
 
-use stud_benches::engine::{Bench, COUNT_REPEATS};
+use stud_benches::engine::Bench;
 
 fn main() -> ExitCode {
     let what = std::env::args().nth(1).unwrap_or_default();
+    let repeats: usize = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
     let result = (|| {
+        // Seed the random generator outside the counted functions: its first use runs a
+        // jitter-entropy collection whose length varies from run to run.
+        let mut seed = [0u8; 32];
+        rustls::crypto::aws_lc_rs::default_provider()
+            .secure_random
+            .fill(&mut seed)
+            .map_err(|_| std::io::Error::other("no random generator"))?;
         let bench = Bench::new()?;
         match what.as_str() {
             "handshake" => {
-                for _ in 0..COUNT_REPEATS {
+                for _ in 0..repeats {
                     bench.handshake()?;
                 }
             }
             "download" => {
                 let mut pair = bench.handshake()?;
-                for _ in 0..COUNT_REPEATS {
+                for _ in 0..repeats {
                     pair.download(1 << 20)?;
                 }
             }
             "upload" => {
                 let mut pair = bench.handshake()?;
-                for _ in 0..COUNT_REPEATS {
+                for _ in 0..repeats {
                     let cipher = pair.client_ciphertext(1 << 20)?;
                     pair.feed_upload(&cipher)?;
                 }
             }
             _ => {
                 return Err(std::io::Error::other(
-                    "usage: engine_count handshake|download|upload",
+                    "usage: engine_count handshake|download|upload [N]",
                 ))
             }
         }
