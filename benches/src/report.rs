@@ -152,7 +152,8 @@ impl Report {
         ];
         let mut body = String::new();
         let mut y = 50.0;
-        for m in &self.metrics {
+        // Shares (core busy, resumed) explain the other rows; the chart keeps the quantities.
+        for m in self.metrics.iter().filter(|m| m.unit != "%") {
             let meds: Vec<(&str, &str, f64)> = colors
                 .iter()
                 .filter_map(|(p, c)| m.median_of(p).map(|v| (*p, *c, v)))

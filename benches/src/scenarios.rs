@@ -67,6 +67,15 @@ pub fn handshakes(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result
                     target,
                 );
                 m.add(&label, w.cpu_us_per_op);
+                // What one busy core would sustain: the load generator may saturate first.
+                report
+                    .metric(
+                        &format!("{what} handshake: capacity of one core (10⁶ / CPU µs)"),
+                        "conn/s",
+                        Better::Higher,
+                        None,
+                    )
+                    .add(&label, 1e6 / w.cpu_us_per_op);
                 report
                     .metric(
                         &format!("{what} TLS 1.3 handshake: connections per second"),
