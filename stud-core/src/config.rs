@@ -138,7 +138,7 @@ impl Default for ConfigBuilder {
             backend_connect_timeout: Duration::from_secs(30),
             idle_timeout: None,
             linger_timeout: Duration::from_secs(60),
-            to_backend_budget: 16 * 1024,
+            to_backend_budget: 64 * 1024,
             to_client_budget: 64 * 1024,
             client_address: ClientAddressMode::None,
         }
@@ -331,7 +331,7 @@ impl ConfigBuilder {
     }
 
     /// Client bytes (decrypted, or ciphertext not yet decrypted) held for a slow backend before
-    /// reads from the client stop (default 16 KiB; one record may exceed it, see
+    /// reads from the client stop (default 64 KiB; one record may exceed it, see
     /// [`MAX_RECORD_PLAINTEXT`]).
     pub fn to_backend_budget(mut self, bytes: usize) -> Self {
         self.to_backend_budget = bytes;

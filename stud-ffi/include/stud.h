@@ -476,7 +476,7 @@ const char *stud_version(void);
 /**
  * A new builder with stud's defaults: TLS 1.2 and 1.3, the default cipher suites, handshake
  * and backend connect timeouts of 30 s, no idle timeout, a 60 s linger timeout, budgets of
- * 16 KiB towards the backend and 64 KiB towards the client, no client-address header.
+ * 64 KiB in each direction, no client-address header.
  *
  * At least one certificate must be added before building. Free with `stud_config_builder_free`, or hand it
  * to `stud_config_builder_build`, which frees it. Returns NULL only on an internal error.
