@@ -116,7 +116,9 @@ fn all(args: &[String]) -> io::Result<()> {
         exe,
         kinds,
     };
-    eprintln!("{}", machine());
+    // The load average before the run (the run itself loads both CPUs).
+    let before = machine();
+    eprintln!("{before}");
     eprintln!(
         "client: TLS 1.3, {}, {}, ECDSA P-256 certificate; backend {backend_addr}; {} runs",
         client::SUITE,
@@ -153,8 +155,7 @@ fn all(args: &[String]) -> io::Result<()> {
         std::fs::write(
             out.join("performance-results.md"),
             format!(
-                "<!-- written by `harness all`; do not edit -->\n```text\n{}```\n\n{table}",
-                machine()
+                "<!-- written by `harness all`; do not edit -->\n```text\n{before}```\n\n{table}"
             ),
         )?;
         eprintln!(
