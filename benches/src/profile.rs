@@ -37,7 +37,7 @@ const SYSCALLS: [&str; 21] = [
 ];
 
 /// The loads `profile` can apply.
-pub const LOADS: [&str; 4] = ["handshake", "resume", "download", "upload"];
+pub const LOADS: [&str; 5] = ["handshake", "resume", "download", "upload", "echo"];
 
 /// Runs `load` against a fresh `stud -n 1` for `seconds`, under `perf record` and `perf stat`;
 /// prints the hottest symbols and the syscalls per operation. `env` is added to stud's
@@ -75,6 +75,19 @@ pub fn run(
                         addr,
                         name == "resume",
                         24,
+                        Duration::ZERO,
+                        Duration::from_secs(seconds + 2),
+                        &zero,
+                    )?;
+                    ops.store((w.per_sec * (seconds + 2) as f64) as u64, Ordering::Relaxed);
+                }
+                "echo" => {
+                    let zero = || 0.0;
+                    let w = load::echo_saturation(
+                        addr,
+                        true,
+                        4,
+                        16,
                         Duration::ZERO,
                         Duration::from_secs(seconds + 2),
                         &zero,
@@ -129,6 +142,7 @@ pub fn run(
     let total_ops = ops.load(Ordering::Relaxed) as f64;
     let (per_op, unit) = match load_name {
         "handshake" | "resume" => (total_ops / (seconds + 2) as f64 * secs, "connection"),
+        "echo" => (total_ops / (seconds + 2) as f64 * secs, "request"),
         _ => (total_ops * secs / (secs + 0.5) / (1u64 << 20) as f64, "MiB"),
     };
     println!(

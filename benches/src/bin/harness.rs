@@ -20,7 +20,7 @@ use stud_benches::{client, engine};
 
 const USAGE: &str = "usage: harness all [--quick] [--runs N] [--only handshake,bulk,idle,latency] \
 [--peers stud,hitch,haproxy] [--stud PATH] [--out DIR]\n       harness callgrind [--out DIR]\n       \
-harness profile handshake|resume|download|upload [--seconds N] [--malloc jemalloc|mimalloc]\n       \
+harness profile handshake|resume|download|upload|echo [--seconds N] [--malloc jemalloc|mimalloc]\n       \
 harness machine";
 
 fn main() -> ExitCode {
