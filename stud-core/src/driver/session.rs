@@ -215,6 +215,11 @@ impl Session {
                 self.conn.handle_client_eof(ctx.now);
             }
             Ok(n) => {
+                // A short read drained the socket: asking again would only return EAGAIN.
+                // Polling is level-triggered, so bytes that arrive later wake us again.
+                if n < capacity {
+                    *readable = false;
+                }
                 self.stats.bytes_from_client += n as u64;
                 let taken = self.conn.handle_client_data(ctx.now, &buf[..n]);
                 if taken < n {
@@ -258,6 +263,9 @@ impl Session {
                 self.conn.handle_backend_eof(ctx.now);
             }
             Ok(n) => {
+                if n < capacity {
+                    *readable = false;
+                }
                 self.stats.bytes_from_backend += n as u64;
                 let taken = self.conn.handle_backend_data(ctx.now, &buf[..n]);
                 if taken < n {
