@@ -36,6 +36,8 @@ pub(crate) struct Args {
     pub(crate) drain_timeout: Duration,
     /// Session-ticket master secret shared by every host that should resume each other's sessions.
     pub(crate) ticket_secret: Option<PathBuf>,
+    /// A secret made at start when no file is given (not a flag).
+    pub(crate) ticket_secret_bytes: Option<Vec<u8>>,
     pub(crate) reuseport: bool,
     pub(crate) self_signed: bool,
     pub(crate) pems: Vec<PathBuf>,
@@ -322,6 +324,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         idle_timeout: (idle_timeout > 0).then(|| Duration::from_secs(idle_timeout)),
         drain_timeout: Duration::from_secs(drain_timeout),
         ticket_secret,
+        ticket_secret_bytes: None,
         reuseport,
         self_signed,
         pems,

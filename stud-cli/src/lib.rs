@@ -72,8 +72,12 @@ fn fail(message: &str) -> i32 {
     2
 }
 
-fn run(args: Args) -> Result<i32, String> {
+fn run(mut args: Args) -> Result<i32, String> {
     sys::ignore_sigpipe().map_err(|e| format!("cannot ignore SIGPIPE: {e}"))?;
+    if args.ticket_secret_bytes.is_none() && args.ticket_secret.is_none() {
+        // One random secret for the life of this stud, so a reload keeps resuming sessions.
+        args.ticket_secret_bytes = Some(setup::random_secret()?);
+    }
     let (config, warnings) = setup::build_config(&args)?;
     log::init(
         args.quiet,
@@ -117,9 +121,22 @@ fn run(args: Args) -> Result<i32, String> {
     };
     let setup = worker::WorkerSetup {
         config: Arc::new(config),
-        options,
+        options: options.clone(),
     };
-    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup)
+    // SIGHUP rebuilds the configuration from the same flags (files are read again). The
+    // session-ticket secret stays the one made at start, so sessions resume across reloads.
+    let reload_args = args.clone();
+    let reload: supervisor::Reload = Box::new(move || {
+        let (config, warnings) = setup::build_config(&reload_args)?;
+        for warning in &warnings {
+            log::warning(warning);
+        }
+        Ok(worker::WorkerSetup {
+            config: Arc::new(config),
+            options: options.clone(),
+        })
+    });
+    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup, reload)
         .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let backend_list = backends
         .iter()

@@ -33,6 +33,8 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
     }
     if let Some(path) = &args.ticket_secret {
         builder = builder.ticket_secret_file(path);
+    } else if let Some(secret) = &args.ticket_secret_bytes {
+        builder = builder.ticket_secret(secret.clone());
     }
     builder = if args.self_signed {
         let (cert, key, fingerprint) = self_signed()?;
@@ -49,6 +51,16 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
     let config = builder.build().map_err(|e| e.to_string())?;
     warnings.extend(config.warnings().iter().cloned());
     Ok((config, warnings))
+}
+
+/// 48 random bytes for the session-ticket secret, from the kernel.
+pub(crate) fn random_secret() -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut secret = vec![0u8; 48];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .map_err(|e| format!("cannot read /dev/urandom for the session-ticket secret: {e}"))?;
+    Ok(secret)
 }
 
 /// A fresh ECDSA P-256 certificate for `localhost`, `127.0.0.1` and `::1`: (chain PEM, key PEM,

@@ -1,5 +1,12 @@
 //! The parent process: forks the workers, replaces the ones that die (with a back-off, so a
-//! crash loop cannot spin), and on SIGTERM/SIGINT drains them and exits 0.
+//! crash loop cannot spin), reloads the configuration on SIGHUP, and on SIGTERM/SIGINT drains
+//! the workers and exits 0.
+//!
+//! A reload builds the configuration anew (certificates, cipher list, …) and, only if that
+//! succeeds, starts a new generation of workers with it on the same listening sockets; the old
+//! workers get SIGTERM, stop accepting, and finish their connections within the drain timeout.
+//! No connection is dropped. If the new configuration fails, the old workers keep serving and
+//! the error is logged.
 //!
 //! Even with `-n 1` the parent forks one worker rather than serving in-process: a crash in a
 //! worker then costs only its connections, the process tree survives, and one code path serves
@@ -38,8 +45,18 @@ struct Slot {
     backoff: Duration,
 }
 
-/// The supervisor's state.
+/// Builds a fresh worker configuration (on SIGHUP); errors are one-line messages.
+pub(crate) type Reload = Box<dyn Fn() -> Result<WorkerSetup, String>>;
+
+/// A worker of an earlier generation, draining after a reload.
 #[derive(Debug)]
+struct Retired {
+    pid: i32,
+    /// When it is killed if it has not finished by then.
+    kill_at: Instant,
+}
+
+/// The supervisor's state.
 pub(crate) struct Supervisor {
     /// The self-pipe: signal handlers write into `.1`, the loop reads `.0`. `None` only in a
     /// freshly forked child, which closes its copy.
@@ -48,6 +65,18 @@ pub(crate) struct Supervisor {
     /// One listener shared by all workers, or (with `--reuseport`) one per slot.
     listeners: Vec<TcpListener>,
     setup: WorkerSetup,
+    reload: Reload,
+    /// Workers of earlier generations still draining.
+    retired: Vec<Retired>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("slots", &self.slots)
+            .field("retired", &self.retired)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Supervisor {
@@ -56,6 +85,7 @@ impl Supervisor {
         workers: usize,
         listeners: Vec<TcpListener>,
         setup: WorkerSetup,
+        reload: Reload,
     ) -> std::io::Result<Supervisor> {
         let (rx, tx) = sys::pipe()?;
         // Handlers go in now, before anyone is told we are listening: a signal sent from then
@@ -74,6 +104,8 @@ impl Supervisor {
                 .collect(),
             listeners,
             setup,
+            reload,
+            retired: Vec::new(),
         })
     }
 
@@ -92,7 +124,12 @@ impl Supervisor {
             }
             let next = match stop_deadline {
                 Some(deadline) => Some(deadline),
-                None => self.slots.iter().filter_map(|s| s.restart_at).min(),
+                None => self
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.restart_at)
+                    .chain(self.retired.iter().map(|r| r.kill_at))
+                    .min(),
             };
             let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
             let Some((rx, _)) = &self.pipe else {
@@ -103,10 +140,11 @@ impl Supervisor {
                 return 1;
             }
             let (stop, hangup) = self.drain_signals();
-            if hangup {
-                log::warning("SIGHUP ignored: reloading the configuration is not supported; restart stud instead");
-            }
             self.reap(stop_deadline.is_some());
+            if hangup && !stop && stop_deadline.is_none() {
+                self.reload();
+            }
+            self.kill_overdue_retired();
             if stop && stop_deadline.is_none() {
                 let deadline = Instant::now() + self.setup.options.drain_timeout + STOP_MARGIN;
                 stop_deadline = Some(deadline);
@@ -122,7 +160,7 @@ impl Supervisor {
                 }
             }
             if let Some(deadline) = stop_deadline {
-                if self.slots.iter().all(|s| s.pid.is_none()) {
+                if self.slots.iter().all(|s| s.pid.is_none()) && self.retired.is_empty() {
                     log::info("stopped");
                     return 0;
                 }
@@ -133,13 +171,60 @@ impl Supervisor {
                         return 1;
                     }
                     log::warning("workers did not drain in time; killing them");
-                    for pid in self.slots.iter().filter_map(|s| s.pid) {
+                    let old = self.retired.iter().map(|r| r.pid);
+                    for pid in self.slots.iter().filter_map(|s| s.pid).chain(old) {
                         let _ = sys::kill(pid, sys::SIGKILL);
                     }
                     killed = true;
                     stop_deadline = Some(Instant::now() + STOP_MARGIN);
                 }
             }
+        }
+    }
+
+    /// SIGHUP: a new generation of workers with a freshly built configuration, the old one
+    /// draining; or, if the configuration does not build, nothing changes.
+    fn reload(&mut self) {
+        let setup = match (self.reload)() {
+            Ok(setup) => setup,
+            Err(e) => {
+                log::error(&format!(
+                    "reload failed, still serving the previous configuration: {e}"
+                ));
+                return;
+            }
+        };
+        self.setup = setup;
+        let kill_at = Instant::now() + self.setup.options.drain_timeout + STOP_MARGIN;
+        let mut retiring = 0;
+        for slot in &mut self.slots {
+            if let Some(pid) = slot.pid.take() {
+                let _ = sys::kill(pid, sys::SIGTERM);
+                self.retired.push(Retired { pid, kill_at });
+                retiring += 1;
+            }
+            // A new worker at once, even for a slot that was waiting out a back-off: the
+            // configuration it failed with is gone.
+            slot.restart_at = Some(Instant::now());
+            slot.backoff = Duration::ZERO;
+        }
+        log::info(&format!(
+            "reloaded the configuration: starting new workers, {retiring} old worker{} draining",
+            if retiring == 1 { "" } else { "s" }
+        ));
+    }
+
+    /// Kills workers of earlier generations that outlived their drain.
+    fn kill_overdue_retired(&mut self) {
+        let now = Instant::now();
+        for old in self.retired.iter_mut().filter(|r| r.kill_at <= now) {
+            log::warning(&format!(
+                "old worker (pid {}) did not drain in time; killing it",
+                old.pid
+            ));
+            let _ = sys::kill(old.pid, sys::SIGKILL);
+            // Reaped later; give SIGKILL its margin before trying again.
+            old.kill_at = now + STOP_MARGIN;
         }
     }
 
@@ -177,6 +262,13 @@ impl Supervisor {
                 }
             };
             let status = std::process::ExitStatus::from_raw(raw);
+            if let Some(i) = self.retired.iter().position(|r| r.pid == pid) {
+                self.retired.swap_remove(i);
+                log::info(&format!(
+                    "old worker (pid {pid}) finished draining ({status})"
+                ));
+                continue;
+            }
             let Some((index, slot)) = self
                 .slots
                 .iter_mut()

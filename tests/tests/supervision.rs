@@ -211,14 +211,76 @@ fn workers_exit_when_the_parent_is_killed() {
 }
 
 #[test]
-fn sighup_is_logged_and_ignored() {
-    let pki = Pki::new();
-    let stud = start(&pki, echo_backend(), &[]);
+fn sighup_reloads_certificates_without_dropping_connections() {
+    let old = Pki::new();
+    let new = Pki::new();
+    let dir = stud_tests::pki::TempDir::new();
+    let pem = dir.write("site.pem", std::fs::read(&old.site_pem).expect("old pem"));
+    let stud = Stud::serve(&stud_bin!(), &pem, echo_backend(), &["-n", "2"]);
+    let trusts_old = net::client_config(&old.ca_der);
+    let trusts_new = net::client_config(&new.ca_der);
+
+    // A connection established before the reload.
+    let mut before = connect(stud.addr, &trusts_old).expect("handshake before reload");
+    before.write_all(b"one").expect("write");
+    assert_eq!(net::read_exact(&mut before, 3).expect("echo"), b"one");
+    let old_workers = stud.worker_pids(2);
+
+    // The operator renews the certificate and sends SIGHUP.
+    std::fs::write(&pem, std::fs::read(&new.site_pem).expect("new pem")).expect("replace pem");
     stud.signal(libc::SIGHUP);
-    assert!(stud
-        .wait_line(|l| l.contains("SIGHUP ignored"), TIMEOUT)
-        .is_some());
-    let config = net::client_config(&pki.ca_der);
-    assert!(connect(stud.addr, &config).is_ok());
+    stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no reload; stderr:\n{}", stud.output()));
+
+    // New connections get the new certificate (retry while the new workers start).
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match connect(stud.addr, &trusts_new) {
+            Ok(mut tls) => {
+                tls.write_all(b"two").expect("write");
+                assert_eq!(net::read_exact(&mut tls, 3).expect("echo"), b"two");
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "new certificate never served: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    // The connection from before the reload still works, served by an old worker.
+    before.write_all(b"three").expect("write after reload");
+    assert_eq!(
+        net::read_exact(&mut before, 5).expect("echo after reload"),
+        b"three"
+    );
+    assert!(
+        old_workers.iter().any(|p| alive(*p)),
+        "its worker drains, not dies"
+    );
+    drop(before);
+    stud.wait_line(|l| l.contains("finished draining"), TIMEOUT)
+        .unwrap_or_else(|| panic!("old workers did not finish; stderr:\n{}", stud.output()));
+
+    // A reload with a broken file changes nothing: the new certificate is still served.
+    std::fs::write(&pem, b"not a pem").expect("break pem");
+    stud.signal(libc::SIGHUP);
+    stud.wait_line(|l| l.contains("reload failed"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no reload failure logged; stderr:\n{}", stud.output()));
+    assert!(connect(stud.addr, &trusts_new).is_ok());
+    // A fresh client (no session to resume) sees that the old certificate is gone.
+    let fresh_old = net::client_config(&old.ca_der);
+    assert!(
+        connect(stud.addr, &fresh_old).is_err(),
+        "the old certificate is gone"
+    );
+    // The ticket secret outlives reloads: the pre-reload session still resumes.
+    let resumed = connect(stud.addr, &trusts_old).expect("resumed handshake");
+    assert_eq!(
+        resumed.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
     assert!(alive(stud.pid()));
 }
