@@ -171,3 +171,15 @@ fn a_short_ticket_secret_is_rejected() {
         .expect_err("too short");
     assert!(err.to_string().contains("at least 32"), "{err}");
 }
+
+#[test]
+fn post_quantum_hybrid_key_exchange_is_chosen_when_the_client_offers_it() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    p.handshake();
+    let group = p
+        .client
+        .negotiated_key_exchange_group()
+        .expect("key exchange done")
+        .name();
+    assert_eq!(group, rustls::NamedGroup::X25519MLKEM768);
+}
