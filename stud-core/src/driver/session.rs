@@ -46,6 +46,43 @@ pub(super) struct Ready {
     pub(super) backend_any: bool,
 }
 
+/// What one read from a socket brought.
+enum Got {
+    Bytes(usize),
+    Eof,
+    /// Would block, or interrupted: nothing happened.
+    Nothing,
+    /// The socket failed (reset, …).
+    Failed,
+}
+
+/// Reads once from `stream` into `buf`, clearing `readable` when the socket is drained: at end
+/// of stream, on a failure, on EAGAIN, and after a short read (asking again would only return
+/// EAGAIN; polling is level-triggered, so bytes that arrive later wake the loop again).
+fn read_some(mut stream: &TcpStream, buf: &mut [u8], readable: &mut bool) -> Got {
+    match stream.read(buf) {
+        Ok(0) => {
+            *readable = false;
+            Got::Eof
+        }
+        Ok(n) => {
+            if n < buf.len() {
+                *readable = false;
+            }
+            Got::Bytes(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Got::Nothing,
+        Err(e) => {
+            *readable = false;
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Got::Nothing
+            } else {
+                Got::Failed
+            }
+        }
+    }
+}
+
 /// The backend socket's life.
 #[derive(Debug)]
 enum Backend {
@@ -209,39 +246,14 @@ impl Session {
             return false;
         }
         let buf = &mut ctx.scratch[..capacity];
-        match (&self.client).read(buf) {
-            Ok(0) => {
-                *readable = false;
-                self.conn.handle_client_eof(ctx.now);
-            }
-            Ok(n) => {
-                // A short read drained the socket: asking again would only return EAGAIN.
-                // Polling is level-triggered, so bytes that arrive later wake us again.
-                if n < capacity {
-                    *readable = false;
-                }
+        match read_some(&self.client, buf, readable) {
+            Got::Nothing => return false,
+            Got::Eof => self.conn.handle_client_eof(ctx.now),
+            Got::Failed => self.conn.handle_client_reset(ctx.now),
+            Got::Bytes(n) => {
                 self.stats.bytes_from_client += n as u64;
                 let taken = self.conn.handle_client_data(ctx.now, &buf[..n]);
-                if taken < n {
-                    // The Conn promised to take every byte within its capacity; bytes it left
-                    // would be lost, so the stream can no longer be trusted.
-                    ctx.warn(WarningKind::Connection, || {
-                        format!(
-                            "engine left {} of {n} client bytes; closing the connection",
-                            n - taken
-                        )
-                    });
-                    self.conn.abort(ctx.now);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                *readable = false;
-                return false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,
-            Err(_) => {
-                *readable = false;
-                self.conn.handle_client_reset(ctx.now);
+                self.check_taken(ctx, "client", n, taken);
             }
         }
         true
@@ -257,38 +269,31 @@ impl Session {
             return false;
         }
         let buf = &mut ctx.scratch[..capacity];
-        match (&*stream).read(buf) {
-            Ok(0) => {
-                *readable = false;
-                self.conn.handle_backend_eof(ctx.now);
-            }
-            Ok(n) => {
-                if n < capacity {
-                    *readable = false;
-                }
+        match read_some(stream, buf, readable) {
+            Got::Nothing => return false,
+            Got::Eof => self.conn.handle_backend_eof(ctx.now),
+            Got::Failed => self.conn.handle_backend_reset(ctx.now),
+            Got::Bytes(n) => {
                 self.stats.bytes_from_backend += n as u64;
                 let taken = self.conn.handle_backend_data(ctx.now, &buf[..n]);
-                if taken < n {
-                    ctx.warn(WarningKind::Connection, || {
-                        format!(
-                            "engine left {} of {n} backend bytes; closing the connection",
-                            n - taken
-                        )
-                    });
-                    self.conn.abort(ctx.now);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                *readable = false;
-                return false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,
-            Err(_) => {
-                *readable = false;
-                self.conn.handle_backend_reset(ctx.now);
+                self.check_taken(ctx, "backend", n, taken);
             }
         }
         true
+    }
+
+    /// The `Conn` promised to take every byte within its read capacity; bytes it left would be
+    /// lost, so the stream can no longer be trusted and the connection ends.
+    fn check_taken(&mut self, ctx: &mut Ctx<'_>, side: &str, read: usize, taken: usize) {
+        if taken < read {
+            ctx.warn(WarningKind::Connection, || {
+                format!(
+                    "engine left {} of {read} {side} bytes; closing the connection",
+                    read - taken
+                )
+            });
+            self.conn.abort(ctx.now);
+        }
     }
 
     // ------------------------------------------------------------ outputs
