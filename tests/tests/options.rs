@@ -262,8 +262,20 @@ fn keepalive_is_set_on_client_sockets_and_zero_turns_it_off() {
         let mut tls = connect_retrying(stud.addr, &pki);
         echo_works(&mut tls);
         let port = stud.addr.port();
-        let table = ss(&["-tnoH", "state", "established", &format!("sport = :{port}")]);
-        assert_eq!(table.contains("keepalive"), expect, "-k {flag}: {table}");
+        // `ss` shows one timer per socket: while a segment awaits its ACK the retransmit timer
+        // ("on") hides the keepalive timer, so sample a few times over a bounded window.
+        let filter = format!("sport = :{port}");
+        let mut table = String::new();
+        let mut seen = false;
+        for _ in 0..20 {
+            table = ss(&["-tnoH", "state", "established", &filter]);
+            if table.contains("keepalive") {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(seen, expect, "-k {flag}: {table}");
     }
 }
 
