@@ -182,26 +182,24 @@ fn privileges_are_dropped_after_binding() {
     echo_works(&mut tls);
 }
 
-#[test]
-fn quiet_keeps_warnings_only() {
-    let pki = Pki::new();
+/// Starts stud on a free port with `extra` flags in front of an echo backend, for runs whose
+/// log does not say where they listen, and waits until it serves a handshake.
+fn spawn_serving(pki: &Pki, extra: &[&str]) -> Stud {
     let port = free_port();
     let b = echo_backend().to_string();
     let f = format!("127.0.0.1,{port}");
-    let stud = Stud::spawn(
-        &stud_bin!(),
-        &[
-            "-q",
-            "--ssl",
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-    );
-    let mut tls = connect_retrying(SocketAddr::from(([127, 0, 0, 1], port)), &pki);
+    let mut args = extra.to_vec();
+    args.extend_from_slice(&["-f", &f, "-b", &b, pki.site_pem.to_str().expect("utf-8")]);
+    let stud = Stud::spawn(&stud_bin!(), &args);
+    let mut tls = connect_retrying(SocketAddr::from(([127, 0, 0, 1], port)), pki);
     echo_works(&mut tls);
+    stud
+}
+
+#[test]
+fn quiet_keeps_warnings_only() {
+    let pki = Pki::new();
+    let stud = spawn_serving(&pki, &["-q", "--ssl"]);
     let out = stud.output();
     assert!(out.contains("stud: warning: --ssl"), "{out}");
     assert!(
@@ -213,23 +211,7 @@ fn quiet_keeps_warnings_only() {
 #[test]
 fn syslog_takes_the_routine_lines_off_stderr() {
     let pki = Pki::new();
-    let port = free_port();
-    let b = echo_backend().to_string();
-    let f = format!("127.0.0.1,{port}");
-    let stud = Stud::spawn(
-        &stud_bin!(),
-        &[
-            "-s",
-            "--syslog-facility=local3",
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-    );
-    let mut tls = connect_retrying(SocketAddr::from(([127, 0, 0, 1], port)), &pki);
-    echo_works(&mut tls);
+    let stud = spawn_serving(&pki, &["-s", "--syslog-facility=local3"]);
     assert!(!stud.output().contains("listening on"), "{}", stud.output());
 }
 
