@@ -51,19 +51,20 @@ impl SniResolver {
         {
             return false;
         }
-        let offered: Vec<u16> = hello
-            .cipher_suites()
-            .iter()
-            .map(|s| u16::from(*s))
-            .collect();
-        if self.tls13 && offered.iter().any(|s| TLS13_SUITES.contains(s)) {
+        // Called per certificate per handshake: scan the offer in place, allocating nothing.
+        let offers = |wanted: &[u16]| {
+            hello
+                .cipher_suites()
+                .iter()
+                .any(|s| wanted.contains(&u16::from(*s)))
+        };
+        if self.tls13 && offers(&TLS13_SUITES) {
             return true;
         }
-        let needed: &[u16] = match identity.key.algorithm() {
+        offers(match identity.key.algorithm() {
             rustls::SignatureAlgorithm::RSA => &ECDHE_RSA_SUITES,
             _ => &ECDHE_ECDSA_SUITES,
-        };
-        offered.iter().any(|s| needed.contains(s))
+        })
     }
 }
 

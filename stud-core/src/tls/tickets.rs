@@ -117,19 +117,21 @@ impl rustls::server::ProducesTickets for EpochTicketer {
         let epoch = self.epoch();
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).ok()?;
+        // One buffer, sealed in place: header, then the ciphertext, then the tag.
         let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + TAG_LEN);
         out.extend_from_slice(&epoch.to_be_bytes());
         out.extend_from_slice(&nonce);
-        let mut sealed = plain.to_vec();
-        self.with_key(epoch, |key| {
-            key.seal_in_place_append_tag(
+        out.extend_from_slice(plain);
+        let (header, body) = out.split_at_mut(HEADER_LEN);
+        let tag = self.with_key(epoch, |key| {
+            key.seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(&out[..HEADER_LEN]),
-                &mut sealed,
+                Aad::from(&*header),
+                body,
             )
             .ok()
         })?;
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(tag.as_ref());
         Some(out)
     }
 
