@@ -117,7 +117,8 @@ const MAX_WRITES_PER_CALL: usize = 16;
 ///   no progress for the linger timeout.
 /// - Each direction has a budget; with a full budget the producer's read interest is off and its
 ///   read capacity is zero. Nothing grows with a slow reader.
-/// - Buffers exist only while they hold bytes.
+/// - The engine's buffers exist only while they hold bytes (rustls keeps its own 4 KiB receive
+///   buffer once a connection has read).
 /// - Every close carries a reason.
 pub struct Conn {
     config: Arc<Config>,
