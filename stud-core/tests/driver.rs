@@ -249,7 +249,8 @@ fn backend_eof_becomes_close_notify_then_eof() {
 
 #[test]
 fn a_refusing_backend_closes_the_client_promptly() {
-    let refused = closed_port();
+    let closed = closed_port();
+    let refused = closed.addr;
     let mut server = Running::start(config(|b| b), options(&[refused]));
     let started = Instant::now();
     let mut tls = tls_connect(server.addr);
@@ -274,7 +275,8 @@ fn a_refusing_backend_closes_the_client_promptly() {
 #[test]
 fn the_second_backend_address_is_used_when_the_first_refuses() {
     let backend = Backend::echo();
-    let mut server = Running::start(config(|b| b), options(&[closed_port(), backend.addr]));
+    let closed = closed_port();
+    let mut server = Running::start(config(|b| b), options(&[closed.addr, backend.addr]));
     for round in 0..3 {
         let mut tls = tls_connect(server.addr);
         let msg = format!("round {round}");

@@ -87,10 +87,31 @@ pub fn capture_backend_until(
     (addr, rx)
 }
 
-/// An address nothing listens on (bound, then closed).
-pub fn dead_address() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+/// A loopback address that refuses every connection while this value lives: bound but not
+/// listening. Holding the binding keeps the port from going to another test's listener or to an
+/// outgoing connection (which could connect to itself), either of which would turn "refused" into
+/// "accepted" at random.
+#[derive(Debug)]
+pub struct DeadAddress {
+    pub addr: SocketAddr,
+    _held: socket2::Socket,
+}
+
+/// An address nothing listens on, held so that nothing else can take it.
+pub fn dead_address() -> DeadAddress {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet address");
+    DeadAddress {
+        addr,
+        _held: socket,
+    }
 }
 
 /// A client configuration trusting only `ca`.

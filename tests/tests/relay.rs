@@ -298,7 +298,8 @@ fn closes_promptly(tls: &mut net::Tls, within: Duration) {
 #[test]
 fn backend_down_closes_the_client_and_stud_survives() {
     let pki = Pki::new();
-    let stud = start(&pki, net::dead_address(), &["-n", "1"]);
+    let dead = net::dead_address();
+    let stud = start(&pki, dead.addr, &["-n", "1"]);
     let config = net::client_config(&pki.ca_der);
     for _ in 0..3 {
         let mut tls = connect(stud.addr, &config).expect("handshake still completes");

@@ -65,7 +65,10 @@ pub(super) fn start_connect(addr: SocketAddr, keepalive: Option<Duration>) -> Co
     let stream: TcpStream = socket.into();
     tune(&stream, keepalive);
     match result {
-        Ok(()) => ConnectStart::Connected(stream),
+        Ok(()) => match refuse_self_connect(&stream) {
+            Ok(()) => ConnectStart::Connected(stream),
+            Err(e) => ConnectStart::Failed(e),
+        },
         Err(e) if connect_failed_at_once(&e) => ConnectStart::Failed(e),
         // EINPROGRESS (std has no stable name for it) or anything unexpected: the outcome is
         // read from the socket once it is writable, which is right in every case.
@@ -100,7 +103,22 @@ pub(super) fn finish_connect(stream: &TcpStream) -> io::Result<()> {
     // Writable with no pending error yet not connected: the attempt failed and its error was
     // already consumed. It cannot be "still in progress": level-triggered epoll reports
     // writability only after the handshake ends.
-    stream.peer_addr().map(|_| ())
+    stream.peer_addr()?;
+    refuse_self_connect(stream)
+}
+
+/// Fails a connection whose two ends are the same address and port. TCP's simultaneous open lets
+/// a connect to a loopback port that nothing listens on succeed when the kernel happens to pick
+/// that very port as the local one; the "backend" is then the socket itself, which would echo the
+/// client-address header back and never answer. Such a connect counts as refused.
+fn refuse_self_connect(stream: &TcpStream) -> io::Result<()> {
+    if stream.local_addr()? == stream.peer_addr()? {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "connected to itself: nothing listens on the backend port",
+        ));
+    }
+    Ok(())
 }
 
 /// What to do after accept(2) failed.
@@ -286,11 +304,35 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_connected_to_itself_counts_as_refused() {
+        // A socket bound to a port and connected to that same port meets itself through TCP's
+        // simultaneous open: the state a backend connect lands in by chance.
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&any.into()).expect("bind");
+        let own = socket.local_addr().expect("addr");
+        socket.connect(&own).expect("a self-connect succeeds");
+        let stream: TcpStream = socket.into();
+        assert_eq!(stream.local_addr().ok(), stream.peer_addr().ok());
+        let e = finish_connect(&stream).expect_err("a self-connect is no backend");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        finish_connect(&other).expect("an ordinary connection passes");
+    }
+
+    #[test]
     fn a_refused_connect_is_reported() {
-        // A port that was just free: nothing listens there.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
+        // A port held bound but not listening: it refuses, and nothing else can take it.
+        let held = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        held.bind(&any.into()).expect("bind");
+        let port = held
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("port");
         let stream = match start_connect(port, None) {
             ConnectStart::Failed(e) => {
                 assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);

@@ -284,9 +284,30 @@ impl Backend {
 }
 
 /// A loopback address where nothing listens (a port that was free a moment ago).
-pub fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+pub fn closed_port() -> ClosedPort {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet address");
+    ClosedPort {
+        addr,
+        _held: socket,
+    }
+}
+
+/// A loopback port that refuses every connection for as long as this value lives: bound but not
+/// listening. Holding the binding keeps the port from being handed to another test's listener or
+/// to an outgoing connection (which could connect to itself), either of which would turn "refused"
+/// into "accepted" at random.
+#[derive(Debug)]
+pub struct ClosedPort {
+    pub addr: SocketAddr,
+    _held: socket2::Socket,
 }
 
 // ---------------------------------------------------------------- clients
