@@ -75,6 +75,9 @@ struct Pending {
 /// How many flush loops one `write_*` call may run: bounded work per call.
 const MAX_WRITES_PER_CALL: usize = 16;
 
+/// The first allocation for decrypted bytes waiting for the backend (capped by the budget).
+const PLAIN_BATCH: usize = 64 * 1024;
+
 /// One client connection and its backend twin.
 ///
 /// # Contract
@@ -129,6 +132,11 @@ pub struct Conn {
     /// The client-address header while it is being sent; `None` before connect and after sending.
     header: Option<Box<[u8]>>,
     header_sent: usize,
+    /// Decrypted client bytes for the backend, moved out of rustls record by record so that one
+    /// write sends all of them (rustls keeps one allocation per record). `plain[plain_sent..]`
+    /// is unsent. Allocated only while it holds bytes.
+    plain: Vec<u8>,
+    plain_sent: usize,
     /// Client ciphertext rustls refused while its plaintext buffer was full (slow backend).
     held_ciphertext: Vec<u8>,
     io: IoState,
@@ -185,6 +193,8 @@ impl Conn {
             local,
             header: None,
             header_sent: 0,
+            plain: Vec::new(),
+            plain_sent: 0,
             held_ciphertext: Vec::new(),
             io: IoState::default(),
             alert_scan: AlertScan::default(),
@@ -235,7 +245,7 @@ impl Conn {
             State::Handshaking | State::Connecting | State::Established => self
                 .config
                 .to_backend_budget
-                .saturating_sub(self.io.plaintext_in + self.held_ciphertext.len()),
+                .saturating_sub(self.plain_pending() + self.held_ciphertext.len()),
             State::Closing(_) | State::Closed => 0,
         }
     }
@@ -307,6 +317,7 @@ impl Conn {
                     return &[];
                 }
             }
+            self.take_plaintext();
             if self.io.peer_closed {
                 return &[];
             }
@@ -529,7 +540,7 @@ impl Conn {
             .as_ref()
             .map_or(0, |h| h.len() - self.header_sent);
         Buffered {
-            to_backend: self.io.plaintext_in + header + self.held_ciphertext.len(),
+            to_backend: self.plain_pending() + header + self.held_ciphertext.len(),
             to_client: self.io.tls_out,
         }
     }
@@ -585,7 +596,41 @@ impl Conn {
     }
 
     fn backend_pending(&self) -> bool {
-        self.header.is_some() || self.io.plaintext_in > 0
+        self.header.is_some() || self.plain_pending() > 0
+    }
+
+    /// Decrypted bytes not yet sent to the backend.
+    fn plain_pending(&self) -> usize {
+        self.plain.len() - self.plain_sent
+    }
+
+    /// Moves every decrypted record out of rustls into `plain`, so rustls can take the next ones
+    /// and the backend gets them in one write.
+    fn take_plaintext(&mut self) {
+        if self.io.plaintext_in == 0 {
+            return;
+        }
+        if self.plain.capacity() == 0 {
+            // One allocation of the usual batch size rather than a doubling series.
+            let batch = self.config.to_backend_budget.clamp(1, PLAIN_BATCH);
+            self.plain.reserve(batch.max(self.io.plaintext_in));
+        } else if self.plain_sent > 0
+            && self.plain.len() + self.io.plaintext_in > self.plain.capacity()
+        {
+            // Drop the sent prefix rather than grow: the buffer stays within the budget.
+            self.plain.drain(..self.plain_sent);
+            self.plain_sent = 0;
+        }
+        loop {
+            let chunk = self.tls.plaintext();
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            self.plain.extend_from_slice(chunk);
+            self.tls.consume_plaintext(n);
+        }
+        self.io.plaintext_in = 0;
     }
 
     /// Copies plaintext for the backend (the client-address header first) into `buf`; returns
@@ -612,27 +657,26 @@ impl Conn {
         let mut total = 0;
         let mut result = Ok(());
         for _ in 0..MAX_WRITES_PER_CALL {
+            let plain = &self.plain[self.plain_sent..];
             let written = if let Some(header) = &self.header {
                 // Header and the first plaintext in one write: one segment for the backend.
-                let chunk = self.tls.plaintext();
                 let bufs = [
                     io::IoSlice::new(&header[self.header_sent..]),
-                    io::IoSlice::new(chunk),
+                    io::IoSlice::new(plain),
                 ];
                 w.write_vectored(&bufs).map(|n| {
                     let from_header = n.min(header.len() - self.header_sent);
                     (from_header, n - from_header)
                 })
             } else {
-                let chunk = self.tls.plaintext();
-                if chunk.is_empty() {
+                if plain.is_empty() {
                     break;
                 }
-                w.write(chunk).map(|n| (0, n))
+                w.write(plain).map(|n| (0, n))
             };
             match written {
                 Ok((0, 0)) => break,
-                Ok((from_header, from_plaintext)) => {
+                Ok((from_header, from_plain)) => {
                     self.header_sent += from_header;
                     if self
                         .header
@@ -641,9 +685,13 @@ impl Conn {
                     {
                         self.header = None;
                     }
-                    self.tls.consume_plaintext(from_plaintext);
-                    self.io.plaintext_in -= from_plaintext;
-                    total += from_header + from_plaintext;
+                    self.plain_sent += from_plain;
+                    if self.plain_sent == self.plain.len() {
+                        // Empty: give the memory back (an idle connection holds no buffer).
+                        self.plain = Vec::new();
+                        self.plain_sent = 0;
+                    }
+                    total += from_header + from_plain;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -672,6 +720,7 @@ impl Conn {
             Ok(io) => self.io = io,
             Err(e) => self.fail(now, e),
         }
+        self.take_plaintext();
     }
 
     /// Moves the state machine forward after any input or output.
@@ -689,7 +738,7 @@ impl Conn {
             State::Established => {
                 if !self.client_done
                     && (self.client_eof || self.io.peer_closed)
-                    && self.io.plaintext_in == 0
+                    && self.plain_pending() == 0
                     && self.held_ciphertext.is_empty()
                     && self.header.is_none()
                 {

@@ -140,3 +140,65 @@ fn a_full_exchange_ends_completed_after_both_directions_close() {
     assert_eq!(p.closed, Some(CloseReason::Completed));
     assert!(p.conn.poll_timeout().is_none());
 }
+
+/// A writer that takes everything and counts the calls.
+#[derive(Default)]
+struct CountingWriter {
+    writes: usize,
+    data: Vec<u8>,
+}
+
+impl std::io::Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writes += 1;
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.writes += 1;
+        let mut n = 0;
+        for b in bufs {
+            self.data.extend_from_slice(b);
+            n += b.len();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Several records decrypted in one go reach the backend in one write, not one write per
+/// record: the syscall count per byte toward the backend matches the other direction.
+#[test]
+fn records_decrypted_together_reach_the_backend_in_one_write() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    p.handshake();
+    // Drain the client-address-free start: nothing is pending for the backend yet.
+    let mut w = CountingWriter::default();
+    let _ = p.conn.write_backend(p.now, &mut w).expect("write");
+    assert_eq!(w.writes, 0);
+
+    // Three full records (the client splits at 16 KiB) in one delivery to the Conn.
+    let data: Vec<u8> = (0..3 * 16 * 1024).map(|i| (i % 251) as u8).collect();
+    p.client_send(&data);
+    let mut wire = Vec::new();
+    while p.client.wants_write() {
+        p.client.write_tls(&mut wire).expect("client write_tls");
+    }
+    assert!(wire.len() > data.len(), "three records with their overhead");
+    assert!(
+        wire.len() <= p.conn.client_read_capacity(),
+        "fits the budget"
+    );
+    assert_eq!(p.conn.handle_client_data(p.now, &wire), wire.len());
+
+    let mut w = CountingWriter::default();
+    let n = p.conn.write_backend(p.now, &mut w).expect("write");
+    assert_eq!(n, data.len());
+    assert_eq!(w.data, data);
+    assert_eq!(w.writes, 1, "all three records in one write");
+    assert_eq!(p.conn.buffered().to_backend, 0);
+}
