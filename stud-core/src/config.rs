@@ -310,7 +310,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// Deadline for the backend to accept, from the end of the handshake (default 30 s).
+    /// Deadline for the backend to accept, from the end of the handshake (default 30 s). The
+    /// reference driver gives each of several backend addresses an equal share of the time left,
+    /// so one address that never answers cannot use up the time of those after it.
     pub fn backend_connect_timeout(mut self, t: Duration) -> Self {
         self.backend_connect_timeout = t;
         self

@@ -291,6 +291,60 @@ fn the_second_backend_address_is_used_when_the_first_refuses() {
 }
 
 #[test]
+fn an_address_that_never_answers_yields_to_the_next_after_its_share_of_the_timeout() {
+    let silent = silent_address();
+    let backend = Backend::echo();
+    let cfg = config(|b| b.backend_connect_timeout(Duration::from_secs(4)));
+    let mut server = Running::start(cfg, options(&[silent.addr, backend.addr]));
+    let started = Instant::now();
+    let mut tls = tls_connect(server.addr);
+    tls.write_all(b"ping").expect("write");
+    // Two addresses share the 4 s: the silent one yields after 2 s, and the echo answers long
+    // before the whole timeout would have closed the connection.
+    assert_eq!(read_exact(&mut tls, 4), b"ping");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_millis(3500),
+        "took {took:?}"
+    );
+    finish_sending(&mut tls);
+    assert!(read_to_end(&mut tls).1);
+    assert_eq!(backend.accepts(), 1);
+    let warnings = server.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&silent.addr.to_string()) && w.contains("timed out")),
+        "the silent address is named: {warnings:?}"
+    );
+    assert_eq!(server.wait_closes(1, TIMEOUT)[0].1, CloseReason::Completed);
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn a_single_silent_address_gets_the_whole_connect_timeout() {
+    let silent = silent_address();
+    let cfg = config(|b| b.backend_connect_timeout(Duration::from_millis(1500)));
+    let mut server = Running::start(cfg, options(&[silent.addr]));
+    let started = Instant::now();
+    let mut tls = tls_connect(server.addr);
+    let (data, _) = read_to_end(&mut tls);
+    assert!(data.is_empty());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+    assert_eq!(
+        server.wait_closes(1, TIMEOUT)[0].1,
+        CloseReason::BackendConnectTimeout
+    );
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
 fn a_silent_client_meets_the_handshake_timeout() {
     let backend = Backend::echo();
     let cfg = config(|b| b.handshake_timeout(Duration::from_millis(300)));

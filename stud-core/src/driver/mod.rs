@@ -52,7 +52,9 @@ pub use stop::StopHandle;
 /// Driver options (all have defaults via [`Default`]).
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Backend addresses, tried in order when a connect fails (refused/unreachable); at least one.
+    /// Backend addresses, tried in order; at least one. A connect that fails (refused,
+    /// unreachable) moves on at once, one that gets no answer after an equal share of the time
+    /// left before the connect deadline (the last address gets all of it).
     pub backends: Vec<SocketAddr>,
     /// SO_KEEPALIVE idle time on both sockets (None = off).
     pub keepalive: Option<Duration>,

@@ -89,9 +89,12 @@ enum Backend {
     /// Not asked for yet (handshake in progress), or every address failed.
     None,
     /// A nonblocking connect in progress; `next` is the index of the address to try after it.
+    /// `give_up` is when this attempt yields to the next address: its share of the time left
+    /// before the `Conn`'s connect deadline (`None` for the last address, which gets it all).
     Connecting {
         stream: TcpStream,
         next: usize,
+        give_up: Option<Instant>,
     },
     Connected(TcpStream),
 }
@@ -143,7 +146,22 @@ impl Session {
 
     /// When [`Session::on_timer`] must run next.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.conn.poll_timeout()
+        let conn = self.conn.poll_timeout();
+        match (&self.backend, conn) {
+            (
+                Backend::Connecting {
+                    give_up: Some(t), ..
+                },
+                Some(c),
+            ) => Some(c.min(*t)),
+            (
+                Backend::Connecting {
+                    give_up: Some(t), ..
+                },
+                None,
+            ) => Some(*t),
+            _ => conn,
+        }
     }
 
     /// Handles readiness from the poller: bounded reads, then everything the `Conn` asks for.
@@ -170,6 +188,25 @@ impl Session {
 
     /// A deadline may have passed.
     pub(super) fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
+        if let Backend::Connecting {
+            next,
+            give_up: Some(t),
+            ..
+        } = self.backend
+        {
+            if t <= ctx.now {
+                // This address has had its share of the connect timeout: on to the next one.
+                let addr = ctx.options.backends.get(next.wrapping_sub(1)).copied();
+                ctx.warn(WarningKind::Backend, || match addr {
+                    Some(addr) => {
+                        format!("backend {addr}: connect timed out; trying the next address")
+                    }
+                    None => "backend connect timed out; trying the next address".to_owned(),
+                });
+                self.connect_backend(ctx, next);
+                self.drain_outputs(ctx);
+            }
+        }
         if self.conn.poll_timeout().is_some_and(|t| t <= ctx.now) {
             self.conn.handle_timeout(ctx.now);
         }
@@ -376,7 +413,15 @@ impl Session {
                 }
                 ConnectStart::Pending(stream) => {
                     let next = i + 1;
-                    self.set_backend(ctx.poller, Backend::Connecting { stream, next });
+                    let give_up = self.attempt_share(ctx, ctx.options.backends.len() - i);
+                    self.set_backend(
+                        ctx.poller,
+                        Backend::Connecting {
+                            stream,
+                            next,
+                            give_up,
+                        },
+                    );
                     return;
                 }
                 ConnectStart::Failed(e) => {
@@ -393,7 +438,12 @@ impl Session {
     /// The pending connect's socket reported readiness: connected, or on to the next address.
     fn finish_connecting(&mut self, ctx: &mut Ctx<'_>) {
         let backend = std::mem::replace(&mut self.backend, Backend::None);
-        let Backend::Connecting { stream, next } = backend else {
+        let Backend::Connecting {
+            stream,
+            next,
+            give_up,
+        } = backend
+        else {
             self.backend = backend;
             return;
         };
@@ -405,7 +455,11 @@ impl Session {
             }
             Err(e) => {
                 // Put it back so that the retry unregisters it before closing it.
-                self.backend = Backend::Connecting { stream, next };
+                self.backend = Backend::Connecting {
+                    stream,
+                    next,
+                    give_up,
+                };
                 let addr = ctx.options.backends.get(next.wrapping_sub(1)).copied();
                 ctx.warn(WarningKind::Backend, || match addr {
                     Some(addr) => format!("backend {addr}: connect failed: {e}"),
@@ -415,6 +469,19 @@ impl Session {
             }
         }
         self.drain_outputs(ctx);
+    }
+
+    /// When an attempt with `remaining` addresses left (itself included) yields to the next: an
+    /// equal share of the time left before the `Conn`'s connect deadline, so that one address
+    /// that never answers cannot use up the time of those after it. The last address gets
+    /// everything left (`None`).
+    fn attempt_share(&self, ctx: &Ctx<'_>, remaining: usize) -> Option<Instant> {
+        if remaining <= 1 {
+            return None;
+        }
+        let deadline = self.conn.poll_timeout()?;
+        let left = deadline.saturating_duration_since(ctx.now);
+        Some(ctx.now + left / u32::try_from(remaining).unwrap_or(u32::MAX))
     }
 
     /// Replaces the backend socket, unregistering the old one before it closes.

@@ -310,6 +310,41 @@ pub struct ClosedPort {
     _held: socket2::Socket,
 }
 
+/// A loopback address whose connects never complete, for as long as this value lives: a listener
+/// with a backlog of zero whose one queue place is taken, so the kernel drops every further SYN
+/// (the client retransmits, as towards a host that has gone away).
+#[derive(Debug)]
+pub struct SilentAddress {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _queued: TcpStream,
+}
+
+pub fn silent_address() -> SilentAddress {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    listener.bind(&any.into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet address");
+    let queued = TcpStream::connect(addr).expect("the one queue place");
+    // Check the premise: a further connect gets no answer.
+    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+    assert!(
+        probe.is_err(),
+        "a connect to a full backlog was answered; the test's premise does not hold here"
+    );
+    SilentAddress {
+        addr,
+        _listener: listener,
+        _queued: queued,
+    }
+}
+
 // ---------------------------------------------------------------- clients
 
 pub type Tls = StreamOwned<ClientConnection, TcpStream>;
