@@ -4,7 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
-use stud_core::{encode_client_address, ClientAddressMode, MAX_HEADER_LEN};
+use stud_core::{
+    encode_client_address, encode_proxy_v2, ClientAddressMode, HandshakeInfo, TlsVersion,
+    MAX_HEADER_LEN, PROXY_V2_SIGNATURE,
+};
 
 fn addr(bytes: &[u8], v6: bool) -> SocketAddr {
     let port = u16::from_be_bytes([bytes[0], bytes[1]]);
@@ -48,4 +51,37 @@ fuzz_target!(|data: &[u8]| {
         };
         assert_eq!(src, unmapped);
     }
+
+    // PROXY v2 with TLVs from the rest of the input (any lengths, including ones no TLS field
+    // can carry): the header fits, its length field is right, and its TLVs parse back.
+    let rest = &data[37..];
+    let cut = rest.first().map_or(0, |&b| b as usize * 2).min(rest.len());
+    let (sni, alpn) = rest.split_at(cut);
+    let info = HandshakeInfo {
+        sni: (!sni.is_empty()).then(|| String::from_utf8_lossy(sni).into_owned()),
+        alpn: (!alpn.is_empty()).then(|| alpn.to_vec()),
+        version: if flags & 4 != 0 { TlsVersion::Tls12 } else { TlsVersion::Tls13 },
+        cipher_suite: "TLS_CHACHA20_POLY1305_SHA256",
+        resumed: false,
+    };
+    let n = encode_proxy_v2(peer, local, Some(&info), &mut buf);
+    assert!(n <= MAX_HEADER_LEN);
+    assert_eq!(&buf[..12], &PROXY_V2_SIGNATURE);
+    let after = u16::from_be_bytes([buf[14], buf[15]]) as usize;
+    assert_eq!(16 + after, n);
+    let addresses = match buf[13] {
+        0x11 => 12,
+        0x21 => 36,
+        0x00 => 0,
+        other => panic!("family {other:#x}"),
+    };
+    let mut tlv = &buf[16 + addresses..n];
+    let mut saw_ssl = false;
+    while !tlv.is_empty() {
+        let len = u16::from_be_bytes([tlv[1], tlv[2]]) as usize;
+        assert!(3 + len <= tlv.len(), "a TLV runs past the header");
+        saw_ssl |= tlv[0] == 0x20;
+        tlv = &tlv[3 + len..];
+    }
+    assert!(saw_ssl);
 });

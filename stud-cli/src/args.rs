@@ -193,14 +193,28 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     let tls = count(&mut args, &["--tls"]);
     let ssl = count(&mut args, &["--ssl"]);
     let write_ip = count(&mut args, &["--write-ip"]);
-    let write_proxy = count(&mut args, &["--write-proxy"]);
-    if write_ip && write_proxy {
-        return Err("--write-ip and --write-proxy cannot be used together".into());
+    // Both spellings are consumed (`|`, not `||`), so neither is left over as unknown.
+    let write_proxy =
+        count(&mut args, &["--write-proxy"]) | count(&mut args, &["--write-proxy-v1"]);
+    let write_proxy_v2 = count(&mut args, &["--write-proxy-v2"]);
+    let chosen: Vec<&str> = [
+        (write_ip, "--write-ip"),
+        (write_proxy, "--write-proxy"),
+        (write_proxy_v2, "--write-proxy-v2"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    if chosen.len() > 1 {
+        return Err(format!("{} cannot be used together", chosen.join(" and ")));
     }
     let client_address = if write_ip {
         ClientAddressMode::WriteIp
     } else if write_proxy {
         ClientAddressMode::ProxyV1
+    } else if write_proxy_v2 {
+        ClientAddressMode::ProxyV2
     } else {
         ClientAddressMode::None
     };
@@ -380,6 +394,9 @@ Special:
       --write-ip                send the client's address to the backend first (family octet
                                 + 4 or 16 address octets)
       --write-proxy             send a PROXY protocol v1 line to the backend first
+                                (also --write-proxy-v1)
+      --write-proxy-v2          send a binary PROXY protocol v2 header to the backend first,
+                                with TLVs for ALPN, SNI, TLS version and cipher
       --daemon                  detach and run in the background
   -p, --pidfile=FILE            write the parent's pid to FILE
   -t, --test                    load and check the configuration, then exit
@@ -456,6 +473,23 @@ mod tests {
     }
 
     #[test]
+    fn each_client_address_flag_picks_its_mode() {
+        for (flag, mode) in [
+            ("--write-ip", ClientAddressMode::WriteIp),
+            ("--write-proxy", ClientAddressMode::ProxyV1),
+            ("--write-proxy-v1", ClientAddressMode::ProxyV1),
+            ("--write-proxy-v2", ClientAddressMode::ProxyV2),
+        ] {
+            let a = run(&[flag, "x.pem"]).expect("parses");
+            assert_eq!(a.client_address, mode, "{flag}");
+        }
+        assert_eq!(
+            run(&["x.pem"]).expect("parses").client_address,
+            ClientAddressMode::None
+        );
+    }
+
+    #[test]
     fn mistakes_are_reported() {
         for (args, needle) in [
             (&["--bogus", "x.pem"][..], "unknown option '--bogus'"),
@@ -465,6 +499,10 @@ mod tests {
             (&["-n", "2", "--workers=3", "x.pem"][..], "more than once"),
             (&[][..], "no certificate"),
             (&["--write-ip", "--write-proxy", "x.pem"][..], "together"),
+            (
+                &["--write-proxy", "--write-proxy-v2", "x.pem"][..],
+                "--write-proxy and --write-proxy-v2 cannot be used together",
+            ),
             (&["-b", "*,80", "x.pem"][..], "only meaningful"),
             (
                 &["--syslog-facility=nope", "x.pem"][..],

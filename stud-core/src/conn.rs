@@ -5,10 +5,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::proxy_header::{encode_client_address, MAX_HEADER_LEN};
+use crate::proxy_header::{encode_client_address, encode_proxy_v2, MAX_HEADER_LEN};
 use crate::tls::alert_scan::AlertScan;
 use crate::tls::{HandshakeInfo, IoState, ReadOutcome, Session};
-use crate::{CloseReason, Config, Instant, TlsError};
+use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
 #[derive(Clone, Debug, PartialEq)]
@@ -372,7 +372,14 @@ impl Conn {
         }
         self.state = State::Established;
         let mut buf = [0u8; MAX_HEADER_LEN];
-        let n = encode_client_address(self.config.client_address, self.peer, self.local, &mut buf);
+        let n = match self.config.client_address {
+            // PROXY v2 also names the TLS session (ALPN, SNI, version, cipher).
+            ClientAddressMode::ProxyV2 => {
+                let info = self.tls.info();
+                encode_proxy_v2(self.peer, self.local, info.as_ref(), &mut buf)
+            }
+            mode => encode_client_address(mode, self.peer, self.local, &mut buf),
+        };
         if n > 0 {
             self.header = Some(buf[..n].into());
         }

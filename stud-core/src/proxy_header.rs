@@ -11,12 +11,21 @@
 //!   the accepted socket, not the configured listen address (stud wrote `0.0.0.0` on a wildcard).
 //!   Mixed families (an IPv4 client on an IPv6 socket, seen as `::ffff:a.b.c.d`) are unmapped to
 //!   IPv4 so both addresses share one family; when they still differ the line is `PROXY UNKNOWN`.
+//! - **PROXY v2** (`--write-proxy-v2`): the binary form, version 2, command `PROXY`, TCP over IPv4
+//!   or IPv6 (addresses unmapped as for v1; mixed families are sent as `AF_UNSPEC` with no
+//!   addresses). After the addresses come TLVs describing the TLS session, as haproxy and hitch
+//!   send them: `PP2_TYPE_ALPN` (the protocol agreed, if any), `PP2_TYPE_AUTHORITY` (the SNI host
+//!   name, if any) and `PP2_TYPE_SSL` with the `PP2_CLIENT_SSL` flag, `verify` 0 (no client
+//!   certificate is asked for), and the sub-TLVs `PP2_SUBTYPE_SSL_VERSION` (`TLSv1.3`) and
+//!   `PP2_SUBTYPE_SSL_CIPHER` (the OpenSSL name of the suite). See [`encode_proxy_v2`].
 //!
 //! The encoders write into a caller buffer of [`MAX_HEADER_LEN`] bytes and return the length, so
 //! nothing is allocated to build a header.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+
+use crate::HandshakeInfo;
 
 /// How (and whether) the backend is told the client's address.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -28,11 +37,15 @@ pub enum ClientAddressMode {
     WriteIp,
     /// HAProxy PROXY protocol version 1 (a text line).
     ProxyV1,
+    /// HAProxy PROXY protocol version 2 (binary), with TLVs for ALPN, SNI and the TLS version
+    /// and cipher.
+    ProxyV2,
 }
 
-/// The longest header any mode produces (a PROXY v1 TCP6 line is at most 104 bytes; the
-/// specification allows 107).
-pub const MAX_HEADER_LEN: usize = 107;
+/// The longest header any mode produces: a PROXY v2 header for IPv6 (16 + 36 bytes) with the
+/// longest ALPN and SNI TLVs (3 + 255 each) and the SSL TLV (3 + 5 + 3 + 7 + 3 + at most 64 for
+/// the cipher name) is 653 bytes. (A PROXY v1 line is at most 107.)
+pub const MAX_HEADER_LEN: usize = 653;
 
 /// `AF_INET` as Linux numbers it.
 pub const AF_INET_LINUX: u8 = 2;
@@ -64,6 +77,124 @@ pub fn encode_client_address(
         ClientAddressMode::None => 0,
         ClientAddressMode::WriteIp => encode_write_ip(peer.ip(), out),
         ClientAddressMode::ProxyV1 => encode_proxy_v1(peer, local, out),
+        ClientAddressMode::ProxyV2 => encode_proxy_v2(peer, local, None, out),
+    }
+}
+
+/// The PROXY v2 signature that opens every header.
+pub const PROXY_V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+
+/// PROXY v2 TLV types and SSL sub-types stud writes (from the HAProxy specification).
+const PP2_TYPE_ALPN: u8 = 0x01;
+const PP2_TYPE_AUTHORITY: u8 = 0x02;
+const PP2_TYPE_SSL: u8 = 0x20;
+const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
+const PP2_SUBTYPE_SSL_CIPHER: u8 = 0x23;
+const PP2_CLIENT_SSL: u8 = 0x01;
+
+/// Encodes a PROXY v2 header: the 16-byte preamble, the addresses (TCP over IPv4 or IPv6;
+/// `AF_UNSPEC` with none when the families differ after unmapping) and, when `tls` is given, the
+/// TLVs naming the session (ALPN and authority when present, and the SSL TLV). Values longer
+/// than a TLS field can carry (255 bytes for ALPN and SNI, 64 for the cipher name) are left out
+/// rather than cut, so the header always fits [`MAX_HEADER_LEN`].
+///
+/// ```
+/// use stud_core::{encode_proxy_v2, PROXY_V2_SIGNATURE};
+/// let mut buf = [0u8; stud_core::MAX_HEADER_LEN];
+/// let n = encode_proxy_v2(
+///     "192.0.2.7:5555".parse().unwrap(),
+///     "192.0.2.1:443".parse().unwrap(),
+///     None,
+///     &mut buf,
+/// );
+/// assert_eq!(&buf[..12], &PROXY_V2_SIGNATURE);
+/// assert_eq!(&buf[12..16], &[0x21, 0x11, 0, 12]); // v2 PROXY, TCP/IPv4, 12 bytes follow
+/// assert_eq!(&buf[16..n], &[192, 0, 2, 7, 192, 0, 2, 1, 0x15, 0xb3, 0x01, 0xbb]);
+/// ```
+pub fn encode_proxy_v2(
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<&HandshakeInfo>,
+    out: &mut [u8; MAX_HEADER_LEN],
+) -> usize {
+    let mut w = Writer { out, len: 0 };
+    w.put(&PROXY_V2_SIGNATURE);
+    // Version 2, command PROXY.
+    w.put(&[0x21]);
+    match (unmap(peer), unmap(local)) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            w.put(&[0x11, 0, 0]);
+            w.put(&s.ip().octets());
+            w.put(&d.ip().octets());
+            w.put(&s.port().to_be_bytes());
+            w.put(&d.port().to_be_bytes());
+        }
+        (SocketAddr::V6(s), SocketAddr::V6(d)) => {
+            w.put(&[0x21, 0, 0]);
+            w.put(&s.ip().octets());
+            w.put(&d.ip().octets());
+            w.put(&s.port().to_be_bytes());
+            w.put(&d.port().to_be_bytes());
+        }
+        // AF_UNSPEC: the receiver uses the connection's own addresses.
+        _ => w.put(&[0x00, 0, 0]),
+    }
+    if let Some(info) = tls {
+        if let Some(alpn) = info.alpn.as_deref().filter(|a| a.len() <= 255) {
+            w.tlv(PP2_TYPE_ALPN, &[alpn]);
+        }
+        if let Some(sni) = info.sni.as_deref().filter(|s| s.len() <= 255) {
+            w.tlv(PP2_TYPE_AUTHORITY, &[sni.as_bytes()]);
+        }
+        let version = info.version.as_str().as_bytes();
+        let cipher = info.cipher_suite.as_bytes();
+        let mut sub = [0u8; 3 + 7 + 3 + 64];
+        let mut n = 0;
+        for (kind, value) in [
+            (PP2_SUBTYPE_SSL_VERSION, version),
+            (PP2_SUBTYPE_SSL_CIPHER, cipher),
+        ] {
+            if value.len() > 64 || n + 3 + value.len() > sub.len() {
+                continue;
+            }
+            sub[n] = kind;
+            sub[n + 1..n + 3].copy_from_slice(&(value.len() as u16).to_be_bytes());
+            sub[n + 3..n + 3 + value.len()].copy_from_slice(value);
+            n += 3 + value.len();
+        }
+        // client: PP2_CLIENT_SSL; verify: 0 (no client certificate is asked for).
+        w.tlv(PP2_TYPE_SSL, &[&[PP2_CLIENT_SSL, 0, 0, 0, 0], &sub[..n]]);
+    }
+    // The length field counts every byte after the 16-byte preamble.
+    let after = (w.len - 16) as u16;
+    w.out[14..16].copy_from_slice(&after.to_be_bytes());
+    w.len
+}
+
+/// Appends to a header buffer that is large enough by construction (see [`MAX_HEADER_LEN`]).
+struct Writer<'a> {
+    out: &'a mut [u8; MAX_HEADER_LEN],
+    len: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        debug_assert!(end <= MAX_HEADER_LEN, "a header always fits MAX_HEADER_LEN");
+        if let Some(dst) = self.out.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+            self.len = end;
+        }
+    }
+
+    /// One TLV: type, 16-bit length, then the parts of the value in order.
+    fn tlv(&mut self, kind: u8, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.put(&[kind]);
+        self.put(&(len as u16).to_be_bytes());
+        for part in parts {
+            self.put(part);
+        }
     }
 }
 
@@ -213,6 +344,123 @@ mod tests {
         );
         assert!(got.ends_with(b" 65535 65535\r\n"));
         assert!(got.len() <= MAX_HEADER_LEN);
+    }
+
+    fn v2(peer: &str, local: &str, tls: Option<&HandshakeInfo>) -> Vec<u8> {
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        let n = encode_proxy_v2(
+            peer.parse().expect("test address"),
+            local.parse().expect("test address"),
+            tls,
+            &mut buf,
+        );
+        buf[..n].to_vec()
+    }
+
+    fn info(sni: Option<&str>, alpn: Option<&[u8]>) -> HandshakeInfo {
+        HandshakeInfo {
+            sni: sni.map(str::to_owned),
+            alpn: alpn.map(<[u8]>::to_vec),
+            version: crate::TlsVersion::Tls13,
+            cipher_suite: "TLS_AES_128_GCM_SHA256",
+            resumed: false,
+        }
+    }
+
+    const SIG: &[u8] = b"\x0d\x0a\x0d\x0a\x00\x0d\x0a\x51\x55\x49\x54\x0a";
+
+    #[test]
+    fn proxy_v2_tcp4_without_tls_details() {
+        let mut want = SIG.to_vec();
+        want.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
+        want.extend_from_slice(&[192, 0, 2, 10, 127, 0, 0, 5]);
+        want.extend_from_slice(&[0xc7, 0x38, 0x20, 0xfb]); // 51000, 8443
+        assert_eq!(v2("192.0.2.10:51000", "127.0.0.5:8443", None), want);
+        // The generic entry point writes the same header.
+        assert_eq!(
+            enc(
+                ClientAddressMode::ProxyV2,
+                "192.0.2.10:51000",
+                "127.0.0.5:8443"
+            ),
+            want
+        );
+    }
+
+    #[test]
+    fn proxy_v2_tcp6_and_unmapped_and_mixed_families() {
+        let got = v2("[2001:db8::7]:1", "[::1]:443", None);
+        assert_eq!(&got[12..16], &[0x21, 0x21, 0x00, 36]);
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        src[15] = 7;
+        let mut dst = [0u8; 16];
+        dst[15] = 1;
+        assert_eq!(&got[16..32], &src);
+        assert_eq!(&got[32..48], &dst);
+        assert_eq!(&got[48..], &[0, 1, 0x01, 0xbb]);
+
+        let mapped = v2("[::ffff:10.0.0.1]:999", "[::ffff:10.0.0.2]:443", None);
+        assert_eq!(&mapped[12..16], &[0x21, 0x11, 0x00, 12]);
+        assert_eq!(&mapped[16..24], &[10, 0, 0, 1, 10, 0, 0, 2]);
+
+        // Mixed families: AF_UNSPEC, no address block.
+        let mixed = v2("10.0.0.1:999", "[2001:db8::2]:443", None);
+        assert_eq!(&mixed[12..], &[0x21, 0x00, 0x00, 0x00]);
+    }
+
+    #[test]
+    fn proxy_v2_tlvs_name_alpn_sni_version_and_cipher() {
+        let i = info(Some("example.com"), Some(b"h2"));
+        let got = v2("10.0.0.1:1", "10.0.0.2:2", Some(&i));
+        let mut tlvs = Vec::new();
+        tlvs.extend_from_slice(&[0x01, 0, 2]);
+        tlvs.extend_from_slice(b"h2");
+        tlvs.extend_from_slice(&[0x02, 0, 11]);
+        tlvs.extend_from_slice(b"example.com");
+        // SSL: client flags, verify (4 bytes), then two sub-TLVs.
+        let mut ssl = vec![0x01, 0, 0, 0, 0];
+        ssl.extend_from_slice(&[0x21, 0, 7]);
+        ssl.extend_from_slice(b"TLSv1.3");
+        ssl.extend_from_slice(&[0x23, 0, 22]);
+        ssl.extend_from_slice(b"TLS_AES_128_GCM_SHA256");
+        tlvs.extend_from_slice(&[0x20, 0, ssl.len() as u8]);
+        tlvs.extend_from_slice(&ssl);
+        assert_eq!(&got[28..], &tlvs[..]);
+        let after = u16::from_be_bytes([got[14], got[15]]) as usize;
+        assert_eq!(after, got.len() - 16);
+        assert_eq!(after, 12 + tlvs.len());
+    }
+
+    #[test]
+    fn proxy_v2_leaves_out_absent_values_and_fits_at_its_longest() {
+        let bare = v2("10.0.0.1:1", "10.0.0.2:2", Some(&info(None, None)));
+        assert_eq!(bare[28], 0x20, "only the SSL TLV");
+
+        let long_name = "a".repeat(255);
+        let long_alpn = vec![b'x'; 255];
+        let longest = info(Some(&long_name), Some(&long_alpn));
+        let got = v2(
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            Some(&longest),
+        );
+        assert!(got.len() <= MAX_HEADER_LEN);
+        assert_eq!(
+            u16::from_be_bytes([got[14], got[15]]) as usize,
+            got.len() - 16
+        );
+        assert!(got.windows(255).any(|w| w == long_name.as_bytes()));
+
+        // A value no TLS field can hold is left out, not cut.
+        let too_long = "b".repeat(256);
+        let got = v2(
+            "10.0.0.1:1",
+            "10.0.0.2:2",
+            Some(&info(Some(&too_long), None)),
+        );
+        assert!(!got.windows(256).any(|w| w == too_long.as_bytes()));
+        assert_eq!(got[28], 0x20);
     }
 
     #[test]

@@ -106,3 +106,43 @@ fn proxy_v1_v6_line() {
         b"PROXY TCP6 2001:db8::7 ::1 40001 8443\r\nx"
     );
 }
+
+#[test]
+fn proxy_v2_carries_the_addresses_then_alpn_sni_version_and_cipher() {
+    let (_, _, der) = default_cert();
+    let mut client = (*client_config(der)).clone();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let config = builder()
+        .client_address(ClientAddressMode::ProxyV2)
+        .alpn_protocols(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        .build()
+        .expect("config");
+    let mut p = Pair::with_client(config, Arc::new(client), "localhost");
+    p.handshake();
+    p.client_send(b"DATA");
+    p.run();
+    let Some(stud_core::Event::HandshakeComplete(info)) = p.events.first() else {
+        panic!("no handshake event: {:?}", p.events);
+    };
+    assert_eq!(info.alpn.as_deref(), Some(&b"h2"[..]));
+
+    let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    let mut body = vec![192, 0, 2, 7, 127, 0, 0, 9, 0x9c, 0x41, 0x20, 0xfb];
+    body.extend_from_slice(&[0x01, 0, 2]);
+    body.extend_from_slice(b"h2");
+    body.extend_from_slice(&[0x02, 0, 9]);
+    body.extend_from_slice(b"localhost");
+    let version = b"TLSv1.3";
+    let cipher = info.cipher_suite.as_bytes();
+    let ssl_len = 5 + 3 + version.len() + 3 + cipher.len();
+    body.extend_from_slice(&[0x20, 0, ssl_len as u8, 0x01, 0, 0, 0, 0]);
+    body.extend_from_slice(&[0x21, 0, version.len() as u8]);
+    body.extend_from_slice(version);
+    body.extend_from_slice(&[0x23, 0, cipher.len() as u8]);
+    body.extend_from_slice(cipher);
+    want.extend_from_slice(&[0x21, 0x11]);
+    want.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    want.extend_from_slice(&body);
+    want.extend_from_slice(b"DATA");
+    assert_eq!(p.backend.received, want);
+}

@@ -356,6 +356,11 @@ enum stud_client_address
    * stud's `--write-proxy`: a HAProxy PROXY protocol version 1 line.
    */
   STUD_CLIENT_ADDRESS_PROXY_V1 = 2,
+  /**
+   * stud's `--write-proxy-v2`: a binary HAProxy PROXY protocol version 2 header, with TLVs
+   * for the agreed ALPN protocol, the SNI host name, and the TLS version and cipher.
+   */
+  STUD_CLIENT_ADDRESS_PROXY_V2 = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -48,6 +48,9 @@ pub enum stud_client_address {
     STUD_CLIENT_ADDRESS_WRITE_IP = 1,
     /// stud's `--write-proxy`: a HAProxy PROXY protocol version 1 line.
     STUD_CLIENT_ADDRESS_PROXY_V1 = 2,
+    /// stud's `--write-proxy-v2`: a binary HAProxy PROXY protocol version 2 header, with TLVs
+    /// for the agreed ALPN protocol, the SNI host name, and the TLS version and cipher.
+    STUD_CLIENT_ADDRESS_PROXY_V2 = 3,
 }
 
 /// A borrowed byte string: `len` bytes at `data`.
@@ -416,6 +419,9 @@ pub unsafe extern "C" fn stud_config_builder_set_client_address(
             }
             m if m == stud_client_address::STUD_CLIENT_ADDRESS_PROXY_V1 as u32 => {
                 ClientAddressMode::ProxyV1
+            }
+            m if m == stud_client_address::STUD_CLIENT_ADDRESS_PROXY_V2 as u32 => {
+                ClientAddressMode::ProxyV2
             }
             _ => return stud_result::STUD_INVALID_PARAMETER,
         };

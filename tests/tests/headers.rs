@@ -114,3 +114,90 @@ fn write_proxy_v6() {
     );
     assert_eq!(String::from_utf8_lossy(&got), expected);
 }
+
+/// A PROXY v2 header read back by the specification, independently of stud's encoder: the
+/// addresses, every TLV as (type, value), and the bytes after the header.
+struct ProxyV2 {
+    family: u8,
+    src: SocketAddr,
+    dst: SocketAddr,
+    tlvs: Vec<(u8, Vec<u8>)>,
+    rest: Vec<u8>,
+}
+
+fn parse_proxy_v2(got: &[u8]) -> ProxyV2 {
+    assert_eq!(&got[..12], b"\r\n\r\n\0\r\nQUIT\n", "signature");
+    assert_eq!(got[12], 0x21, "version 2, command PROXY");
+    let family = got[13];
+    let len = u16::from_be_bytes([got[14], got[15]]) as usize;
+    let body = &got[16..16 + len];
+    let (src, dst, mut tlv) = match family {
+        0x11 => {
+            let ip =
+                |o: usize| std::net::Ipv4Addr::new(body[o], body[o + 1], body[o + 2], body[o + 3]);
+            let port = |o: usize| u16::from_be_bytes([body[o], body[o + 1]]);
+            (
+                SocketAddr::from((ip(0), port(8))),
+                SocketAddr::from((ip(4), port(10))),
+                &body[12..],
+            )
+        }
+        other => panic!("unexpected family/transport {other:#x}"),
+    };
+    let mut tlvs = Vec::new();
+    while !tlv.is_empty() {
+        let n = u16::from_be_bytes([tlv[1], tlv[2]]) as usize;
+        tlvs.push((tlv[0], tlv[3..3 + n].to_vec()));
+        tlv = &tlv[3 + n..];
+    }
+    ProxyV2 {
+        family,
+        src,
+        dst,
+        tlvs,
+        rest: got[16 + len..].to_vec(),
+    }
+}
+
+#[test]
+fn write_proxy_v2_names_the_addresses_and_the_tls_session() {
+    let complete =
+        |g: &[u8]| g.len() >= 16 && g.len() >= 16 + u16::from_be_bytes([g[14], g[15]]) as usize + 7;
+    let (got, client, stud) = first_bytes("127.0.0.1,0", "--write-proxy-v2", b"PAYLOAD", complete);
+    let h = parse_proxy_v2(&got);
+    assert_eq!(h.family, 0x11, "TCP over IPv4");
+    assert_eq!(h.src, client);
+    assert_eq!(h.dst, stud);
+    assert_eq!(h.rest, b"PAYLOAD");
+    let tlv = |kind: u8| {
+        h.tlvs
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        tlv(0x02).as_deref(),
+        Some(&b"localhost"[..]),
+        "authority = SNI"
+    );
+    assert_eq!(tlv(0x01), None, "no ALPN was agreed");
+    let ssl = tlv(0x20).expect("SSL TLV");
+    assert_eq!(ssl[0], 0x01, "PP2_CLIENT_SSL");
+    assert_eq!(&ssl[1..5], &[0, 0, 0, 0], "verify");
+    let mut sub = &ssl[5..];
+    let mut subs = Vec::new();
+    while !sub.is_empty() {
+        let n = u16::from_be_bytes([sub[1], sub[2]]) as usize;
+        subs.push((
+            sub[0],
+            String::from_utf8(sub[3..3 + n].to_vec()).expect("text"),
+        ));
+        sub = &sub[3 + n..];
+    }
+    assert!(subs.contains(&(0x21, "TLSv1.3".to_owned())), "{subs:?}");
+    assert!(
+        subs.iter()
+            .any(|(k, v)| *k == 0x23 && v.starts_with("TLS_")),
+        "a TLS 1.3 cipher name: {subs:?}"
+    );
+}

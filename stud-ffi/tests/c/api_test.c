@@ -152,7 +152,7 @@ static void test_builder_null_and_invalid(void) {
     CHECK_RESULT(stud_config_builder_set_alpn_protocols(b, empty_name, 1), STUD_INVALID_PARAMETER);
     stud_slice_bytes null_name[] = {{NULL, 2}};
     CHECK_RESULT(stud_config_builder_set_alpn_protocols(b, null_name, 1), STUD_NULL_PARAMETER);
-    CHECK_RESULT(stud_config_builder_set_client_address(b, 3), STUD_INVALID_PARAMETER);
+    CHECK_RESULT(stud_config_builder_set_client_address(b, 4), STUD_INVALID_PARAMETER);
     CHECK_RESULT(stud_config_builder_set_ticket_secret(b, NULL, 32), STUD_NULL_PARAMETER);
     CHECK_RESULT(stud_config_builder_set_ticket_secret_file(b, NULL), STUD_NULL_PARAMETER);
     /* Valid calls. */
@@ -264,6 +264,7 @@ static void test_build_ok_and_warnings(void) {
     CHECK_RESULT(stud_config_builder_set_linger_timeout_ms(b, 1000), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_to_backend_budget(b, 8192), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_to_client_budget(b, 32768), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_address(b, STUD_CLIENT_ADDRESS_PROXY_V2), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_client_address(b, STUD_CLIENT_ADDRESS_PROXY_V1), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_ticket_secret(
                      b, (const uint8_t *)"0123456789abcdef0123456789abcdef", 32),
