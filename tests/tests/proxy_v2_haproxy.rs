@@ -1,0 +1,107 @@
+//! `--write-proxy-v2` read by a real PROXY v2 receiver: haproxy with `accept-proxy` answers each
+//! request with the client and destination addresses and the authority TLV it decoded from stud's
+//! header, so a header haproxy rejected or misread fails the test.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stud_tests::net::{self, connect};
+use stud_tests::pki::{Pki, TempDir};
+use stud_tests::process::Stud;
+use stud_tests::{require_tool, stud_bin, TIMEOUT};
+
+/// haproxy in the foreground, killed on drop.
+struct Haproxy {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Starts haproxy answering every request with what it read from the PROXY header. The port is
+/// found free first; should another process take it before haproxy binds, haproxy exits and the
+/// start is tried again on a new port (bounded).
+fn start_haproxy() -> Haproxy {
+    require_tool("haproxy");
+    for _ in 0..5 {
+        let dir = TempDir::new();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let cfg = dir.write(
+            "haproxy.cfg",
+            format!(
+                "global\n  maxconn 100\n\
+                 defaults\n  mode http\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
+                 frontend fe\n  bind {addr} accept-proxy\n  \
+                 http-request return status 200 content-type text/plain lf-string \
+                 \"src=%[src]:%[src_port] dst=%[dst]:%[dst_port] authority=%[fc_pp_authority]\\n\"\n"
+            ),
+        );
+        let mut child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Haproxy {
+                    child,
+                    addr,
+                    _dir: dir,
+                };
+            }
+            if child.try_wait().expect("haproxy status").is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("haproxy did not start in five tries");
+}
+
+#[test]
+fn haproxy_reads_the_addresses_and_the_authority_from_write_proxy_v2() {
+    let haproxy = start_haproxy();
+    let pki = Pki::new();
+    let stud = Stud::serve(
+        &stud_bin!(),
+        &pki.site_pem,
+        haproxy.addr,
+        &["--write-proxy-v2"],
+    );
+    let config = net::client_config(&pki.ca_der);
+    for _ in 0..2 {
+        let mut tls = connect(stud.addr, &config).expect("handshake");
+        let client = tls.sock.local_addr().expect("client address");
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut answer = Vec::new();
+        // haproxy closes after the response; stud then ends the stream with close_notify.
+        let _ = std::io::Read::read_to_end(&mut tls, &mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let want = format!("src={client} dst={} authority=localhost\n", stud.addr);
+        assert!(answer.ends_with(&want), "want {want:?} in {answer:?}");
+    }
+}
