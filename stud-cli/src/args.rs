@@ -18,6 +18,8 @@ pub(crate) struct Args {
     pub(crate) frontend: Endpoint,
     pub(crate) workers: usize,
     pub(crate) client_address: ClientAddressMode,
+    /// ALPN protocols to agree on, most preferred first (`--alpn-protos`); empty: no ALPN.
+    pub(crate) alpn: Vec<Vec<u8>>,
     pub(crate) backlog: i32,
     pub(crate) keepalive: Option<Duration>,
     pub(crate) chroot: Option<PathBuf>,
@@ -181,6 +183,21 @@ fn count(args: &mut pico_args::Arguments, keys: &'static [&'static str]) -> bool
     seen
 }
 
+/// `h2,http/1.1` → the ALPN protocol names, in order. Each is 1 to 255 bytes (RFC 7301).
+fn parse_alpn(s: &str) -> Result<Vec<Vec<u8>>, String> {
+    s.split(',')
+        .map(|name| {
+            if name.is_empty() || name.len() > 255 {
+                Err(format!(
+                    "invalid ALPN protocol list '{s}': each name must be 1 to 255 bytes"
+                ))
+            } else {
+                Ok(name.as_bytes().to_vec())
+            }
+        })
+        .collect()
+}
+
 /// Parses the arguments after the program name.
 pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     let mut args = pico_args::Arguments::from_vec(raw);
@@ -219,6 +236,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         ClientAddressMode::None
     };
     let ciphers = last(&mut args, &["-c", "--ciphers"], |s| Ok(s.to_string()))?;
+    let alpn = last(&mut args, &["--alpn-protos"], parse_alpn)?.unwrap_or_default();
     let backend = last(&mut args, &["-b", "--backend"], parse_endpoint)?.unwrap_or(Endpoint {
         host: Some("127.0.0.1".into()),
         port: 8000,
@@ -322,6 +340,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         frontend,
         workers,
         client_address,
+        alpn,
         backlog,
         keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
         chroot,
@@ -359,6 +378,8 @@ Encryption:
       --ssl                     accepted for compatibility: SSLv3 is not offered, TLS 1.2/1.3 is used
   -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
                                 names no TLS 1.3 suite leaves TLS 1.3 at its defaults
+      --alpn-protos=LIST        ALPN protocols to agree on, most preferred first, e.g.
+                                h2,http/1.1 [default: none, ALPN is not negotiated]
       --ticket-secret=FILE      session-ticket master secret (at least 32 bytes, e.g.
                                 `openssl rand -base64 48`): hosts sharing it resume each
                                 other's sessions [default: random at start]
@@ -470,6 +491,25 @@ mod tests {
         assert_eq!(a.keepalive, None);
         assert_eq!(a.client_address, ClientAddressMode::ProxyV1);
         assert_eq!(a.idle_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn alpn_protocols_are_a_comma_separated_list() {
+        let a = run(&["--alpn-protos=h2,http/1.1", "x.pem"]).expect("parses");
+        assert_eq!(a.alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(run(&["x.pem"]).expect("parses").alpn.is_empty());
+        let err = run(&["--alpn-protos=", "x.pem"]).expect_err("empty");
+        assert!(err.contains("needs a value"), "{err}");
+        for bad in [
+            "--alpn-protos=h2,,http/1.1",
+            "--alpn-protos=,",
+            "--alpn-protos=h2,",
+        ] {
+            let err = run(&[bad, "x.pem"]).expect_err(bad);
+            assert!(err.contains("invalid ALPN protocol list"), "{bad}: {err}");
+        }
+        let long = format!("--alpn-protos={}", "x".repeat(256));
+        assert!(run(&[&long, "x.pem"]).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
     let mut builder = Config::builder()
         .versions(&[TlsVersion::Tls12, TlsVersion::Tls13])
         .client_address(args.client_address)
+        .alpn_protocols(args.alpn.clone())
         .handshake_timeout(args.handshake_timeout)
         .backend_connect_timeout(args.backend_connect_timeout)
         .idle_timeout(args.idle_timeout);

@@ -375,6 +375,16 @@ impl ConfigBuilder {
                 });
             }
         }
+        // RFC 7301: each protocol name is 1 to 255 bytes.
+        if let Some(bad) = self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
+            return Err(ConfigError::Invalid {
+                what: "ALPN protocol",
+                detail: format!(
+                    "a protocol name must be 1 to 255 bytes long (got {} bytes)",
+                    bad.len()
+                ),
+            });
+        }
         if self.idle_timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::Invalid {
                 what: "idle timeout",

@@ -168,3 +168,26 @@ fn separate_certificate_and_key_files_work() {
     let e = err(Config::builder().cert_and_key_files(data("rsa.crt"), data("ec_sec1.key")));
     assert!(matches!(e, ConfigError::KeyMismatch { .. }), "{e}");
 }
+
+#[test]
+fn alpn_names_must_be_one_to_255_bytes() {
+    for bad in [Vec::new(), vec![b'x'; 256]] {
+        let len = bad.len();
+        let e = err(builder().alpn_protocols(vec![b"h2".to_vec(), bad]));
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    what: "ALPN protocol",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&format!("got {len} bytes")), "{e}");
+    }
+    builder()
+        .alpn_protocols(vec![b"h2".to_vec(), vec![b'x'; 255]])
+        .build()
+        .expect("255 bytes is the limit, not past it");
+}

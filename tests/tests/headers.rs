@@ -201,3 +201,46 @@ fn write_proxy_v2_names_the_addresses_and_the_tls_session() {
         "a TLS 1.3 cipher name: {subs:?}"
     );
 }
+
+#[test]
+fn alpn_protos_are_agreed_and_named_in_the_proxy_v2_header() {
+    let pki = Pki::new();
+    let complete =
+        |g: &[u8]| g.len() >= 16 && g.len() >= 16 + u16::from_be_bytes([g[14], g[15]]) as usize + 2;
+    let (backend, rx) = capture_backend_until(complete);
+    let stud = Stud::serve(
+        &stud_bin!(),
+        &pki.site_pem,
+        backend,
+        &["--write-proxy-v2", "--alpn-protos=h2,http/1.1"],
+    );
+    let mut config = (*net::client_config(&pki.ca_der)).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"h2".to_vec()];
+    let mut tls = connect(stud.addr, &std::sync::Arc::new(config)).expect("handshake");
+    // The server's order wins: h2 is stud's first choice and the client offers it.
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"hi").expect("write");
+    let got = rx.recv_timeout(TIMEOUT).expect("backend got bytes");
+    let h = parse_proxy_v2(&got);
+    assert!(h.tlvs.contains(&(0x01, b"h2".to_vec())), "{:?}", h.tlvs);
+    assert_eq!(h.rest, b"hi");
+
+    // A client offering only protocols stud does not speak is refused in the handshake
+    // (no_application_protocol), not served without ALPN.
+    let mut other = (*net::client_config(&pki.ca_der)).clone();
+    other.alpn_protocols = vec![b"spdy/3".to_vec()];
+    let refused = connect(stud.addr, &std::sync::Arc::new(other));
+    let e = refused
+        .err()
+        .expect("no common protocol: the handshake fails");
+    assert!(
+        e.to_string()
+            .to_lowercase()
+            .contains("noapplicationprotocol"),
+        "{e}"
+    );
+
+    // A client that offers no ALPN at all is served, without a protocol.
+    let plain = connect(stud.addr, &net::client_config(&pki.ca_der)).expect("handshake");
+    assert_eq!(plain.conn.alpn_protocol(), None);
+}
