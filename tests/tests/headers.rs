@@ -230,9 +230,9 @@ fn alpn_protos_are_agreed_and_named_in_the_proxy_v2_header() {
     let mut other = (*net::client_config(&pki.ca_der)).clone();
     other.alpn_protocols = vec![b"spdy/3".to_vec()];
     let refused = connect(stud.addr, &std::sync::Arc::new(other));
-    let e = refused
-        .err()
-        .expect("no common protocol: the handshake fails");
+    let Err(e) = refused else {
+        panic!("no common protocol: the handshake must fail");
+    };
     assert!(
         e.to_string()
             .to_lowercase()
