@@ -148,6 +148,15 @@ fn run(mut args: Args) -> Result<i32, String> {
         args.workers,
         if args.workers == 1 { "" } else { "s" }
     ));
+    for pem in &args.pems {
+        if let Some(ocsp) = setup::ocsp_beside(pem) {
+            log::info(&format!(
+                "stapling the OCSP response in {} for {} (re-read on SIGHUP)",
+                ocsp.display(),
+                pem.display()
+            ));
+        }
+    }
     if let Some(detached) = detached {
         sys::stdio_to_dev_null().map_err(|e| format!("cannot redirect stdio: {e}"))?;
         detached.ready();

@@ -45,13 +45,26 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
         builder.cert_and_key_pem(cert, key)
     } else {
         // Several PEMs: the engine picks one per handshake by SNI; the first is the default.
-        args.pems
-            .iter()
-            .fold(builder, |builder, pem| builder.pem_file(pem))
+        // A DER OCSP response beside a PEM (`site.pem.ocsp`, haproxy's convention) is stapled.
+        args.pems.iter().fold(builder, |builder, pem| {
+            let builder = builder.pem_file(pem);
+            match ocsp_beside(pem) {
+                Some(ocsp) => builder.ocsp_response_file(ocsp),
+                None => builder,
+            }
+        })
     };
     let config = builder.build().map_err(|e| e.to_string())?;
     warnings.extend(config.warnings().iter().cloned());
     Ok((config, warnings))
+}
+
+/// `PEM.ocsp` if that file exists: the OCSP response to staple for the certificate in `PEM`.
+pub(crate) fn ocsp_beside(pem: &Path) -> Option<PathBuf> {
+    let mut name = pem.as_os_str().to_owned();
+    name.push(".ocsp");
+    let path = PathBuf::from(name);
+    path.exists().then_some(path)
 }
 
 /// 48 random bytes for the session-ticket secret, from the kernel.

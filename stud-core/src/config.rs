@@ -109,6 +109,10 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     identities: Vec<IdentitySpec>,
+    /// The OCSP response to staple for each identity, by index (`None`: no stapling).
+    ocsp: Vec<Option<OcspSpec>>,
+    /// An OCSP response was given before any certificate: `build` reports it.
+    ocsp_without_identity: bool,
     versions: Vec<TlsVersion>,
     ciphers: Option<String>,
     prefer_server_ciphers: bool,
@@ -128,6 +132,8 @@ impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
             identities: Vec::new(),
+            ocsp: Vec::new(),
+            ocsp_without_identity: false,
             versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
             ciphers: None,
             prefer_server_ciphers: true,
@@ -142,6 +148,33 @@ impl Default for ConfigBuilder {
             to_client_budget: 64 * 1024,
             client_address: ClientAddressMode::None,
         }
+    }
+}
+
+/// A DER OCSP response to staple, as the builder was told (files are read by `build`).
+#[derive(Debug, Clone)]
+enum OcspSpec {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl OcspSpec {
+    fn load(self) -> Result<Vec<u8>, ConfigError> {
+        let (bytes, origin) = match self {
+            OcspSpec::Bytes(b) => (b, "OCSP response data".to_string()),
+            OcspSpec::File(path) => {
+                let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (bytes, path.display().to_string())
+            }
+        };
+        tls::identity::check_ocsp_response(&bytes).map_err(|detail| ConfigError::Invalid {
+            what: "OCSP response",
+            detail: format!("{origin}: {detail}"),
+        })?;
+        Ok(bytes)
     }
 }
 
@@ -260,6 +293,31 @@ impl ConfigBuilder {
         self
     }
 
+    /// Staples this DER-encoded OCSP response (RFC 6960 `OCSPResponse`) to the certificate added
+    /// last: clients that ask for certificate status (`status_request`) get it in the handshake.
+    /// The response must parse as a successful one; its freshness is the caller's to keep
+    /// (fetch a new one before `nextUpdate` and rebuild). Given before any certificate, `build`
+    /// fails.
+    pub fn ocsp_response(self, der: impl Into<Vec<u8>>) -> Self {
+        self.set_ocsp(OcspSpec::Bytes(der.into()))
+    }
+
+    /// Like [`ocsp_response`](ConfigBuilder::ocsp_response), read from a file by `build`.
+    pub fn ocsp_response_file(self, path: impl AsRef<Path>) -> Self {
+        self.set_ocsp(OcspSpec::File(path.as_ref().to_path_buf()))
+    }
+
+    fn set_ocsp(mut self, spec: OcspSpec) -> Self {
+        match self.identities.len() {
+            0 => self.ocsp_without_identity = true,
+            n => {
+                self.ocsp.resize(n, None);
+                self.ocsp[n - 1] = Some(spec);
+            }
+        }
+        self
+    }
+
     /// The protocol versions to offer (default TLS 1.2 and 1.3).
     pub fn versions(mut self, versions: &[TlsVersion]) -> Self {
         self.versions = versions.to_vec();
@@ -358,11 +416,20 @@ impl ConfigBuilder {
         if self.identities.is_empty() {
             return Err(ConfigError::NoIdentity);
         }
+        if self.ocsp_without_identity {
+            return Err(ConfigError::Invalid {
+                what: "OCSP response",
+                detail: "given before any certificate; add the certificate first".into(),
+            });
+        }
+        let mut ocsp = self.ocsp;
+        ocsp.resize(self.identities.len(), None);
         let identities = self
             .identities
             .into_iter()
-            .map(IdentitySpec::load)
-            .collect::<Result<Vec<_>, _>>()?;
+            .zip(ocsp)
+            .map(|(spec, ocsp)| Ok((spec.load()?, ocsp.map(OcspSpec::load).transpose()?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         for (what, t) in [
             ("handshake timeout", self.handshake_timeout),
             ("backend connect timeout", self.backend_connect_timeout),

@@ -61,6 +61,8 @@ pub struct Pki {
     pub ca_der: CertificateDer<'static>,
     /// The CA certificate as PEM (for openssl, curl and python).
     pub ca_pem_file: PathBuf,
+    /// The CA's private key as PEM (to sign OCSP responses with openssl).
+    pub ca_key_file: PathBuf,
     /// The leaf chain followed by its key: what stud takes.
     pub site_pem: PathBuf,
     /// The leaf certificate alone (no key).
@@ -85,6 +87,7 @@ impl Pki {
     pub fn new() -> Pki {
         let dir = TempDir::new();
         let ca_key = KeyPair::generate().expect("CA key");
+        let ca_key_file = dir.write("ca.key", ca_key.serialize_pem());
         let ca = CertifiedIssuer::self_signed(ca_params(), ca_key).expect("CA certificate");
         let leaf_key = KeyPair::generate().expect("leaf key");
         let mut leaf_params =
@@ -112,6 +115,7 @@ impl Pki {
         Pki {
             ca_der: ca.der().clone(),
             ca_pem_file,
+            ca_key_file,
             site_pem,
             cert_only,
             mismatched,

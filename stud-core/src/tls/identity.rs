@@ -78,9 +78,50 @@ fn key_of(
     Ok(key)
 }
 
-/// Loads and checks one identity: the chain parses, the key is usable and matches.
+/// Checks that `der` is an `OCSPResponse` (RFC 6960 §4.2.1) whose `responseStatus` is
+/// `successful`: a DER SEQUENCE that spans exactly the bytes and starts with ENUMERATED 0. The
+/// response inside is the client's to verify; stud only refuses to staple what no client could
+/// use, such as a PEM file or an error response from the responder.
+pub(crate) fn check_ocsp_response(der: &[u8]) -> Result<(), String> {
+    let not_der =
+        || "not a DER OCSP response (expected a SEQUENCE; PEM must be converted)".to_string();
+    if der.first() != Some(&0x30) {
+        return Err(not_der());
+    }
+    let first = *der.get(1).ok_or_else(not_der)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || der.len() < 2 + n {
+            return Err(not_der());
+        }
+        let len = der[2..2 + n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, 2 + n)
+    };
+    if header + len != der.len() {
+        return Err(format!(
+            "the response is {} bytes but its encoding says {}",
+            der.len(),
+            header + len
+        ));
+    }
+    match der.get(header..header + 3) {
+        Some([0x0a, 0x01, 0x00]) => Ok(()),
+        Some([0x0a, 0x01, status]) => Err(format!(
+            "the responder answered with status {status} (not successful); nothing to staple"
+        )),
+        _ => Err(not_der()),
+    }
+}
+
+/// Loads and checks one identity: the chain parses, the key is usable and matches. `ocsp` is
+/// stapled as given (checked by [`check_ocsp_response`]).
 pub(crate) fn load(
     source: &IdentitySource,
+    ocsp: Option<&[u8]>,
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>, ConfigError> {
     let (chain, key, cert_origin) = match source {
@@ -110,7 +151,8 @@ pub(crate) fn load(
                 origin: key_origin.clone(),
                 detail: e.to_string(),
             })?;
-    let certified = CertifiedKey::new(chain, signing_key);
+    let mut certified = CertifiedKey::new(chain, signing_key);
+    certified.ocsp = ocsp.map(<[u8]>::to_vec);
     match certified.keys_match() {
         Ok(()) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {

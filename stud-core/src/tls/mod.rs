@@ -75,7 +75,8 @@ impl ResolvesServerCert for SingleCert {
 /// Inputs to [`server_config`], gathered by the public builder.
 pub(crate) struct TlsSettings<'a> {
     /// One or more certificates; the first is the default.
-    pub(crate) identities: &'a [identity::IdentitySource],
+    /// Each with the OCSP response to staple, if any.
+    pub(crate) identities: &'a [(identity::IdentitySource, Option<Vec<u8>>)],
     pub(crate) versions: &'a [TlsVersion],
     pub(crate) suites: Vec<rustls::SupportedCipherSuite>,
     pub(crate) cipher_list: Option<&'a str>,
@@ -119,7 +120,7 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, Con
     let mut keys = s
         .identities
         .iter()
-        .map(|id| identity::load(id, &provider))
+        .map(|(id, ocsp)| identity::load(id, ocsp.as_deref(), &provider))
         .collect::<Result<Vec<_>, _>>()?;
     let resolver: Arc<dyn ResolvesServerCert> = match keys.len() {
         0 => return Err(ConfigError::NoIdentity),

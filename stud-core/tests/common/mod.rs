@@ -375,24 +375,36 @@ impl Rng {
     }
 }
 
+/// The OCSP responses a client saw, one per handshake (empty when none was stapled).
+pub type StapleLog = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
 /// A client that accepts any server certificate (signatures are still checked), to observe what
 /// the server offers for names it does not cover.
 pub fn client_config_accepting_any() -> Arc<rustls::ClientConfig> {
+    client_config_recording_ocsp().0
+}
+
+/// Like [`client_config_accepting_any`], and records the OCSP response the server staples
+/// (empty when none) at every handshake.
+pub fn client_config_recording_ocsp() -> (Arc<rustls::ClientConfig>, StapleLog) {
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::pki_types::UnixTime;
     use rustls::DigitallySignedStruct;
 
     #[derive(Debug)]
-    struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms);
+    struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms, StapleLog);
     impl ServerCertVerifier for AcceptAny {
         fn verify_server_cert(
             &self,
             _: &CertificateDer<'_>,
             _: &[CertificateDer<'_>],
             _: &ServerName<'_>,
-            _: &[u8],
+            ocsp: &[u8],
             _: UnixTime,
         ) -> Result<ServerCertVerified, rustls::Error> {
+            if let Ok(mut seen) = self.1.lock() {
+                seen.push(ocsp.to_vec());
+            }
             Ok(ServerCertVerified::assertion())
         }
         fn verify_tls12_signature(
@@ -417,11 +429,12 @@ pub fn client_config_accepting_any() -> Arc<rustls::ClientConfig> {
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let algs = provider.signature_verification_algorithms;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(algs)))
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(algs, seen.clone())))
         .with_no_client_auth();
-    Arc::new(cfg)
+    (Arc::new(cfg), seen)
 }

@@ -1,0 +1,135 @@
+//! OCSP stapling: a DER response beside the PEM (`site.pem.ocsp`) is stapled, as OpenSSL's
+//! client sees it; a file that is no successful OCSP response stops the start with its name.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use stud_tests::pki::Pki;
+use stud_tests::process::{run, Stud};
+use stud_tests::{require_tool, stud_bin, TIMEOUT};
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// An OCSP response signed by the test CA for the site certificate (status "unknown": the
+/// responder's index is empty), written to `out`.
+fn make_response(pki: &Pki, out: &Path) {
+    let dir = pki.dir.path();
+    let req = dir.join("req.der");
+    let index = pki.dir.write("index.txt", "");
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        s(&pki.ca_pem_file),
+        "-cert",
+        s(&pki.cert_only),
+        "-no_nonce",
+        "-reqout",
+        s(&req),
+    ]);
+    openssl(&[
+        "ocsp",
+        "-index",
+        s(&index),
+        "-rsigner",
+        s(&pki.ca_pem_file),
+        "-rkey",
+        s(&pki.ca_key_file),
+        "-CA",
+        s(&pki.ca_pem_file),
+        "-reqin",
+        s(&req),
+        "-respout",
+        s(out),
+        "-ndays",
+        "1",
+    ]);
+}
+
+#[test]
+fn a_response_beside_the_pem_is_stapled_for_openssl() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let ocsp = Path::new(&format!("{}.ocsp", s(&pki.site_pem))).to_path_buf();
+    make_response(&pki, &ocsp);
+    let backend = stud_tests::net::echo_backend();
+    let stud = Stud::serve(&stud_bin!(), &pki.site_pem, backend, &[]);
+    let line = stud.wait_line(|l| l.contains("stapling the OCSP response"), TIMEOUT);
+    assert!(
+        line.is_some_and(|l| l.contains(s(&ocsp))),
+        "{}",
+        stud.output()
+    );
+
+    let connect = format!("127.0.0.1:{}", stud.addr.port());
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-status",
+            "-CAfile",
+            s(&pki.ca_pem_file),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("OCSP Response Status: successful"),
+        "no staple in: {text}"
+    );
+    assert!(text.contains("Cert Status: unknown"), "{text}");
+}
+
+#[test]
+fn without_a_response_nothing_is_stapled() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let backend = stud_tests::net::echo_backend();
+    let stud = Stud::serve(&stud_bin!(), &pki.site_pem, backend, &[]);
+    let connect = format!("127.0.0.1:{}", stud.addr.port());
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-status",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OCSP response: no response sent"), "{text}");
+}
+
+#[test]
+fn a_bad_response_file_stops_the_start_and_names_the_file() {
+    let pki = Pki::new();
+    let ocsp = format!("{}.ocsp", s(&pki.site_pem));
+    std::fs::write(&ocsp, "-----BEGIN OCSP RESPONSE-----\n").expect("write");
+    let out = run(&stud_bin!(), &["-t", s(&pki.site_pem)]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("OCSP response"), "{}", out.stderr);
+    assert!(out.stderr.contains(&ocsp), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
