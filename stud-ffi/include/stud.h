@@ -529,6 +529,16 @@ stud_result stud_config_builder_add_cert_and_key_pem(stud_config_builder *builde
                                                      size_t key_len);
 
 /**
+ * Staples a DER-encoded OCSP response (RFC 6960 `OCSPResponse`, copied) to the certificate
+ * added last; clients that ask for certificate status get it in the handshake. Checked by
+ * `stud_config_builder_build`: it must be a successful response, and a certificate must have
+ * been added before it. Refresh it before its `nextUpdate` by building a new configuration.
+ */
+stud_result stud_config_builder_set_ocsp_response(stud_config_builder *builder,
+                                                  const uint8_t *der,
+                                                  size_t der_len);
+
+/**
  * Sets the protocol versions to offer: `len` values among `STUD_TLS_1_2` and `STUD_TLS_1_3`.
  * An unknown number gives `STUD_INVALID_PARAMETER` and leaves the setting unchanged; an empty
  * list makes the build fail with `STUD_CONFIG_NO_PROTOCOL_VERSION`.

@@ -175,6 +175,24 @@ pub unsafe extern "C" fn stud_config_builder_add_cert_and_key_pem(
     }
 }
 
+/// Staples a DER-encoded OCSP response (RFC 6960 `OCSPResponse`, copied) to the certificate
+/// added last; clients that ask for certificate status get it in the handshake. Checked by
+/// `stud_config_builder_build`: it must be a successful response, and a certificate must have
+/// been added before it. Refresh it before its `nextUpdate` by building a new configuration.
+#[no_mangle]
+pub unsafe extern "C" fn stud_config_builder_set_ocsp_response(
+    builder: *mut stud_config_builder,
+    der: *const u8,
+    der_len: usize,
+) -> stud_result {
+    ffi_boundary! {
+        let builder = try_mut!(builder);
+        let der = try_slice!(der, der_len);
+        update(builder, |b| b.ocsp_response(der));
+        stud_result::STUD_OK
+    }
+}
+
 /// Sets the protocol versions to offer: `len` values among `STUD_TLS_1_2` and `STUD_TLS_1_3`.
 /// An unknown number gives `STUD_INVALID_PARAMETER` and leaves the setting unchanged; an empty
 /// list makes the build fail with `STUD_CONFIG_NO_PROTOCOL_VERSION`.

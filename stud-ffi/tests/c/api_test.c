@@ -212,6 +212,28 @@ static void test_build_errors(void) {
     CHECK_RESULT(stud_config_builder_set_to_backend_budget(b, 100), STUD_OK);
     CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_INVALID);
 
+    /* OCSP: NULL is refused at once; a response that is not a successful one fails the build. */
+    static const uint8_t ocsp_ok[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
+    static const uint8_t ocsp_refused[] = {0x30, 0x03, 0x0a, 0x01, 0x06};
+    CHECK_RESULT(stud_config_builder_set_ocsp_response(NULL, ocsp_ok, sizeof ocsp_ok),
+                 STUD_NULL_PARAMETER);
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_set_ocsp_response(b, NULL, 5), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_ocsp_response(b, ocsp_refused, sizeof ocsp_refused),
+                 STUD_OK);
+    CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_INVALID);
+    CHECK(strstr(err, "OCSP response") != NULL);
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_set_ocsp_response(b, ocsp_ok, sizeof ocsp_ok), STUD_OK);
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_INVALID);
+    CHECK(strstr(err, "before any certificate") != NULL);
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_ocsp_response(b, ocsp_ok, sizeof ocsp_ok), STUD_OK);
+    stud_config_free(build_ok(b));
+
     b = stud_config_builder_new();
     CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_ciphers(b, "NO-SUCH-CIPHER"), STUD_OK);
