@@ -15,7 +15,8 @@ pub(crate) struct Args {
     pub(crate) ssl: bool,
     pub(crate) ciphers: Option<String>,
     pub(crate) backend: Endpoint,
-    pub(crate) frontend: Endpoint,
+    /// Every `-f`, in order (at least one; `*,8443` when none is given).
+    pub(crate) frontends: Vec<Endpoint>,
     pub(crate) workers: usize,
     pub(crate) client_address: ClientAddressMode,
     /// ALPN protocols to agree on, most preferred first (`--alpn-protos`); empty: no ALPN.
@@ -175,6 +176,20 @@ fn last<T>(
     values.first().map(|v| parse(v)).transpose()
 }
 
+/// Every value of an option that may be repeated, in order, through `parse`.
+fn every<T>(
+    args: &mut pico_args::Arguments,
+    keys: &'static [&'static str],
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let name = keys.join("/");
+    let values: Vec<String> = args.values_from_str(keys_of(keys)).map_err(|e| match e {
+        pico_args::Error::OptionWithoutAValue(_) => format!("option {name} needs a value"),
+        other => format!("option {name}: {other}"),
+    })?;
+    values.iter().map(|v| parse(v)).collect()
+}
+
 fn count(args: &mut pico_args::Arguments, keys: &'static [&'static str]) -> bool {
     let mut seen = false;
     while args.contains(keys_of(keys)) {
@@ -251,10 +266,19 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
             "invalid backend address '{backend}': port 0 cannot be connected to"
         ));
     }
-    let frontend = last(&mut args, &["-f", "--frontend"], parse_endpoint)?.unwrap_or(Endpoint {
-        host: None,
-        port: 8443,
-    });
+    let mut frontends = every(&mut args, &["-f", "--frontend"], parse_endpoint)?;
+    if frontends.is_empty() {
+        frontends.push(Endpoint {
+            host: None,
+            port: 8443,
+        });
+    }
+    for (i, f) in frontends.iter().enumerate() {
+        // Port 0 asks for any free port, so `-f 127.0.0.1,0` twice means two ports.
+        if f.port != 0 && frontends[..i].contains(f) {
+            return Err(format!("frontend {f} given more than once"));
+        }
+    }
     let workers = last(&mut args, &["-n", "--workers"], parse_workers)?.unwrap_or(1);
     let backlog = last(&mut args, &["-B", "--backlog"], |s| {
         match s.parse::<i32>() {
@@ -337,7 +361,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         ssl,
         ciphers,
         backend,
-        frontend,
+        frontends,
         workers,
         client_address,
         alpn,
@@ -387,7 +411,8 @@ Encryption:
 
 Socket:
   -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000]
-  -f, --frontend=HOST,PORT      frontend; * means every address [default: *,8443]
+  -f, --frontend=HOST,PORT      frontend; * means every address; repeat for several
+                                [default: *,8443]
                                 (also [HOST]:PORT or HOST:PORT)
   -B, --backlog=N               listen backlog [default: 100]
   -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: 3600]
@@ -440,7 +465,8 @@ mod tests {
     fn defaults_match_stud() {
         let a = run(&["site.pem"]).expect("parses");
         assert_eq!(a.backend.to_string(), "127.0.0.1,8000");
-        assert_eq!(a.frontend.to_string(), "*,8443");
+        assert_eq!(a.frontends.len(), 1);
+        assert_eq!(a.frontends[0].to_string(), "*,8443");
         assert_eq!(a.workers, 1);
         assert_eq!(a.backlog, 100);
         assert_eq!(a.keepalive, Some(Duration::from_secs(3600)));
@@ -486,11 +512,22 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(a.backend.to_string(), "10.0.0.1,81");
-        assert_eq!(a.frontend.host.as_deref(), Some("::"));
+        assert_eq!(a.frontends[0].host.as_deref(), Some("::"));
         assert_eq!(a.workers, 2);
         assert_eq!(a.keepalive, None);
         assert_eq!(a.client_address, ClientAddressMode::ProxyV1);
         assert_eq!(a.idle_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn frontends_may_be_repeated_but_not_duplicated() {
+        let a = run(&["-f", "127.0.0.1,443", "--frontend=[::1]:443", "x.pem"]).expect("parses");
+        let shown: Vec<String> = a.frontends.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1,443", "::1,443"]);
+        let err = run(&["-f", "127.0.0.1,443", "-f", "127.0.0.1,443", "x.pem"]).expect_err("twice");
+        assert!(err.contains("given more than once"), "{err}");
+        let any = run(&["-f", "127.0.0.1,0", "-f", "127.0.0.1,0", "x.pem"]).expect("port 0 twice");
+        assert_eq!(any.frontends.len(), 2);
     }
 
     #[test]

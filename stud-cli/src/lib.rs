@@ -1,6 +1,6 @@
 //! The `stud` daemon: stud's command line over the `stud-core` engine and its reference driver.
 //!
-//! The parent process parses the flags, loads the certificate once, binds the frontend, drops
+//! The parent process parses the flags, loads the certificate once, binds the frontends, drops
 //! privileges and forks the workers ([`supervisor`]); each worker runs one driver event loop
 //! ([`worker`]). All libc calls live in [`sys`].
 //!
@@ -96,11 +96,23 @@ fn run(mut args: Args) -> Result<i32, String> {
         return Ok(0);
     }
     let sockets = if args.reuseport { args.workers } else { 1 };
-    let listeners = listen::bind(&args.frontend, args.backlog, sockets, args.reuseport)?;
+    // One group per frontend: one shared socket, or (--reuseport) one per worker.
+    let listeners = args
+        .frontends
+        .iter()
+        .map(|f| listen::bind(f, args.backlog, sockets, args.reuseport))
+        .collect::<Result<Vec<_>, _>>()?;
     let local = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .map_or_else(|| args.frontend.to_string(), |a| a.to_string());
+        .iter()
+        .zip(&args.frontends)
+        .map(|(group, f)| {
+            group
+                .first()
+                .and_then(|l| l.local_addr().ok())
+                .map_or_else(|| f.to_string(), |a| a.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let detached = if args.daemon {
         Some(setup::daemonize()?)
     } else {

@@ -62,8 +62,9 @@ pub(crate) struct Supervisor {
     /// freshly forked child, which closes its copy.
     pipe: Option<(File, OwnedFd)>,
     slots: Vec<Slot>,
-    /// One listener shared by all workers, or (with `--reuseport`) one per slot.
-    listeners: Vec<TcpListener>,
+    /// One group per frontend: one listener shared by all workers, or (with `--reuseport`) one
+    /// per slot.
+    listeners: Vec<Vec<TcpListener>>,
     setup: WorkerSetup,
     reload: Reload,
     /// Workers of earlier generations still draining.
@@ -83,7 +84,7 @@ impl Supervisor {
     /// Prepares `workers` slots; nothing is forked until [`Supervisor::run`].
     pub(crate) fn new(
         workers: usize,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<Vec<TcpListener>>,
         setup: WorkerSetup,
         reload: Reload,
     ) -> std::io::Result<Supervisor> {
@@ -327,13 +328,20 @@ impl Supervisor {
                 log::info(&format!("worker {index} started (pid {pid})"));
             }
             Ok(sys::Forked::Child) => {
-                let all = std::mem::take(&mut self.listeners);
-                let mine = if all.len() == self.slots.len() && all.len() > 1 {
-                    // --reuseport: keep this slot's socket; dropping the rest closes our copies.
-                    all.into_iter().nth(index).into_iter().collect()
-                } else {
-                    all
-                };
+                let groups = std::mem::take(&mut self.listeners);
+                let slots = self.slots.len();
+                let mine = groups
+                    .into_iter()
+                    .flat_map(|group| {
+                        if group.len() == slots && slots > 1 {
+                            // --reuseport: keep this slot's socket; dropping the rest closes
+                            // our copies.
+                            group.into_iter().nth(index).into_iter().collect()
+                        } else {
+                            group
+                        }
+                    })
+                    .collect();
                 let setup = self.setup.clone();
                 // The parent's self-pipe is not ours to keep.
                 drop(self.pipe.take());

@@ -98,6 +98,8 @@ impl Stud {
             .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split(',').next())
+            // Several frontends are listed with spaces between; the first is the one used.
+            .and_then(|list| list.split(' ').next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         stud.addr = addr;

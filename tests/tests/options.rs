@@ -386,3 +386,62 @@ fn cipher_list_limits_tls12_suites() {
         "{text}"
     );
 }
+
+/// The addresses of the "listening on" line, in order.
+fn listening_addresses(stud: &Stud) -> Vec<SocketAddr> {
+    let line = stud
+        .wait_line(|l| l.contains("listening on "), TIMEOUT)
+        .expect("listening line");
+    line.split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("address list")
+        .split(' ')
+        .map(|a| a.parse().expect("address"))
+        .collect()
+}
+
+#[test]
+fn several_frontends_each_serve_with_shared_and_reuseport_sockets() {
+    let pki = Pki::new();
+    let backend = echo_backend();
+    let b = backend.to_string();
+    let pem = pki.site_pem.to_str().expect("utf-8");
+    for extra in [&["-n", "1"][..], &["-n", "2", "--reuseport"][..]] {
+        let mut args = vec!["-f", "127.0.0.1,0", "-f", "127.0.0.1,0", "-b", &b];
+        args.extend_from_slice(extra);
+        args.push(pem);
+        let stud = Stud::start(&stud_bin!(), &args);
+        let addrs = listening_addresses(&stud);
+        assert_eq!(addrs.len(), 2, "{extra:?}: {}", stud.output());
+        assert_ne!(addrs[0], addrs[1]);
+        assert_eq!(stud.addr, addrs[0]);
+        for addr in addrs {
+            // Several connections each, so that with --reuseport both workers' sockets serve.
+            for _ in 0..6 {
+                let mut tls = connect(addr, &net::client_config(&pki.ca_der)).expect("handshake");
+                echo_works(&mut tls);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_frontend_that_cannot_bind_stops_the_start() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let pki = Pki::new();
+    let busy = format!("127.0.0.1,{port}");
+    let out = run(
+        &stud_bin!(),
+        &[
+            "-f",
+            "127.0.0.1,0",
+            "-f",
+            &busy,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains(&port.to_string()), "{}", out.stderr);
+}
