@@ -6,13 +6,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stud_core::ClientAddressMode;
+use stud_core::{ClientAddressMode, TlsVersion};
 
 /// What the operator asked for, before anything is loaded or bound.
 #[derive(Debug, Clone)]
 pub(crate) struct Args {
     /// `--ssl` was given (mapped onto TLS 1.2 + 1.3 with a warning).
     pub(crate) ssl: bool,
+    /// The protocol versions to offer (`--tls-protos`; TLS 1.2 and 1.3 by default).
+    pub(crate) versions: Vec<TlsVersion>,
     pub(crate) ciphers: Option<String>,
     pub(crate) backend: Endpoint,
     /// Every `-f`, in order (at least one; `*,8443` when none is given).
@@ -198,6 +200,34 @@ fn count(args: &mut pico_args::Arguments, keys: &'static [&'static str]) -> bool
     seen
 }
 
+/// `TLSv1.2,TLSv1.3` (or space-separated, as hitch writes it) → the versions to offer.
+fn parse_versions(s: &str) -> Result<Vec<TlsVersion>, String> {
+    let mut versions = Vec::new();
+    for name in s.split([',', ' ']).filter(|n| !n.is_empty()) {
+        let v = match name {
+            "TLSv1.2" => TlsVersion::Tls12,
+            "TLSv1.3" => TlsVersion::Tls13,
+            "SSLv3" | "TLSv1" | "TLSv1.0" | "TLSv1.1" => {
+                return Err(format!(
+                    "--tls-protos: {name} is not offered (broken or deprecated); use TLSv1.2 and/or TLSv1.3"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "--tls-protos: unknown protocol '{other}' (expected TLSv1.2 and/or TLSv1.3)"
+                ))
+            }
+        };
+        if !versions.contains(&v) {
+            versions.push(v);
+        }
+    }
+    if versions.is_empty() {
+        return Err("--tls-protos: no protocol named".into());
+    }
+    Ok(versions)
+}
+
 /// `h2,http/1.1` → the ALPN protocol names, in order. Each is 1 to 255 bytes (RFC 7301).
 fn parse_alpn(s: &str) -> Result<Vec<Vec<u8>>, String> {
     s.split(',')
@@ -224,6 +254,8 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     }
     let tls = count(&mut args, &["--tls"]);
     let ssl = count(&mut args, &["--ssl"]);
+    let versions = last(&mut args, &["--tls-protos"], parse_versions)?
+        .unwrap_or_else(|| vec![TlsVersion::Tls12, TlsVersion::Tls13]);
     let write_ip = count(&mut args, &["--write-ip"]);
     // Both spellings are consumed (`|`, not `||`), so neither is left over as unknown.
     let write_proxy =
@@ -359,6 +391,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     }
     Ok(Command::Run(Box::new(Args {
         ssl,
+        versions,
         ciphers,
         backend,
         frontends,
@@ -399,6 +432,8 @@ PEM is one file holding the certificate chain and its private key.
 
 Encryption:
       --tls                     TLS 1.2 and 1.3 (the default)
+      --tls-protos=LIST         the versions to offer: TLSv1.2, TLSv1.3 or both
+                                (comma- or space-separated) [default: both]
       --ssl                     accepted for compatibility: SSLv3 is not offered, TLS 1.2/1.3 is used
   -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
                                 names no TLS 1.3 suite leaves TLS 1.3 at its defaults
@@ -528,6 +563,33 @@ mod tests {
         assert!(err.contains("given more than once"), "{err}");
         let any = run(&["-f", "127.0.0.1,0", "-f", "127.0.0.1,0", "x.pem"]).expect("port 0 twice");
         assert_eq!(any.frontends.len(), 2);
+    }
+
+    #[test]
+    fn tls_protos_pick_the_versions() {
+        let both = vec![TlsVersion::Tls12, TlsVersion::Tls13];
+        assert_eq!(run(&["x.pem"]).expect("parses").versions, both);
+        assert_eq!(
+            run(&["--tls-protos=TLSv1.3", "x.pem"])
+                .expect("parses")
+                .versions,
+            vec![TlsVersion::Tls13]
+        );
+        assert_eq!(
+            run(&["--tls-protos", "TLSv1.2 TLSv1.3", "x.pem"])
+                .expect("parses")
+                .versions,
+            both
+        );
+        for (bad, needle) in [
+            ("--tls-protos=TLSv1.1", "not offered"),
+            ("--tls-protos=SSLv3,TLSv1.3", "not offered"),
+            ("--tls-protos=tls13", "unknown protocol 'tls13'"),
+            ("--tls-protos=,", "no protocol named"),
+        ] {
+            let err = run(&[bad, "x.pem"]).expect_err(bad);
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
     }
 
     #[test]

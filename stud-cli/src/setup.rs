@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use stud_core::{Config, TlsVersion};
+use stud_core::Config;
 
 use crate::args::Args;
 use crate::listen::describe;
@@ -18,12 +18,14 @@ use crate::sys;
 pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String> {
     let mut warnings = Vec::new();
     if args.ssl {
-        warnings.push(
-            "--ssl: SSLv3 is not supported (it is broken); using TLS 1.2 and TLS 1.3".to_string(),
-        );
+        let using: Vec<&str> = args.versions.iter().map(|v| v.as_str()).collect();
+        warnings.push(format!(
+            "--ssl: SSLv3 is not supported (it is broken); using {}",
+            using.join(" and ")
+        ));
     }
     let mut builder = Config::builder()
-        .versions(&[TlsVersion::Tls12, TlsVersion::Tls13])
+        .versions(&args.versions)
         .client_address(args.client_address)
         .alpn_protocols(args.alpn.clone())
         .handshake_timeout(args.handshake_timeout)

@@ -445,3 +445,47 @@ fn a_frontend_that_cannot_bind_stops_the_start() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains(&port.to_string()), "{}", out.stderr);
 }
+
+/// A client that speaks only `version`, trusting the test CA.
+fn client_speaking(
+    pki: &Pki,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).expect("CA");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .expect("version")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+#[test]
+fn tls_protos_limits_the_versions_offered() {
+    let pki = Pki::new();
+    let backend = echo_backend();
+    let only13 = start(&pki, backend, &["--tls-protos=TLSv1.3"]);
+    let tls12 = client_speaking(&pki, &rustls::version::TLS12);
+    let tls13 = client_speaking(&pki, &rustls::version::TLS13);
+    assert!(
+        connect(only13.addr, &tls12).is_err(),
+        "a TLS 1.2 client must be refused"
+    );
+    let mut ok = connect(only13.addr, &tls13).expect("TLS 1.3 handshake");
+    echo_works(&mut ok);
+
+    let only12 = start(&pki, backend, &["--tls-protos=TLSv1.2"]);
+    assert!(
+        connect(only12.addr, &tls13).is_err(),
+        "a TLS 1.3 client must be refused"
+    );
+    let mut ok = connect(only12.addr, &tls12).expect("TLS 1.2 handshake");
+    assert_eq!(
+        ok.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    echo_works(&mut ok);
+}
