@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
 use stud_core::{
-    encode_client_address, encode_proxy_v2, ClientAddressMode, HandshakeInfo, TlsVersion,
-    MAX_HEADER_LEN, PROXY_V2_SIGNATURE,
+    encode_client_address, encode_proxy_v2, parse_proxy_header, ClientAddressMode, HandshakeInfo,
+    ProxyHeaderParse, TlsVersion, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER, PROXY_V2_SIGNATURE,
 };
 
 fn addr(bytes: &[u8], v6: bool) -> SocketAddr {
@@ -21,7 +21,26 @@ fn addr(bytes: &[u8], v6: bool) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+/// The incoming parser on any bytes: no panic, and a complete header lies within the input.
+fn parse_any(data: &[u8]) {
+    if let ProxyHeaderParse::Complete { len, .. } = parse_proxy_header(data) {
+        assert!(len <= data.len() && len <= MAX_INCOMING_PROXY_HEADER);
+        // A prefix of the header alone is never complete.
+        assert_eq!(parse_proxy_header(&data[..len - 1]), ProxyHeaderParse::Incomplete);
+    }
+}
+
+fn unmapped(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(a, |v4| SocketAddr::new(IpAddr::V4(v4), a.port())),
+        IpAddr::V4(_) => a,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    parse_any(data);
     if data.len() < 37 {
         return;
     }
@@ -37,6 +56,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let n = encode_client_address(ClientAddressMode::ProxyV1, peer, local, &mut buf);
+    // What stud writes, stud reads back (addresses unmapped, as written).
+    match parse_proxy_header(&buf[..n]) {
+        ProxyHeaderParse::Complete { len, addresses } => {
+            assert_eq!(len, n);
+            if let Some((src, dst)) = addresses {
+                assert_eq!((src, dst), (unmapped(peer), unmapped(local)));
+            }
+        }
+        other => panic!("own PROXY v1 line not read back: {other:?}"),
+    }
     let line = std::str::from_utf8(&buf[..n]).expect("PROXY v1 is ASCII");
     assert!(line.starts_with("PROXY ") && line.ends_with("\r\n"));
     let fields: Vec<&str> = line.trim_end().split(' ').collect();
@@ -66,6 +95,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let n = encode_proxy_v2(peer, local, Some(&info), &mut buf);
     assert!(n <= MAX_HEADER_LEN);
+    match parse_proxy_header(&buf[..n]) {
+        ProxyHeaderParse::Complete { len, addresses } => {
+            assert_eq!(len, n);
+            if let Some((src, dst)) = addresses {
+                assert_eq!((src, dst), (unmapped(peer), unmapped(local)));
+            }
+        }
+        other => panic!("own PROXY v2 header not read back: {other:?}"),
+    }
     assert_eq!(&buf[..12], &PROXY_V2_SIGNATURE);
     let after = u16::from_be_bytes([buf[14], buf[15]]) as usize;
     assert_eq!(16 + after, n);

@@ -21,6 +21,8 @@ pub(crate) struct Args {
     pub(crate) frontends: Vec<Endpoint>,
     pub(crate) workers: usize,
     pub(crate) client_address: ClientAddressMode,
+    /// Every connection starts with a load balancer's PROXY header (`--accept-proxy`).
+    pub(crate) accept_proxy: bool,
     /// ALPN protocols to agree on, most preferred first (`--alpn-protos`); empty: no ALPN.
     pub(crate) alpn: Vec<Vec<u8>>,
     pub(crate) backlog: i32,
@@ -261,6 +263,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     let write_proxy =
         count(&mut args, &["--write-proxy"]) | count(&mut args, &["--write-proxy-v1"]);
     let write_proxy_v2 = count(&mut args, &["--write-proxy-v2"]);
+    let accept_proxy = count(&mut args, &["--accept-proxy"]);
     let chosen: Vec<&str> = [
         (write_ip, "--write-ip"),
         (write_proxy, "--write-proxy"),
@@ -397,6 +400,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         frontends,
         workers,
         client_address,
+        accept_proxy,
         alpn,
         backlog,
         keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
@@ -478,6 +482,8 @@ Special:
                                 (also --write-proxy-v1)
       --write-proxy-v2          send a binary PROXY protocol v2 header to the backend first,
                                 with TLVs for ALPN, SNI, TLS version and cipher
+      --accept-proxy            every connection starts with a PROXY v1/v2 header from a load
+                                balancer in front; its client address is the one passed on
       --daemon                  detach and run in the background
   -p, --pidfile=FILE            write the parent's pid to FILE
   -t, --test                    load and check the configuration, then exit
@@ -625,6 +631,12 @@ mod tests {
         assert_eq!(
             run(&["x.pem"]).expect("parses").client_address,
             ClientAddressMode::None
+        );
+        assert!(!run(&["x.pem"]).expect("parses").accept_proxy);
+        assert!(
+            run(&["--accept-proxy", "x.pem"])
+                .expect("parses")
+                .accept_proxy
         );
     }
 

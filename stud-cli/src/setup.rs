@@ -27,6 +27,7 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
     let mut builder = Config::builder()
         .versions(&args.versions)
         .client_address(args.client_address)
+        .accept_proxy_header(args.accept_proxy)
         .alpn_protocols(args.alpn.clone())
         .handshake_timeout(args.handshake_timeout)
         .backend_connect_timeout(args.backend_connect_timeout)

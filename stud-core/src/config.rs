@@ -40,6 +40,7 @@ pub struct Config {
     pub(crate) to_backend_budget: usize,
     pub(crate) to_client_budget: usize,
     pub(crate) client_address: ClientAddressMode,
+    pub(crate) accept_proxy_header: bool,
     warnings: Vec<String>,
 }
 
@@ -53,6 +54,7 @@ impl std::fmt::Debug for Config {
             .field("to_backend_budget", &self.to_backend_budget)
             .field("to_client_budget", &self.to_client_budget)
             .field("client_address", &self.client_address)
+            .field("accept_proxy_header", &self.accept_proxy_header)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +74,11 @@ impl Config {
     /// The client-address header mode.
     pub fn client_address(&self) -> ClientAddressMode {
         self.client_address
+    }
+
+    /// Whether each connection must start with a PROXY header from a load balancer.
+    pub fn accept_proxy_header(&self) -> bool {
+        self.accept_proxy_header
     }
 
     /// The handshake deadline, counted from the connection's creation.
@@ -126,6 +133,7 @@ pub struct ConfigBuilder {
     to_backend_budget: usize,
     to_client_budget: usize,
     client_address: ClientAddressMode,
+    accept_proxy_header: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -147,6 +155,7 @@ impl Default for ConfigBuilder {
             to_backend_budget: 64 * 1024,
             to_client_budget: 64 * 1024,
             client_address: ClientAddressMode::None,
+            accept_proxy_header: false,
         }
     }
 }
@@ -411,6 +420,18 @@ impl ConfigBuilder {
         self
     }
 
+    /// Expect every connection to start with a PROXY protocol header (v1 or v2) from a load
+    /// balancer in front, before the TLS handshake (default off). The addresses it names
+    /// replace the socket's: the client-address header to the backend and
+    /// [`Conn::peer_addr`](crate::Conn::peer_addr) report the real client. A connection that
+    /// starts otherwise is closed with [`CloseReason::BadProxyHeader`](crate::CloseReason). Turn
+    /// it on only where every client comes through such a balancer: anyone who can connect
+    /// directly could claim any address.
+    pub fn accept_proxy_header(mut self, yes: bool) -> Self {
+        self.accept_proxy_header = yes;
+        self
+    }
+
     /// Checks everything, loads the certificate and builds the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         if self.identities.is_empty() {
@@ -505,6 +526,7 @@ impl ConfigBuilder {
             to_backend_budget: self.to_backend_budget,
             to_client_budget: self.to_client_budget,
             client_address: self.client_address,
+            accept_proxy_header: self.accept_proxy_header,
             warnings,
         })
     }

@@ -5,7 +5,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::proxy_header::{encode_client_address, encode_proxy_v2, MAX_HEADER_LEN};
+use crate::proxy_header::{
+    encode_client_address, encode_proxy_v2, parse_proxy_header, ProxyHeaderParse, MAX_HEADER_LEN,
+};
 use crate::tls::alert_scan::AlertScan;
 use crate::tls::{HandshakeInfo, IoState, ReadOutcome, Session};
 use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
@@ -57,6 +59,8 @@ pub struct Buffered {
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
+    /// Reading the load balancer's PROXY header (only with `accept_proxy_header`).
+    ProxyHeader,
     Handshaking,
     Connecting,
     Established,
@@ -139,6 +143,8 @@ pub struct Conn {
     plain_sent: usize,
     /// Client ciphertext rustls refused while its plaintext buffer was full (slow backend).
     held_ciphertext: Vec<u8>,
+    /// A PROXY header from the load balancer, while it arrives in pieces.
+    proxy_in: Vec<u8>,
     io: IoState,
     /// Watches for a plaintext close_notify while handshaking (rustls ignores one that early).
     alert_scan: AlertScan,
@@ -185,10 +191,15 @@ impl Conn {
     ) -> Result<Conn, TlsError> {
         let tls = Session::new(&config.tls)?;
         let handshake_deadline = now + config.handshake_timeout;
+        let state = if config.accept_proxy_header {
+            State::ProxyHeader
+        } else {
+            State::Handshaking
+        };
         Ok(Conn {
             config,
             tls,
-            state: State::Handshaking,
+            state,
             peer,
             local,
             header: None,
@@ -196,6 +207,7 @@ impl Conn {
             plain: Vec::new(),
             plain_sent: 0,
             held_ciphertext: Vec::new(),
+            proxy_in: Vec::new(),
             io: IoState::default(),
             alert_scan: AlertScan::default(),
             event: None,
@@ -213,19 +225,21 @@ impl Conn {
         })
     }
 
-    /// The client's address, as given to [`Conn::new`].
+    /// The client's address: as given to [`Conn::new`], or as the load balancer's PROXY header
+    /// named it (with [`ConfigBuilder::accept_proxy_header`](crate::ConfigBuilder::accept_proxy_header)).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
 
-    /// The accepted socket's local address, as given to [`Conn::new`].
+    /// The accepted socket's local address, as given to [`Conn::new`], or the destination the
+    /// load balancer's PROXY header named.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// Whether the handshake is still in progress.
     pub fn is_handshaking(&self) -> bool {
-        self.state == State::Handshaking
+        matches!(self.state, State::ProxyHeader | State::Handshaking)
     }
 
     /// Whether `Close` has been returned (or is about to be): nothing more will happen.
@@ -242,10 +256,11 @@ impl Conn {
             return 0;
         }
         match self.state {
-            State::Handshaking | State::Connecting | State::Established => self
-                .config
-                .to_backend_budget
-                .saturating_sub(self.plain_pending() + self.held_ciphertext.len()),
+            State::ProxyHeader | State::Handshaking | State::Connecting | State::Established => {
+                self.config
+                    .to_backend_budget
+                    .saturating_sub(self.plain_pending() + self.held_ciphertext.len())
+            }
             State::Closing(_) | State::Closed => 0,
         }
     }
@@ -254,6 +269,9 @@ impl Conn {
     /// `data.len() <= self.client_read_capacity()`, and all of it once the connection is closing
     /// (the bytes are then discarded). Untaken bytes must be offered again later.
     pub fn handle_client_data(&mut self, now: Instant, data: &[u8]) -> usize {
+        if self.state == State::ProxyHeader {
+            return self.read_proxy_header(now, data);
+        }
         if !matches!(
             self.state,
             State::Handshaking | State::Connecting | State::Established
@@ -287,6 +305,50 @@ impl Conn {
         self.last_activity = now;
         self.update(now);
         take
+    }
+
+    /// Reads the load balancer's PROXY header; once it is whole, its addresses replace the
+    /// socket's and the bytes after it go to TLS.
+    fn read_proxy_header(&mut self, now: Instant, data: &[u8]) -> usize {
+        let take = data.len().min(self.client_read_capacity());
+        if take == 0 {
+            return 0;
+        }
+        self.last_activity = now;
+        // Parse in place when nothing is held yet (the usual case: the header and the
+        // ClientHello in one read); otherwise append and parse the whole.
+        let held = !self.proxy_in.is_empty();
+        if held {
+            self.proxy_in.extend_from_slice(&data[..take]);
+        }
+        let buf: &[u8] = if held { &self.proxy_in } else { &data[..take] };
+        match parse_proxy_header(buf) {
+            ProxyHeaderParse::Incomplete => {
+                if !held {
+                    self.proxy_in.extend_from_slice(&data[..take]);
+                }
+                take
+            }
+            ProxyHeaderParse::Invalid(why) => {
+                self.proxy_in = Vec::new();
+                self.close_now(CloseReason::BadProxyHeader(why));
+                data.len()
+            }
+            ProxyHeaderParse::Complete { len, addresses } => {
+                let rest = buf[len..].to_vec();
+                self.proxy_in = Vec::new();
+                if let Some((peer, local)) = addresses {
+                    self.peer = peer;
+                    self.local = local;
+                }
+                self.state = State::Handshaking;
+                if !rest.is_empty() {
+                    // Within the capacity just checked, so all of it is taken.
+                    let _ = self.handle_client_data(now, &rest);
+                }
+                take
+            }
+        }
     }
 
     fn accepts_ciphertext(&self) -> bool {
@@ -342,7 +404,9 @@ impl Conn {
     /// The client's stream ended (a read returned 0).
     pub fn handle_client_eof(&mut self, now: Instant) {
         match self.state {
-            State::Handshaking => self.close_now(CloseReason::ClientClosedInHandshake),
+            State::ProxyHeader | State::Handshaking => {
+                self.close_now(CloseReason::ClientClosedInHandshake)
+            }
             State::Connecting | State::Established => {
                 if !self.client_eof {
                     self.client_eof = true;
@@ -357,7 +421,9 @@ impl Conn {
     /// The client's socket failed (reset, broken pipe, …): close at once.
     pub fn handle_client_reset(&mut self, _now: Instant) {
         match self.state {
-            State::Handshaking => self.close_now(CloseReason::ClientClosedInHandshake),
+            State::ProxyHeader | State::Handshaking => {
+                self.close_now(CloseReason::ClientClosedInHandshake)
+            }
             State::Closed => {}
             _ => self.close_now(CloseReason::ClientReset),
         }
@@ -453,7 +519,7 @@ impl Conn {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
-            State::Handshaking => Some(self.handshake_deadline),
+            State::ProxyHeader | State::Handshaking => Some(self.handshake_deadline),
             State::Connecting => Some(self.connect_deadline),
             State::Established => {
                 let linger = self.linger_deadline();
@@ -471,7 +537,7 @@ impl Conn {
     /// Fires whatever deadline `now` has reached.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &self.state {
-            State::Handshaking if now >= self.handshake_deadline => {
+            State::ProxyHeader | State::Handshaking if now >= self.handshake_deadline => {
                 self.close_now(CloseReason::HandshakeTimeout);
             }
             State::Connecting if now >= self.connect_deadline => {
@@ -733,6 +799,7 @@ impl Conn {
     /// Moves the state machine forward after any input or output.
     fn update(&mut self, now: Instant) {
         match self.state {
+            State::ProxyHeader => {}
             State::Handshaking => {
                 if !self.tls.is_handshaking() {
                     self.event = self.tls.info().map(Box::new);
@@ -778,7 +845,7 @@ impl Conn {
 
     /// A TLS error: flush the alert rustls queued, then close.
     fn fail(&mut self, now: Instant, error: TlsError) {
-        let reason = if self.state == State::Handshaking {
+        let reason = if matches!(self.state, State::ProxyHeader | State::Handshaking) {
             CloseReason::HandshakeFailed(error)
         } else {
             CloseReason::ProtocolError(error)

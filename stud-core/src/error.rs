@@ -143,6 +143,9 @@ pub enum CloseReason {
     ProtocolError(TlsError),
     /// The caller ended the connection (shutdown, drain deadline).
     Aborted,
+    /// A PROXY header was expected from the load balancer and what came was not one (or a
+    /// malformed one): the reason names what was wrong.
+    BadProxyHeader(&'static str),
 }
 
 impl CloseReason {
@@ -161,6 +164,7 @@ impl CloseReason {
             CloseReason::BackendReset => "backend_reset",
             CloseReason::ProtocolError(_) => "protocol_error",
             CloseReason::Aborted => "aborted",
+            CloseReason::BadProxyHeader(_) => "bad_proxy_header",
         }
     }
 
@@ -171,6 +175,7 @@ impl CloseReason {
             CloseReason::HandshakeFailed(_)
                 | CloseReason::HandshakeTimeout
                 | CloseReason::ClientClosedInHandshake
+                | CloseReason::BadProxyHeader(_)
         )
     }
 }
@@ -181,6 +186,7 @@ impl fmt::Display for CloseReason {
             CloseReason::HandshakeFailed(e) | CloseReason::ProtocolError(e) => {
                 write!(f, "{}: {e}", self.as_str())
             }
+            CloseReason::BadProxyHeader(why) => write!(f, "{}: {why}", self.as_str()),
             other => f.write_str(other.as_str()),
         }
     }

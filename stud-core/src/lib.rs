@@ -92,8 +92,9 @@ pub use config::{Config, ConfigBuilder, MAX_RECORD_PLAINTEXT};
 pub use conn::{Action, Buffered, Conn, Event, Interest};
 pub use error::{CloseReason, ConfigError, TlsError};
 pub use proxy_header::{
-    encode_client_address, encode_proxy_v2, ClientAddressMode, AF_INET6_LINUX, AF_INET_LINUX,
-    MAX_HEADER_LEN, PROXY_V2_SIGNATURE,
+    encode_client_address, encode_proxy_v2, parse_proxy_header, ClientAddressMode,
+    ProxyHeaderParse, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
+    PROXY_V2_SIGNATURE,
 };
 pub use time::Instant;
 pub use tls::{HandshakeInfo, TlsVersion};

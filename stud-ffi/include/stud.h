@@ -293,6 +293,11 @@ enum stud_close_reason
    */
   STUD_CLOSE_ABORTED = 12,
   /**
+   * A PROXY header from a load balancer was expected and not found (or malformed);
+   * `stud_conn_close_message` says what was wrong.
+   */
+  STUD_CLOSE_BAD_PROXY_HEADER = 13,
+  /**
    * A reason newer than this header; `stud_conn_close_message` names it.
    */
   STUD_CLOSE_OTHER = 99,
@@ -625,6 +630,14 @@ stud_result stud_config_builder_set_to_backend_budget(stud_config_builder *build
  * build.
  */
 stud_result stud_config_builder_set_to_client_budget(stud_config_builder *builder, size_t bytes);
+
+/**
+ * Expects every connection to start with a PROXY protocol header (v1 or v2) from a load
+ * balancer in front (default false). Its addresses replace the socket's in the client-address
+ * header; a connection that starts otherwise closes with `STUD_CLOSE_BAD_PROXY_HEADER`. Turn
+ * it on only where every client comes through such a balancer.
+ */
+stud_result stud_config_builder_set_accept_proxy_header(stud_config_builder *builder, bool yes);
 
 /**
  * Sets how the backend learns the client's address: a `stud_client_address` value. Another

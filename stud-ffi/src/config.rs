@@ -419,6 +419,22 @@ pub unsafe extern "C" fn stud_config_builder_set_to_client_budget(
     }
 }
 
+/// Expects every connection to start with a PROXY protocol header (v1 or v2) from a load
+/// balancer in front (default false). Its addresses replace the socket's in the client-address
+/// header; a connection that starts otherwise closes with `STUD_CLOSE_BAD_PROXY_HEADER`. Turn
+/// it on only where every client comes through such a balancer.
+#[no_mangle]
+pub unsafe extern "C" fn stud_config_builder_set_accept_proxy_header(
+    builder: *mut stud_config_builder,
+    yes: bool,
+) -> stud_result {
+    ffi_boundary! {
+        let builder = try_mut!(builder);
+        update(builder, |b| b.accept_proxy_header(yes));
+        stud_result::STUD_OK
+    }
+}
+
 /// Sets how the backend learns the client's address: a `stud_client_address` value. Another
 /// number gives `STUD_INVALID_PARAMETER`.
 #[no_mangle]

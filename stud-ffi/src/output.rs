@@ -85,6 +85,9 @@ pub enum stud_close_reason {
     STUD_CLOSE_PROTOCOL_ERROR = 11,
     /// The caller ended the connection (`stud_conn_abort`).
     STUD_CLOSE_ABORTED = 12,
+    /// A PROXY header from a load balancer was expected and not found (or malformed);
+    /// `stud_conn_close_message` says what was wrong.
+    STUD_CLOSE_BAD_PROXY_HEADER = 13,
     /// A reason newer than this header; `stud_conn_close_message` names it.
     STUD_CLOSE_OTHER = 99,
 }
@@ -110,6 +113,7 @@ impl From<&CloseReason> for stud_close_reason {
             CloseReason::BackendReset => stud_close_reason::STUD_CLOSE_BACKEND_RESET,
             CloseReason::ProtocolError(_) => stud_close_reason::STUD_CLOSE_PROTOCOL_ERROR,
             CloseReason::Aborted => stud_close_reason::STUD_CLOSE_ABORTED,
+            CloseReason::BadProxyHeader(_) => stud_close_reason::STUD_CLOSE_BAD_PROXY_HEADER,
             // The engine may grow new reasons; the message still names them.
             _ => stud_close_reason::STUD_CLOSE_OTHER,
         }
@@ -227,6 +231,7 @@ pub extern "C" fn stud_close_reason_name(reason: u32) -> *const c_char {
             10 => b"backend_reset\0",
             11 => b"protocol_error\0",
             12 => b"aborted\0",
+            13 => b"bad_proxy_header\0",
             _ => b"unknown\0",
         };
         name.as_ptr().cast::<c_char>()

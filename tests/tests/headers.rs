@@ -244,3 +244,47 @@ fn alpn_protos_are_agreed_and_named_in_the_proxy_v2_header() {
     let plain = connect(stud.addr, &net::client_config(&pki.ca_der)).expect("handshake");
     assert_eq!(plain.conn.alpn_protocol(), None);
 }
+
+#[test]
+fn accept_proxy_passes_the_load_balancers_client_on() {
+    let pki = Pki::new();
+    let (backend, rx) = capture_backend_until(line_then(7));
+    let stud = Stud::serve(
+        &stud_bin!(),
+        &pki.site_pem,
+        backend,
+        &["--accept-proxy", "--write-proxy"],
+    );
+    let config = net::client_config(&pki.ca_der);
+    // The balancer's line, then the client's TLS on the same connection.
+    let mut sock = std::net::TcpStream::connect(stud.addr).expect("connect");
+    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    sock.write_all(b"PROXY TCP6 2001:db8::7 2001:db8::1 4242 443\r\n")
+        .expect("PROXY line");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(config.clone(), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("handshake after the PROXY line");
+    }
+    tls.write_all(b"PAYLOAD").expect("write");
+    let got = rx.recv_timeout(TIMEOUT).expect("backend got bytes");
+    assert_eq!(
+        got,
+        b"PROXY TCP6 2001:db8::7 2001:db8::1 4242 443\r\nPAYLOAD"
+    );
+
+    // A client that talks TLS straight away is refused: only the balancer may name clients.
+    assert!(
+        connect(stud.addr, &config).is_err(),
+        "TLS without a PROXY header must not be served"
+    );
+    assert!(
+        stud.wait_line(|l| l.contains("bad_proxy_header"), TIMEOUT)
+            .is_some(),
+        "{}",
+        stud.output()
+    );
+}

@@ -367,6 +367,31 @@ void test_conn_close_reasons(void) {
     CHECK_EQ(drain_actions(conn, NULL), STUD_CLOSE_ABORTED);
     stud_conn_free(conn);
 
+    /* Expecting a load balancer's PROXY header, a ClientHello is refused with its own reason. */
+    stud_config_builder *pb = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_add_pem(pb, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_accept_proxy_header(pb, true), STUD_OK);
+    const stud_config *proxied = build_ok(pb);
+    conn = new_conn(proxied, 0);
+    CHECK_RESULT(stud_conn_handle_client_data(conn, 1, hello.data, hello.len, &n), STUD_OK);
+    CHECK_EQ(n, hello.len);
+    CHECK_EQ(drain_actions(conn, NULL), STUD_CLOSE_BAD_PROXY_HEADER);
+    CHECK_RESULT(stud_conn_close_message(conn, text, sizeof text, &n), STUD_OK);
+    CHECK(strncmp(text, "bad_proxy_header: ", 18) == 0);
+    stud_conn_free(conn);
+    /* With the header first, the handshake proceeds. */
+    conn = new_conn(proxied, 0);
+    const uint8_t line[] = "PROXY TCP4 198.51.100.7 203.0.113.9 4242 443\r\n";
+    CHECK_RESULT(stud_conn_handle_client_data(conn, 1, line, sizeof line - 1, &n), STUD_OK);
+    CHECK_EQ(n, sizeof line - 1);
+    CHECK_RESULT(stud_conn_handle_client_data(conn, 1, hello.data, hello.len, &n), STUD_OK);
+    CHECK_EQ(drain_actions(conn, NULL), STUD_CLOSE_NONE);
+    uint32_t interest = 0;
+    CHECK_RESULT(stud_conn_interest(conn, &interest), STUD_OK);
+    CHECK(interest & STUD_INTEREST_CLIENT_WRITE);
+    stud_conn_free(conn);
+    stud_config_free(proxied);
+
     /* Backend inputs before any backend was asked for are ignored. */
     conn = new_conn(config, 0);
     CHECK_RESULT(stud_conn_handle_backend_connected(conn, 1), STUD_OK);
@@ -388,9 +413,10 @@ void test_conn_close_reasons(void) {
     CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_BACKEND_CONNECT_TIMEOUT),
                  "backend_connect_timeout") == 0);
     CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_ABORTED), "aborted") == 0);
+    CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_BAD_PROXY_HEADER), "bad_proxy_header") == 0);
     CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_OTHER), "unknown") == 0);
     CHECK(strcmp(stud_close_reason_name(1000), "unknown") == 0);
-    for (uint32_t r = 0; r <= 12; r++) {
+    for (uint32_t r = 0; r <= 13; r++) {
         CHECK(strcmp(stud_close_reason_name(r), "unknown") != 0);
     }
 }

@@ -287,6 +287,9 @@ static void test_build_ok_and_warnings(void) {
     CHECK_RESULT(stud_config_builder_set_to_backend_budget(b, 8192), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_to_client_budget(b, 32768), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_client_address(b, STUD_CLIENT_ADDRESS_PROXY_V2), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_accept_proxy_header(NULL, true), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_set_accept_proxy_header(b, true), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_accept_proxy_header(b, false), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_client_address(b, STUD_CLIENT_ADDRESS_PROXY_V1), STUD_OK);
     CHECK_RESULT(stud_config_builder_set_ticket_secret(
                      b, (const uint8_t *)"0123456789abcdef0123456789abcdef", 32),
