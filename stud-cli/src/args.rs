@@ -41,6 +41,8 @@ pub(crate) struct Args {
     pub(crate) idle_timeout: Option<Duration>,
     /// How long in-flight connections may finish after SIGTERM.
     pub(crate) drain_timeout: Duration,
+    /// Each worker stops accepting while it holds this many connections (`--max-conns`).
+    pub(crate) max_conns: Option<usize>,
     /// Session-ticket master secret shared by every host that should resume each other's sessions.
     pub(crate) ticket_secret: Option<PathBuf>,
     /// A secret made at start when no file is given (not a flag).
@@ -338,6 +340,12 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         parse_secs("idle timeout", s)
     })?
     .unwrap_or(0);
+    let max_conns = last(&mut args, &["--max-conns"], |s| match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "invalid --max-conns '{s}': expected a number of connections, at least 1"
+        )),
+    })?;
     let drain_timeout = last(&mut args, &["--drain-timeout"], |s| {
         parse_secs("drain timeout", s)
     })?
@@ -417,6 +425,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         backend_connect_timeout: Duration::from_secs(backend_connect_timeout),
         idle_timeout: (idle_timeout > 0).then(|| Duration::from_secs(idle_timeout)),
         drain_timeout: Duration::from_secs(drain_timeout),
+        max_conns,
         ticket_secret,
         ticket_secret_bytes: None,
         reuseport,
@@ -464,6 +473,9 @@ Socket:
 
 Performance:
   -n, --workers=CORES           worker processes, or 'auto' for one per CPU [default: 1]
+      --max-conns=N             each worker stops accepting while it holds N connections;
+                                more wait in the listen backlog [default: no limit but
+                                the open-file limit]
 
 Security:
   -r, --chroot=DIR              chroot to DIR after loading certificates and binding
@@ -569,6 +581,21 @@ mod tests {
         assert!(err.contains("given more than once"), "{err}");
         let any = run(&["-f", "127.0.0.1,0", "-f", "127.0.0.1,0", "x.pem"]).expect("port 0 twice");
         assert_eq!(any.frontends.len(), 2);
+    }
+
+    #[test]
+    fn max_conns_is_a_positive_count() {
+        assert_eq!(run(&["x.pem"]).expect("parses").max_conns, None);
+        assert_eq!(
+            run(&["--max-conns=500", "x.pem"])
+                .expect("parses")
+                .max_conns,
+            Some(500)
+        );
+        for bad in ["--max-conns=0", "--max-conns=-1", "--max-conns=lots"] {
+            let err = run(&[bad, "x.pem"]).expect_err(bad);
+            assert!(err.contains("invalid --max-conns"), "{bad}: {err}");
+        }
     }
 
     #[test]

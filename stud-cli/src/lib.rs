@@ -129,6 +129,7 @@ fn run(mut args: Args) -> Result<i32, String> {
         backends: backends.clone(),
         keepalive: args.keepalive,
         drain_timeout: args.drain_timeout,
+        max_connections: args.max_conns,
         ..Options::default()
     };
     let setup = worker::WorkerSetup {

@@ -489,3 +489,36 @@ fn tls_protos_limits_the_versions_offered() {
     );
     echo_works(&mut ok);
 }
+
+#[test]
+fn max_conns_holds_further_clients_in_the_backlog_until_one_leaves() {
+    let pki = Pki::new();
+    let backend = echo_backend();
+    let stud = start(&pki, backend, &["--max-conns=2"]);
+    let config = net::client_config(&pki.ca_der);
+    let mut first = connect(stud.addr, &config).expect("first");
+    echo_works(&mut first);
+    let mut second = connect(stud.addr, &config).expect("second");
+    echo_works(&mut second);
+    // The third is queued by the kernel, but its handshake waits: the worker is not accepting.
+    let waiting = std::thread::spawn({
+        let config = config.clone();
+        let addr = stud.addr;
+        move || {
+            let mut third = connect(addr, &config).expect("third, once a place frees");
+            let served = Instant::now();
+            echo_works(&mut third);
+            served
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let freed = Instant::now();
+    drop(first);
+    let served = waiting.join().expect("third client");
+    assert!(
+        served >= freed,
+        "the third client's handshake finished {:?} before a place was free",
+        freed - served
+    );
+    echo_works(&mut second);
+}
