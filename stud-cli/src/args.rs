@@ -43,6 +43,8 @@ pub(crate) struct Args {
     pub(crate) drain_timeout: Duration,
     /// Each worker stops accepting while it holds this many connections (`--max-conns`).
     pub(crate) max_conns: Option<usize>,
+    /// The parent kills and replaces a worker whose loop is silent this long (None = never).
+    pub(crate) worker_timeout: Option<Duration>,
     /// Session-ticket master secret shared by every host that should resume each other's sessions.
     pub(crate) ticket_secret: Option<PathBuf>,
     /// A secret made at start when no file is given (not a flag).
@@ -346,6 +348,10 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
             "invalid --max-conns '{s}': expected a number of connections, at least 1"
         )),
     })?;
+    let worker_timeout = last(&mut args, &["--worker-timeout"], |s| {
+        parse_secs("worker timeout", s)
+    })?
+    .unwrap_or(30);
     let drain_timeout = last(&mut args, &["--drain-timeout"], |s| {
         parse_secs("drain timeout", s)
     })?
@@ -426,6 +432,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         idle_timeout: (idle_timeout > 0).then(|| Duration::from_secs(idle_timeout)),
         drain_timeout: Duration::from_secs(drain_timeout),
         max_conns,
+        worker_timeout: (worker_timeout > 0).then(|| Duration::from_secs(worker_timeout)),
         ticket_secret,
         ticket_secret_bytes: None,
         reuseport,
@@ -473,6 +480,8 @@ Socket:
 
 Performance:
   -n, --workers=CORES           worker processes, or 'auto' for one per CPU [default: 1]
+      --worker-timeout=SECS     replace a worker whose event loop shows no sign of life this
+                                long (stopped, stuck); 0 = never [default: 30]
       --max-conns=N             each worker stops accepting while it holds N connections;
                                 more wait in the listen backlog [default: no limit but
                                 the open-file limit]
@@ -581,6 +590,18 @@ mod tests {
         assert!(err.contains("given more than once"), "{err}");
         let any = run(&["-f", "127.0.0.1,0", "-f", "127.0.0.1,0", "x.pem"]).expect("port 0 twice");
         assert_eq!(any.frontends.len(), 2);
+    }
+
+    #[test]
+    fn the_worker_watchdog_is_on_by_default_and_zero_turns_it_off() {
+        let secs = |args: &[&str]| run(args).expect("parses").worker_timeout;
+        assert_eq!(secs(&["x.pem"]), Some(Duration::from_secs(30)));
+        assert_eq!(
+            secs(&["--worker-timeout=5", "x.pem"]),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(secs(&["--worker-timeout=0", "x.pem"]), None);
+        assert!(run(&["--worker-timeout=soon", "x.pem"]).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod sys;
 mod worker;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use stud_core::driver::Options;
 
@@ -130,6 +131,10 @@ fn run(mut args: Args) -> Result<i32, String> {
         keepalive: args.keepalive,
         drain_timeout: args.drain_timeout,
         max_connections: args.max_conns,
+        // Signs of life four times per watchdog period, at most once a second.
+        heartbeat: args
+            .worker_timeout
+            .map(|t| (t / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))),
         ..Options::default()
     };
     let setup = worker::WorkerSetup {
@@ -149,7 +154,12 @@ fn run(mut args: Args) -> Result<i32, String> {
             options: options.clone(),
         })
     });
-    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup, reload)
+    let watchdog = args
+        .worker_timeout
+        .map(|t| supervisor::Watchdog::new(args.workers, t))
+        .transpose()
+        .map_err(|e| format!("cannot set up the worker watchdog: {e}"))?;
+    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup, reload, watchdog)
         .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let backend_list = backends
         .iter()

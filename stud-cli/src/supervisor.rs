@@ -12,6 +12,11 @@
 //! worker then costs only its connections, the process tree survives, and one code path serves
 //! every worker count.
 //!
+//! A watchdog (`--worker-timeout`) finds workers whose event loop has stopped: each worker's loop
+//! stores the time in its cell of a shared memory board (`sys::Heartbeats`) a few times per
+//! period; the parent looks every half second and kills a worker whose cell is older than the
+//! timeout, which the usual crash path then replaces.
+//!
 //! Signals reach the loop through a self-pipe: the handlers write the signal number, the loop
 //! blocks in poll(2) on the read end with a timeout set by the next restart or kill deadline.
 
@@ -43,7 +48,30 @@ struct Slot {
     /// When to start a replacement (set while the slot is empty).
     restart_at: Option<Instant>,
     backoff: Duration,
+    /// The watchdog killed this worker; it is reported once and waited for.
+    wedged: bool,
 }
+
+/// The parent's watchdog: the board the workers beat on, and how long a silence it tolerates.
+#[derive(Debug)]
+pub(crate) struct Watchdog {
+    board: std::sync::Arc<sys::Heartbeats>,
+    timeout: Duration,
+}
+
+impl Watchdog {
+    /// A board for `workers` workers of two generations (the current one and, during a reload,
+    /// the one before it, which beats in the other half).
+    pub(crate) fn new(workers: usize, timeout: Duration) -> std::io::Result<Watchdog> {
+        Ok(Watchdog {
+            board: std::sync::Arc::new(sys::Heartbeats::new(workers * 2)?),
+            timeout,
+        })
+    }
+}
+
+/// How often the parent looks at the board.
+const WATCHDOG_CHECK: Duration = Duration::from_millis(500);
 
 /// Builds a fresh worker configuration (on SIGHUP); errors are one-line messages.
 pub(crate) type Reload = Box<dyn Fn() -> Result<WorkerSetup, String>>;
@@ -69,6 +97,9 @@ pub(crate) struct Supervisor {
     reload: Reload,
     /// Workers of earlier generations still draining.
     retired: Vec<Retired>,
+    watchdog: Option<Watchdog>,
+    /// Bumped by each reload; picks the half of the heartbeat board a generation uses.
+    generation: usize,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -87,6 +118,7 @@ impl Supervisor {
         listeners: Vec<Vec<TcpListener>>,
         setup: WorkerSetup,
         reload: Reload,
+        watchdog: Option<Watchdog>,
     ) -> std::io::Result<Supervisor> {
         let (rx, tx) = sys::pipe()?;
         // Handlers go in now, before anyone is told we are listening: a signal sent from then
@@ -101,12 +133,15 @@ impl Supervisor {
                     started: now,
                     restart_at: Some(now),
                     backoff: Duration::ZERO,
+                    wedged: false,
                 })
                 .collect(),
             listeners,
             setup,
             reload,
             retired: Vec::new(),
+            watchdog,
+            generation: 0,
         })
     }
 
@@ -123,6 +158,8 @@ impl Supervisor {
                     }
                 }
             }
+            let watch =
+                (self.watchdog.is_some() && stop_deadline.is_none()).then(|| now + WATCHDOG_CHECK);
             let next = match stop_deadline {
                 Some(deadline) => Some(deadline),
                 None => self
@@ -130,6 +167,7 @@ impl Supervisor {
                     .iter()
                     .filter_map(|s| s.restart_at)
                     .chain(self.retired.iter().map(|r| r.kill_at))
+                    .chain(watch)
                     .min(),
             };
             let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
@@ -146,6 +184,9 @@ impl Supervisor {
                 self.reload();
             }
             self.kill_overdue_retired();
+            if stop_deadline.is_none() {
+                self.kill_wedged();
+            }
             if stop && stop_deadline.is_none() {
                 let deadline = Instant::now() + self.setup.options.drain_timeout + STOP_MARGIN;
                 stop_deadline = Some(deadline);
@@ -196,6 +237,8 @@ impl Supervisor {
             }
         };
         self.setup = setup;
+        // The new generation beats in the other half of the board.
+        self.generation += 1;
         let kill_at = Instant::now() + self.setup.options.drain_timeout + STOP_MARGIN;
         let mut retiring = 0;
         for slot in &mut self.slots {
@@ -213,6 +256,38 @@ impl Supervisor {
             "reloaded the configuration: starting new workers, {retiring} old worker{} draining",
             if retiring == 1 { "" } else { "s" }
         ));
+    }
+
+    /// The board cell of worker `index` in the current generation.
+    fn cell(&self, index: usize) -> usize {
+        index + self.slots.len() * (self.generation % 2)
+    }
+
+    /// Kills every worker whose loop has shown no sign of life for the watchdog's timeout (a
+    /// worker stopped by SIGSTOP, or stuck): it is then reaped and replaced like a crashed one.
+    fn kill_wedged(&mut self) {
+        let Some(watchdog) = &self.watchdog else {
+            return;
+        };
+        let now = sys::monotonic_millis();
+        let limit = u64::try_from(watchdog.timeout.as_millis()).unwrap_or(u64::MAX);
+        for index in 0..self.slots.len() {
+            let cell = self.cell(index);
+            let slot = &mut self.slots[index];
+            let Some(pid) = slot.pid else { continue };
+            if slot.wedged {
+                continue;
+            }
+            let silent = now.saturating_sub(watchdog.board.last(cell));
+            if silent > limit {
+                log::warning(&format!(
+                    "worker {index} (pid {pid}) has shown no sign of life for {:.1} s; killing it",
+                    silent as f64 / 1000.0
+                ));
+                let _ = sys::kill(pid, sys::SIGKILL);
+                slot.wedged = true;
+            }
+        }
     }
 
     /// Kills workers of earlier generations that outlived their drain.
@@ -307,6 +382,14 @@ impl Supervisor {
     /// belong to the parent).
     fn spawn(&mut self, index: usize) {
         let parent = std::process::id() as i32;
+        // A fresh worker starts with a fresh beat: the watchdog counts from its birth.
+        let heartbeat = self.watchdog.as_ref().map(|w| worker::Heartbeat {
+            board: w.board.clone(),
+            cell: self.cell(index),
+        });
+        if let Some(h) = &heartbeat {
+            h.board.beat(h.cell, sys::monotonic_millis());
+        }
         let mask = match sys::block_signals() {
             Ok(mask) => mask,
             Err(e) => {
@@ -325,6 +408,7 @@ impl Supervisor {
                 slot.pid = Some(pid);
                 slot.started = Instant::now();
                 slot.restart_at = None;
+                slot.wedged = false;
                 log::info(&format!("worker {index} started (pid {pid})"));
             }
             Ok(sys::Forked::Child) => {
@@ -345,7 +429,7 @@ impl Supervisor {
                 let setup = self.setup.clone();
                 // The parent's self-pipe is not ours to keep.
                 drop(self.pipe.take());
-                std::process::exit(worker::run(setup, mine, parent, &mask))
+                std::process::exit(worker::run(setup, mine, parent, &mask, heartbeat))
             }
         }
     }

@@ -379,3 +379,98 @@ pub(crate) const FACILITIES: &[(&str, i32)] = &[
     ("local6", libc::LOG_LOCAL6),
     ("local7", libc::LOG_LOCAL7),
 ];
+
+/// Milliseconds on the system-wide monotonic clock (`CLOCK_MONOTONIC`): comparable between the
+/// parent and its workers, unlike `std::time::Instant`, which cannot cross a process boundary.
+pub(crate) fn monotonic_millis() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1000).saturating_add(nanos / 1_000_000)
+}
+
+/// Heartbeat cells shared by the parent and every worker it forks: an anonymous `MAP_SHARED`
+/// mapping, so a worker's store is seen by the parent. Each cell holds the
+/// [`monotonic_millis`] of a worker's last sign of life.
+pub(crate) struct Heartbeats {
+    cells: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+    len: usize,
+}
+
+// SAFETY: the cells are atomics in memory that lives until drop; sharing them across threads
+// is as sound as sharing `&[AtomicU64]`.
+unsafe impl Send for Heartbeats {}
+// SAFETY: as above; every access goes through atomic operations.
+unsafe impl Sync for Heartbeats {}
+
+impl std::fmt::Debug for Heartbeats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heartbeats")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Heartbeats {
+    /// Maps `len` zeroed cells, shared with every process forked afterwards.
+    pub(crate) fn new(len: usize) -> io::Result<Heartbeats> {
+        let len = len.max(1);
+        let bytes = len * std::mem::size_of::<u64>();
+        // SAFETY: an anonymous mapping with no address hint; the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // Anonymous mappings are zero-filled and page-aligned, which suits AtomicU64; mmap
+        // never returns null on success.
+        let cells = std::ptr::NonNull::new(ptr.cast::<std::sync::atomic::AtomicU64>())
+            .ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Heartbeats { cells, len })
+    }
+
+    fn cells(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: `cells` points to `len` initialised (zeroed) AtomicU64s that live as long as
+        // `self`; atomics may be shared and mutated through `&`.
+        unsafe { std::slice::from_raw_parts(self.cells.as_ptr(), self.len) }
+    }
+
+    /// Records a sign of life in `cell` (ignored if out of range).
+    pub(crate) fn beat(&self, cell: usize, millis: u64) {
+        if let Some(c) = self.cells().get(cell) {
+            c.store(millis, Ordering::Relaxed);
+        }
+    }
+
+    /// The last sign of life in `cell` (0 if none, or out of range).
+    pub(crate) fn last(&self, cell: usize) -> u64 {
+        self.cells()
+            .get(cell)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; nothing borrows it past `self`.
+        unsafe {
+            libc::munmap(
+                self.cells.as_ptr().cast(),
+                self.len * std::mem::size_of::<u64>(),
+            );
+        }
+    }
+}

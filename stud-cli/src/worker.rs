@@ -19,6 +19,15 @@ const HANDSHAKE_LINES_PER_SECOND: u32 = 5;
 #[derive(Debug)]
 struct LogObserver {
     handshake_failures: RateLimit,
+    /// Where this worker's loop shows it is alive (with the watchdog on).
+    heartbeat: Option<Heartbeat>,
+}
+
+/// A worker's cell on the board the parent's watchdog reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Heartbeat {
+    pub(crate) board: std::sync::Arc<sys::Heartbeats>,
+    pub(crate) cell: usize,
 }
 
 impl Observer for LogObserver {
@@ -38,6 +47,12 @@ impl Observer for LogObserver {
 
     fn warning(&mut self, message: &str) {
         log::warning(message);
+    }
+
+    fn heartbeat(&mut self) {
+        if let Some(h) = &self.heartbeat {
+            h.board.beat(h.cell, sys::monotonic_millis());
+        }
     }
 }
 
@@ -68,6 +83,7 @@ pub(crate) fn run(
     listeners: Vec<TcpListener>,
     parent: i32,
     mask: &sys::SignalMask,
+    heartbeat: Option<Heartbeat>,
 ) -> i32 {
     // Die with the parent; then close the race where it died before prctl took effect.
     if let Err(e) = sys::die_with_parent() {
@@ -86,6 +102,7 @@ pub(crate) fn run(
     };
     server.set_observer(Box::new(LogObserver {
         handshake_failures: RateLimit::new(HANDSHAKE_LINES_PER_SECOND, Instant::now()),
+        heartbeat,
     }));
     let stop = server.stop_handle();
     if let Err(e) = sys::install_worker_handlers(stop.raw_fd()) {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use driver_support::*;
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
+use stud_core::driver::Options;
 use stud_core::{ClientAddressMode, CloseReason};
 
 #[test]
@@ -342,6 +343,40 @@ fn a_single_silent_address_gets_the_whole_connect_timeout() {
     );
     server.stop.stop();
     server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn heartbeats_come_at_their_interval_while_idle_and_never_without_one() {
+    let backend = Backend::echo();
+    let beating = Running::start(
+        config(|b| b),
+        Options {
+            heartbeat: Some(Duration::from_millis(100)),
+            ..options(&[backend.addr])
+        },
+    );
+    let quiet = Running::start(config(|b| b), options(&[backend.addr]));
+    std::thread::sleep(Duration::from_millis(1000));
+    let beats = beating.record.lock().expect("record").heartbeats.clone();
+    // About ten in a second on an idle loop: at least a few (the loop wakes for them), and not
+    // a flood (it does not spin).
+    assert!(
+        (4..=15).contains(&beats.len()),
+        "{} heartbeats in 1 s at a 100 ms interval",
+        beats.len()
+    );
+    for pair in beats.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(90),
+            "heartbeats {:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+    assert!(quiet.record.lock().expect("record").heartbeats.is_empty());
+    for mut server in [beating, quiet] {
+        server.stop.stop();
+        server.join(TIMEOUT).expect("run");
+    }
 }
 
 #[test]

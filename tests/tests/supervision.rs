@@ -284,3 +284,52 @@ fn sighup_reloads_certificates_without_dropping_connections() {
     );
     assert!(alive(stud.pid()));
 }
+
+#[test]
+fn a_stopped_worker_is_found_by_the_watchdog_and_replaced() {
+    let pki = Pki::new();
+    let stud = start(&pki, echo_backend(), &["-n", "2", "--worker-timeout=2"]);
+    let config = net::client_config(&pki.ca_der);
+    let pids = stud.worker_pids(2);
+    // Let the watchdog see both workers alive for longer than its timeout first: a healthy,
+    // idle worker is never taken for a stuck one.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !stud.output().contains("no sign of life"),
+        "{}",
+        stud.output()
+    );
+    let victim = pids[1];
+    assert!(send_signal(victim, libc::SIGSTOP));
+    let wedged = format!("worker 1 (pid {victim}) has shown no sign of life");
+    assert!(
+        stud.wait_line(|l| l.contains(&wedged), TIMEOUT).is_some(),
+        "the stopped worker was not noticed: {}",
+        stud.output()
+    );
+    let replaced = stud
+        .wait_lines(
+            |lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.split("worker 1 started (pid ").nth(1))
+                    .filter_map(|p| p.trim_end_matches(')').parse::<i32>().ok())
+                    .find(|p| *p != victim)
+            },
+            TIMEOUT,
+        )
+        .unwrap_or_else(|| panic!("worker 1 not replaced: {}", stud.output()));
+    // The stopped worker was killed and reaped, not left stopped or a zombie.
+    let deadline = Instant::now() + TIMEOUT;
+    while Path::new(&format!("/proc/{victim}")).exists() {
+        assert!(Instant::now() < deadline, "worker {victim} never reaped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(alive(replaced));
+    assert!(alive(pids[0]), "the healthy worker is left alone");
+    for _ in 0..4 {
+        let mut tls = connect(stud.addr, &config).expect("handshake after the replacement");
+        tls.write_all(b"alive").expect("write");
+        assert_eq!(net::read_exact(&mut tls, 5).expect("echo"), b"alive");
+    }
+}

@@ -66,6 +66,9 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// Size of the one scratch read buffer shared by all connections of this driver.
     pub scratch_size: usize,
+    /// Call [`Observer::heartbeat`] at least this often while running (None = never): a sign of
+    /// life from inside the loop, for a supervisor that replaces a wedged worker.
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for Options {
@@ -77,6 +80,7 @@ impl Default for Options {
             drain_timeout: Duration::from_secs(30),
             max_connections: None,
             scratch_size: 64 * 1024,
+            heartbeat: None,
         }
     }
 }
@@ -100,6 +104,10 @@ pub trait Observer: Send {
     fn warning(&mut self, message: &str) {
         let _ = message;
     }
+
+    /// The loop is alive: called once per [`Options::heartbeat`] interval (or a little later,
+    /// never much earlier), from inside the loop between wakes, also while draining.
+    fn heartbeat(&mut self) {}
 }
 
 /// Per-connection totals reported on close.

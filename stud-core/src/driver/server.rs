@@ -107,6 +107,8 @@ pub struct Server {
     warnings: Warnings,
     backoff: Backoff,
     epoch: std::time::Instant,
+    /// When [`Observer::heartbeat`] is due next (with [`Options::heartbeat`]).
+    next_heartbeat: Option<Instant>,
     phase: Phase,
     events: Option<Events>,
 }
@@ -165,6 +167,8 @@ impl Server {
             warnings: Warnings::default(),
             backoff: Backoff::default(),
             epoch: std::time::Instant::now(),
+            // The first heartbeat goes out as the loop starts.
+            next_heartbeat: None,
             phase: Phase::Running,
             events: None,
         };
@@ -231,6 +235,7 @@ impl Server {
     fn run_loop(&mut self, events: &mut Events) -> io::Result<()> {
         loop {
             let now = self.now();
+            self.beat(now);
             self.fire_timers(now);
             match self.phase {
                 Phase::Finished => return Ok(()),
@@ -270,9 +275,22 @@ impl Server {
         Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
-    /// The earliest of: a connection deadline, the end of an accept pause, the drain deadline.
+    /// Reports a heartbeat when one is due, and schedules the next.
+    fn beat(&mut self, now: Instant) {
+        let Some(interval) = self.options.heartbeat else {
+            return;
+        };
+        if self.next_heartbeat.is_none_or(|t| now >= t) {
+            self.observer.heartbeat();
+            self.next_heartbeat = Some(now + interval);
+        }
+    }
+
+    /// The earliest of: a connection deadline, the end of an accept pause, the drain deadline,
+    /// the next heartbeat.
     fn wake_deadline(&self, now: Instant) -> Option<Instant> {
         let candidates = [
+            self.next_heartbeat,
             self.timers.next_deadline(),
             self.backoff.active_until(now),
             match self.phase {

@@ -63,6 +63,8 @@ pub struct Record {
     pub handshakes: Vec<(SocketAddr, HandshakeInfo)>,
     pub closes: Vec<(SocketAddr, CloseReason, ConnStats)>,
     pub warnings: Vec<String>,
+    /// When each heartbeat came.
+    pub heartbeats: Vec<Instant>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -82,6 +84,13 @@ impl Observer for Recorder {
             .expect("record")
             .closes
             .push((peer, reason.clone(), *stats));
+    }
+    fn heartbeat(&mut self) {
+        self.0
+            .lock()
+            .expect("record")
+            .heartbeats
+            .push(Instant::now());
     }
     fn warning(&mut self, message: &str) {
         self.0
