@@ -451,10 +451,11 @@ Usage: stud [OPTIONS] PEM [PEM ...]
 PEM is one file holding the certificate chain and its private key.
 
 Encryption:
-      --tls                     TLS 1.2 and 1.3 (the default)
+      --tls                     the default versions (see --tls-protos)
       --tls-protos=LIST         the versions to offer: TLSv1.2, TLSv1.3 or both
                                 (comma- or space-separated) [default: both]
-      --ssl                     accepted for compatibility: SSLv3 is not offered, TLS 1.2/1.3 is used
+      --ssl                     accepted for compatibility: SSLv3 is not offered; the
+                                --tls-protos versions are used
   -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
                                 names no TLS 1.3 suite leaves TLS 1.3 at its defaults
       --alpn-protos=LIST        ALPN protocols to agree on, most preferred first, e.g.

@@ -103,6 +103,22 @@ fn run(mut args: Args) -> Result<i32, String> {
         .iter()
         .map(|f| listen::bind(f, args.backlog, sockets, args.reuseport))
         .collect::<Result<Vec<_>, _>>()?;
+    // Two spellings of one address (`localhost` and `127.0.0.1`) both bind with --reuseport;
+    // serving one port twice is a mistake, so it is refused here, after names are resolved.
+    let bound: Vec<Option<std::net::SocketAddr>> = listeners
+        .iter()
+        .map(|group| group.first().and_then(|l| l.local_addr().ok()))
+        .collect();
+    for (i, addr) in bound.iter().enumerate() {
+        if let Some(addr) = addr {
+            if let Some(j) = bound[..i].iter().position(|a| a.as_ref() == Some(addr)) {
+                return Err(format!(
+                    "frontends {} and {} are the same address, {addr}",
+                    args.frontends[j], args.frontends[i]
+                ));
+            }
+        }
+    }
     let local = listeners
         .iter()
         .zip(&args.frontends)

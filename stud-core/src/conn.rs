@@ -9,7 +9,7 @@ use crate::proxy_header::{
     encode_client_address, encode_proxy_v2, parse_proxy_header, ProxyHeaderParse, MAX_HEADER_LEN,
 };
 use crate::tls::alert_scan::AlertScan;
-use crate::tls::{HandshakeInfo, IoState, ReadOutcome, Session};
+use crate::tls::{HandshakeInfo, IoState, Session};
 use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
@@ -141,8 +141,6 @@ pub struct Conn {
     /// is unsent. Allocated only while it holds bytes.
     plain: Vec<u8>,
     plain_sent: usize,
-    /// Client ciphertext rustls refused while its plaintext buffer was full (slow backend).
-    held_ciphertext: Vec<u8>,
     /// A PROXY header from the load balancer, while it arrives in pieces.
     proxy_in: Vec<u8>,
     io: IoState,
@@ -206,7 +204,6 @@ impl Conn {
             header_sent: 0,
             plain: Vec::new(),
             plain_sent: 0,
-            held_ciphertext: Vec::new(),
             proxy_in: Vec::new(),
             io: IoState::default(),
             alert_scan: AlertScan::default(),
@@ -259,7 +256,7 @@ impl Conn {
             State::ProxyHeader | State::Handshaking | State::Connecting | State::Established => {
                 self.config
                     .to_backend_budget
-                    .saturating_sub(self.plain_pending() + self.held_ciphertext.len())
+                    .saturating_sub(self.plain_pending())
             }
             State::Closing(_) | State::Closed => 0,
         }
@@ -290,18 +287,7 @@ impl Conn {
             self.close_now(CloseReason::ClientClosedInHandshake);
             return data.len();
         }
-        self.feed_held(now);
-        let data = &data[..take];
-        let rest = if self.held_ciphertext.is_empty() {
-            self.feed_tls(now, data)
-        } else {
-            data
-        };
-        if !rest.is_empty() && self.accepts_ciphertext() {
-            // rustls holds all the plaintext it will; keep the rest (within the budget) until the
-            // backend drains some. Only allocated while a backend is slower than its client.
-            self.held_ciphertext.extend_from_slice(rest);
-        }
+        self.feed_tls(now, &data[..take]);
         self.last_activity = now;
         self.update(now);
         take
@@ -317,88 +303,69 @@ impl Conn {
         self.last_activity = now;
         // Parse in place when nothing is held yet (the usual case: the header and the
         // ClientHello in one read); otherwise append and parse the whole.
-        let held = !self.proxy_in.is_empty();
-        if held {
-            self.proxy_in.extend_from_slice(&data[..take]);
+        let mut held = std::mem::take(&mut self.proxy_in);
+        if !held.is_empty() {
+            held.extend_from_slice(&data[..take]);
         }
-        let buf: &[u8] = if held { &self.proxy_in } else { &data[..take] };
+        let buf: &[u8] = if held.is_empty() {
+            &data[..take]
+        } else {
+            &held
+        };
         match parse_proxy_header(buf) {
             ProxyHeaderParse::Incomplete => {
-                if !held {
-                    self.proxy_in.extend_from_slice(&data[..take]);
+                if held.is_empty() {
+                    held.extend_from_slice(&data[..take]);
                 }
+                self.proxy_in = held;
                 take
             }
             ProxyHeaderParse::Invalid(why) => {
-                self.proxy_in = Vec::new();
                 self.close_now(CloseReason::BadProxyHeader(why));
                 data.len()
             }
             ProxyHeaderParse::Complete { len, addresses } => {
-                let rest = buf[len..].to_vec();
-                self.proxy_in = Vec::new();
                 if let Some((peer, local)) = addresses {
                     self.peer = peer;
                     self.local = local;
                 }
                 self.state = State::Handshaking;
+                let rest = &buf[len..];
                 if !rest.is_empty() {
                     // Within the capacity just checked, so all of it is taken.
-                    let _ = self.handle_client_data(now, &rest);
+                    let _ = self.handle_client_data(now, rest);
                 }
                 take
             }
         }
     }
 
-    fn accepts_ciphertext(&self) -> bool {
-        matches!(
-            self.state,
-            State::Handshaking | State::Connecting | State::Established
-        ) && !self.io.peer_closed
-    }
-
-    /// Gives `data` to rustls until it refuses more; returns what it refused. A TLS error moves
-    /// to `Closing` and discards the rest.
-    fn feed_tls<'a>(&mut self, now: Instant, data: &'a [u8]) -> &'a [u8] {
+    /// Gives all of `data` to rustls, moving each decrypted record out at once (so rustls'
+    /// 16 KiB plaintext limit is never reached and it never refuses ciphertext). A TLS error
+    /// moves to `Closing` and discards the rest; bytes after close_notify are ignored.
+    fn feed_tls(&mut self, now: Instant, data: &[u8]) {
         let mut rest = data;
         while !rest.is_empty() {
             match self.tls.read_tls(&mut rest) {
-                ReadOutcome::Read(0) => return &[], // after close_notify: ignored
-                ReadOutcome::Read(_) => {}
-                ReadOutcome::Full => return rest,
-                ReadOutcome::Invalid(e) => {
+                Ok(0) => return, // after close_notify: ignored
+                Ok(_) => {}
+                Err(e) => {
                     self.fail(now, e);
-                    return &[];
+                    return;
                 }
             }
             match self.tls.process() {
                 Ok(io) => self.io = io,
                 Err(e) => {
                     self.fail(now, e);
-                    return &[];
+                    return;
                 }
             }
             self.take_plaintext();
             if self.io.peer_closed {
-                return &[];
+                return;
             }
         }
-        rest
-    }
-
-    /// Moves held ciphertext into rustls as far as it takes it.
-    fn feed_held(&mut self, now: Instant) {
-        if self.held_ciphertext.is_empty() {
-            return;
-        }
-        let mut held = std::mem::take(&mut self.held_ciphertext);
-        let refused = self.feed_tls(now, &held).len();
-        if refused > 0 && self.accepts_ciphertext() {
-            held.drain(..held.len() - refused);
-            self.held_ciphertext = held;
-        }
-        // Otherwise `held` drops here: no buffer survives while empty.
     }
 
     /// The client's stream ended (a read returned 0).
@@ -613,7 +580,7 @@ impl Conn {
             .as_ref()
             .map_or(0, |h| h.len() - self.header_sent);
         Buffered {
-            to_backend: self.plain_pending() + header + self.held_ciphertext.len(),
+            to_backend: self.plain_pending() + header,
             to_client: self.io.tls_out,
         }
     }
@@ -684,13 +651,19 @@ impl Conn {
             return;
         }
         if self.plain.capacity() == 0 {
-            // One allocation of the usual batch size rather than a doubling series.
-            let batch = self.config.to_backend_budget.clamp(1, PLAIN_BATCH);
-            self.plain.reserve(batch.max(self.io.plaintext_in));
+            // A full record means a bulk transfer: one allocation of the usual batch size rather
+            // than a doubling series. A short one (interactive traffic) gets just its size.
+            let want = if self.io.plaintext_in >= crate::MAX_RECORD_PLAINTEXT {
+                self.config.to_backend_budget.clamp(1, PLAIN_BATCH)
+            } else {
+                0
+            };
+            self.plain.reserve_exact(want.max(self.io.plaintext_in));
         } else if self.plain_sent > 0
             && self.plain.len() + self.io.plaintext_in > self.plain.capacity()
         {
-            // Drop the sent prefix rather than grow: the buffer stays within the budget.
+            // Drop the sent prefix rather than grow past the allocation: what is kept is then
+            // the unsent bytes only, at most the budget plus one record.
             self.plain.drain(..self.plain_sent);
             self.plain_sent = 0;
         }
@@ -776,7 +749,6 @@ impl Conn {
         }
         if total > 0 {
             self.last_activity = now;
-            self.feed_held(now);
             self.update(now);
         }
         result.map(|()| total)
@@ -813,7 +785,6 @@ impl Conn {
                 if !self.client_done
                     && (self.client_eof || self.io.peer_closed)
                     && self.plain_pending() == 0
-                    && self.held_ciphertext.is_empty()
                     && self.header.is_none()
                 {
                     self.client_done = true;

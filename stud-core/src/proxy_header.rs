@@ -15,9 +15,12 @@
 //!   or IPv6 (addresses unmapped as for v1; mixed families are sent as `AF_UNSPEC` with no
 //!   addresses). After the addresses come TLVs describing the TLS session, as haproxy and hitch
 //!   send them: `PP2_TYPE_ALPN` (the protocol agreed, if any), `PP2_TYPE_AUTHORITY` (the SNI host
-//!   name, if any) and `PP2_TYPE_SSL` with the `PP2_CLIENT_SSL` flag, `verify` 0 (no client
-//!   certificate is asked for), and the sub-TLVs `PP2_SUBTYPE_SSL_VERSION` (`TLSv1.3`) and
-//!   `PP2_SUBTYPE_SSL_CIPHER` (the OpenSSL name of the suite). See [`encode_proxy_v2`].
+//!   name, if any) and `PP2_TYPE_SSL` with the `PP2_CLIENT_SSL` flag, `verify` 0 and the
+//!   sub-TLVs `PP2_SUBTYPE_SSL_VERSION` (`TLSv1.2`/`TLSv1.3`) and
+//!   `PP2_SUBTYPE_SSL_CIPHER` (the OpenSSL name of the suite). The specification reads `verify`
+//!   as "zero if the client presented a certificate and it was verified"; stud asks for no
+//!   client certificate and sends 0 as haproxy does in that case, since receivers treat any
+//!   non-zero value as a failed verification. See [`encode_proxy_v2`].
 //!
 //! The encoders write into a caller buffer of [`MAX_HEADER_LEN`] bytes and return the length, so
 //! nothing is allocated to build a header.
@@ -106,12 +109,15 @@ pub enum ProxyHeaderParse {
 }
 
 /// Parses a PROXY protocol header (version 1 or 2) at the start of `buf`, the bytes a load
-/// balancer sends before the client's. Never reads past the header; decides as soon as the
-/// bytes allow (a wrong first byte is invalid at once). Rules, from the HAProxy specification:
-/// a v1 line is `PROXY TCP4|TCP6 src dst sport dport\r\n` or `PROXY UNKNOWN…\r\n`, at most 107
-/// bytes, with addresses of the named family and ports without leading zeros; a v2 header has
-/// version 2, command `LOCAL` (addresses ignored) or `PROXY`, and at most
-/// [`MAX_INCOMING_PROXY_HEADER`] bytes.
+/// balancer sends before the client's. Never reads past the header. Bytes that cannot begin
+/// either signature are invalid at once; after the signature, a v1 line is judged at its CRLF
+/// (or at 107 bytes without one) and a v2 header once its 16-byte preamble and then its body
+/// have arrived, so a stalled prefix waits for the caller's deadline. Rules, from the HAProxy
+/// specification: a v1 line is `PROXY TCP4|TCP6 src dst sport dport\r\n` or
+/// `PROXY UNKNOWN…\r\n`, at most 107 bytes with its CRLF, with addresses of the named family and
+/// ports without leading zeros; a v2 header has version 2, command `LOCAL` (addresses ignored)
+/// or `PROXY`, a known address family (unspecified, IPv4, IPv6, UNIX) and transport
+/// (unspecified, stream, datagram), and at most [`MAX_INCOMING_PROXY_HEADER`] bytes.
 pub fn parse_proxy_header(buf: &[u8]) -> ProxyHeaderParse {
     const V1: &[u8] = b"PROXY ";
     let n = buf.len().min(PROXY_V2_SIGNATURE.len());
@@ -133,9 +139,10 @@ pub fn parse_proxy_header(buf: &[u8]) -> ProxyHeaderParse {
 
 fn parse_v1(buf: &[u8]) -> ProxyHeaderParse {
     const MAX_V1: usize = 107;
-    let window = &buf[..buf.len().min(MAX_V1)];
+    // The CR can be at most at index 105: the LF after it is the 107th byte.
+    let window = &buf[..buf.len().min(MAX_V1 - 1)];
     let Some(cr) = window.iter().position(|&b| b == b'\r') else {
-        return if buf.len() >= MAX_V1 {
+        return if buf.len() >= MAX_V1 - 1 {
             ProxyHeaderParse::Invalid("PROXY v1 line longer than 107 bytes")
         } else if window.contains(&b'\n') {
             ProxyHeaderParse::Invalid("PROXY v1 line ends without CR")
@@ -207,6 +214,10 @@ fn parse_v2(buf: &[u8]) -> ProxyHeaderParse {
         return ProxyHeaderParse::Incomplete;
     }
     let body = &buf[16..len];
+    let (family, transport) = (buf[13] >> 4, buf[13] & 0x0f);
+    if family > 3 || transport > 2 {
+        return ProxyHeaderParse::Invalid("PROXY v2 header: unknown address family or transport");
+    }
     let addresses = match (command, buf[13]) {
         // LOCAL: the balancer's own connection (a health check); its addresses are not a client's.
         (0x0, _) => None,
@@ -604,12 +615,25 @@ mod tests {
             "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
             Some(&longest),
         );
-        assert!(got.len() <= MAX_HEADER_LEN);
         assert_eq!(
             u16::from_be_bytes([got[14], got[15]]) as usize,
             got.len() - 16
         );
         assert!(got.windows(255).any(|w| w == long_name.as_bytes()));
+        // The worst case MAX_HEADER_LEN is sized for: IPv6, 255-byte ALPN and SNI, TLSv1.3 and
+        // a 64-byte cipher name, exactly.
+        let worst = HandshakeInfo {
+            cipher_suite: "C123456789012345678901234567890123456789012345678901234567890123",
+            ..longest.clone()
+        };
+        assert_eq!(worst.cipher_suite.len(), 64);
+        let got = v2(
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            Some(&worst),
+        );
+        assert_eq!(got.len(), MAX_HEADER_LEN);
+        assert!(got.ends_with(worst.cipher_suite.as_bytes()));
 
         // A value no TLS field can hold is left out, not cut.
         let too_long = "b".repeat(256);
@@ -704,6 +728,21 @@ mod tests {
             parse_proxy_header(&long),
             ProxyHeaderParse::Invalid(_)
         ));
+        // 107 bytes with the CRLF is the most the specification allows; 108 is too long.
+        for (total, ok) in [(107, true), (108, false)] {
+            let pad = "x".repeat(total - "PROXY UNKNOWN \r\n".len());
+            let line = format!("PROXY UNKNOWN {pad}\r\n");
+            assert_eq!(line.len(), total);
+            let got = parse_proxy_header(line.as_bytes());
+            assert_eq!(
+                matches!(got, ProxyHeaderParse::Complete { len: 107, .. }),
+                ok,
+                "{total} bytes: {got:?}"
+            );
+            if !ok {
+                assert!(matches!(got, ProxyHeaderParse::Invalid(_)), "{got:?}");
+            }
+        }
     }
 
     #[test]
@@ -758,7 +797,11 @@ mod tests {
         short.truncate(20);
         let mut huge = good.clone();
         huge[14..16].copy_from_slice(&u16::MAX.to_be_bytes());
-        for bad in [version1, command, short, huge] {
+        let mut family = good.clone();
+        family[13] = 0x41; // no such address family
+        let mut transport = good.clone();
+        transport[13] = 0x13; // no such transport
+        for bad in [version1, command, short, huge, family, transport] {
             assert!(
                 matches!(parse_proxy_header(&bad), ProxyHeaderParse::Invalid(_)),
                 "{bad:?}"

@@ -78,6 +78,33 @@ fn tls_without_a_header_is_closed_with_a_reason_and_nothing_reaches_a_backend() 
 }
 
 #[test]
+fn a_malformed_header_is_closed_with_what_was_wrong() {
+    for (bad, needle) in [
+        (
+            &b"PROXY TCP4 198.51.100.7 203.0.113.9 4242\r\n"[..],
+            "5 fields",
+        ),
+        (
+            b"PROXY TCP4 198.51.100.7 203.0.113.9 04242 443\r\n",
+            "bad address or port",
+        ),
+        (
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x41\x00\x00",
+            "unknown address family",
+        ),
+    ] {
+        let mut p = pair(ClientAddressMode::ProxyV1);
+        assert_eq!(p.conn.handle_client_data(p.now, bad), bad.len());
+        p.run();
+        match &p.closed {
+            Some(CloseReason::BadProxyHeader(why)) => assert!(why.contains(needle), "{why}"),
+            other => panic!("{:?}: closed with {other:?}", String::from_utf8_lossy(bad)),
+        }
+        assert_eq!(p.backend.connect_requests, 0);
+    }
+}
+
+#[test]
 fn a_header_that_never_completes_meets_the_handshake_deadline() {
     let mut p = Pair::new(
         builder()

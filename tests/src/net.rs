@@ -87,6 +87,15 @@ pub fn capture_backend_until(
     (addr, rx)
 }
 
+/// A loopback port that was free a moment ago, for a process that binds it itself (another
+/// process may take it in between: callers retry or accept that rare failure).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// A loopback address that refuses every connection while this value lives: bound but not
 /// listening. Holding the binding keeps the port from going to another test's listener or to an
 /// outgoing connection (which could connect to itself), either of which would turn "refused" into

@@ -8,7 +8,7 @@
 //! It prints a table and asserts only stud's side; hitch's numbers are reported, not judged.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -50,13 +50,6 @@ fn count_lines(file: &Path) -> usize {
     lines
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// stud, optionally under `prlimit --nofile=N`.
 fn stud(pki: &Pki, backend: SocketAddr, nofile: Option<usize>) -> Daemon {
     let bin = stud_bin!();
@@ -86,7 +79,7 @@ fn stud(pki: &Pki, backend: SocketAddr, nofile: Option<usize>) -> Daemon {
 /// hitch with one worker, its log (stdout and stderr, as a service manager would capture it) in
 /// `dir`. Its `--log-filename` is not used: it changes how hitch behaves out of descriptors.
 fn hitch(pki: &Pki, backend: SocketAddr, nofile: Option<usize>, dir: &TempDir) -> Daemon {
-    let port = free_port();
+    let port = net::free_port();
     let log = dir.path().join(format!("hitch-{port}.log"));
     let limit = nofile.map_or(String::new(), |n| format!("prlimit --nofile={n}:{n} -- "));
     let script = format!(

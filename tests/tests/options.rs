@@ -15,11 +15,6 @@ fn start(pki: &Pki, backend: SocketAddr, extra: &[&str]) -> Stud {
     Stud::serve(&stud_bin!(), &pki.site_pem, backend, extra)
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// Retries the TLS handshake until stud listens (for runs that do not log where).
 fn connect_retrying(addr: SocketAddr, pki: &Pki) -> net::Tls {
     let config = net::client_config(&pki.ca_der);
@@ -79,7 +74,7 @@ fn daemon_writes_and_removes_the_pidfile() {
     let pki = Pki::new();
     let dir = TempDir::new();
     let pidfile = dir.path().join("stud.pid");
-    let port = free_port();
+    let port = net::free_port();
     let b = echo_backend().to_string();
     let f = format!("127.0.0.1,{port}");
     let out = run(
@@ -185,7 +180,7 @@ fn privileges_are_dropped_after_binding() {
 /// Starts stud on a free port with `extra` flags in front of an echo backend, for runs whose
 /// log does not say where they listen, and waits until it serves a handshake.
 fn spawn_serving(pki: &Pki, extra: &[&str]) -> Stud {
-    let port = free_port();
+    let port = net::free_port();
     let b = echo_backend().to_string();
     let f = format!("127.0.0.1,{port}");
     let mut args = extra.to_vec();
@@ -521,4 +516,28 @@ fn max_conns_holds_further_clients_in_the_backlog_until_one_leaves() {
         freed - served
     );
     echo_works(&mut second);
+}
+
+#[test]
+fn two_spellings_of_one_frontend_are_refused_even_with_reuseport() {
+    let pki = Pki::new();
+    let port = net::free_port();
+    // "127.1" is resolved (inet_aton's short form), not parsed, and names 127.0.0.1.
+    let by_name = format!("127.1,{port}");
+    let by_number = format!("127.0.0.1,{port}");
+    let out = run(
+        &stud_bin!(),
+        &[
+            "--reuseport",
+            "-n",
+            "2",
+            "-f",
+            &by_name,
+            "-f",
+            &by_number,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("the same address"), "{}", out.stderr);
 }

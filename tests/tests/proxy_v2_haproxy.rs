@@ -4,7 +4,7 @@
 //! test. `--accept-proxy` fed by a real sender: haproxy in front with `send-proxy-v2`.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,13 +27,6 @@ impl Drop for Haproxy {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// Starts haproxy answering every request with what it read from the PROXY header.
 fn start_haproxy() -> Haproxy {
     start_haproxy_with(|addr| {
@@ -54,7 +47,7 @@ fn start_haproxy_with(config: impl Fn(SocketAddr) -> String) -> Haproxy {
     require_tool("haproxy");
     for _ in 0..5 {
         let dir = TempDir::new();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], net::free_port()));
         let cfg = dir.write("haproxy.cfg", config(addr));
         let mut child = Command::new("haproxy")
             .arg("-db")

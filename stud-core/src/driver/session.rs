@@ -146,22 +146,11 @@ impl Session {
 
     /// When [`Session::on_timer`] must run next.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        let conn = self.conn.poll_timeout();
-        match (&self.backend, conn) {
-            (
-                Backend::Connecting {
-                    give_up: Some(t), ..
-                },
-                Some(c),
-            ) => Some(c.min(*t)),
-            (
-                Backend::Connecting {
-                    give_up: Some(t), ..
-                },
-                None,
-            ) => Some(*t),
-            _ => conn,
-        }
+        let give_up = match &self.backend {
+            Backend::Connecting { give_up, .. } => *give_up,
+            _ => None,
+        };
+        self.conn.poll_timeout().into_iter().chain(give_up).min()
     }
 
     /// Handles readiness from the poller: bounded reads, then everything the `Conn` asks for.

@@ -103,7 +103,6 @@ pub(super) fn finish_connect(stream: &TcpStream) -> io::Result<()> {
     // Writable with no pending error yet not connected: the attempt failed and its error was
     // already consumed. It cannot be "still in progress": level-triggered epoll reports
     // writability only after the handshake ends.
-    stream.peer_addr()?;
     refuse_self_connect(stream)
 }
 
@@ -111,8 +110,13 @@ pub(super) fn finish_connect(stream: &TcpStream) -> io::Result<()> {
 /// a connect to a loopback port that nothing listens on succeed when the kernel happens to pick
 /// that very port as the local one; the "backend" is then the socket itself, which would echo the
 /// client-address header back and never answer. Such a connect counts as refused.
+///
+/// This is also the check that the socket is connected at all (`peer_addr` fails with
+/// `ENOTCONN` otherwise). Any address of this host can meet itself this way, not only loopback
+/// ones, so the local address is always compared: one `getsockname` per backend connect.
 fn refuse_self_connect(stream: &TcpStream) -> io::Result<()> {
-    if stream.local_addr()? == stream.peer_addr()? {
+    let peer = stream.peer_addr()?;
+    if stream.local_addr()? == peer {
         return Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
             "connected to itself: nothing listens on the backend port",

@@ -78,43 +78,60 @@ fn key_of(
     Ok(key)
 }
 
-/// Checks that `der` is an `OCSPResponse` (RFC 6960 §4.2.1) whose `responseStatus` is
-/// `successful`: a DER SEQUENCE that spans exactly the bytes and starts with ENUMERATED 0. The
-/// response inside is the client's to verify; stud only refuses to staple what no client could
-/// use, such as a PEM file or an error response from the responder.
+/// Checks that `der` is an `OCSPResponse` (RFC 6960 §4.2.1) that can be stapled: a DER SEQUENCE
+/// spanning exactly the bytes, holding `responseStatus` ENUMERATED 0 (successful) and then the
+/// `responseBytes [0]` that a successful response must carry, which runs to the end. The
+/// response inside is the client's to verify; stud only refuses what no client could use, such
+/// as a PEM file, an error answer from the responder, or a truncated download.
 pub(crate) fn check_ocsp_response(der: &[u8]) -> Result<(), String> {
     let not_der =
         || "not a DER OCSP response (expected a SEQUENCE; PEM must be converted)".to_string();
-    if der.first() != Some(&0x30) {
+    let (tag, body, rest) = der_element(der).ok_or_else(not_der)?;
+    if tag != 0x30 {
         return Err(not_der());
     }
-    let first = *der.get(1).ok_or_else(not_der)?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || der.len() < 2 + n {
-            return Err(not_der());
-        }
-        let len = der[2..2 + n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, 2 + n)
-    };
-    if header + len != der.len() {
+    if !rest.is_empty() {
         return Err(format!(
-            "the response is {} bytes but its encoding says {}",
-            der.len(),
-            header + len
+            "{} bytes follow the response; its encoding says it ends before them",
+            rest.len()
         ));
     }
-    match der.get(header..header + 3) {
-        Some([0x0a, 0x01, 0x00]) => Ok(()),
-        Some([0x0a, 0x01, status]) => Err(format!(
-            "the responder answered with status {status} (not successful); nothing to staple"
-        )),
-        _ => Err(not_der()),
+    let (tag, status, after) = der_element(body).ok_or_else(not_der)?;
+    match (tag, status) {
+        (0x0a, [0]) => {}
+        (0x0a, [n]) => {
+            return Err(format!(
+                "the responder answered with status {n} (not successful); nothing to staple"
+            ))
+        }
+        _ => return Err(not_der()),
     }
+    match der_element(after) {
+        Some((0xa0, _, [])) => Ok(()),
+        _ => {
+            Err("a successful response must hold its responseBytes, and nothing after them".into())
+        }
+    }
+}
+
+/// One DER element at the start of `input`: (tag, contents, the bytes after it). `None` if the
+/// header or the contents are cut short, or the length is not one stud can hold.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (len <= rest.len()).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 /// Loads and checks one identity: the chain parses, the key is usable and matches. `ocsp` is

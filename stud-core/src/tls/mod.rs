@@ -161,16 +161,6 @@ pub(crate) struct IoState {
     pub(crate) peer_closed: bool,
 }
 
-/// How a `read_tls` attempt ended.
-pub(crate) enum ReadOutcome {
-    /// This many bytes were taken in.
-    Read(usize),
-    /// rustls holds as much received plaintext as it will; drain it first.
-    Full,
-    /// The bytes can never form a valid record (oversized handshake, etc.).
-    Invalid(TlsError),
-}
-
 /// One server-side TLS session.
 pub(crate) struct Session {
     conn: rustls::ServerConnection,
@@ -185,14 +175,13 @@ impl Session {
     }
 
     /// Takes ciphertext from `rd`; never call with a reader at EOF unless the peer is at EOF.
-    pub(crate) fn read_tls(&mut self, rd: &mut dyn io::Read) -> ReadOutcome {
-        match self.conn.read_tls(rd) {
-            Ok(n) => ReadOutcome::Read(n),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                ReadOutcome::Invalid(TlsError(rustls::Error::General(e.to_string())))
-            }
-            Err(_) => ReadOutcome::Full,
-        }
+    /// Errors: bytes that can never form a valid record (an oversized handshake message), or
+    /// rustls refusing more while it holds over 16 KiB of plaintext, which the engine prevents
+    /// by draining after every `process` (so the connection ends with a reason, not a stall).
+    pub(crate) fn read_tls(&mut self, rd: &mut dyn io::Read) -> Result<usize, TlsError> {
+        self.conn
+            .read_tls(rd)
+            .map_err(|e| TlsError(rustls::Error::General(e.to_string())))
     }
 
     /// Decrypts and processes what was read. Errors are sticky.

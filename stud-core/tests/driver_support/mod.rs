@@ -292,7 +292,7 @@ impl Backend {
     }
 }
 
-/// A loopback address where nothing listens (a port that was free a moment ago).
+/// A loopback address where nothing listens, held so that nothing else can take it.
 pub fn closed_port() -> ClosedPort {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");

@@ -213,7 +213,8 @@ static void test_build_errors(void) {
     CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_INVALID);
 
     /* OCSP: NULL is refused at once; a response that is not a successful one fails the build. */
-    static const uint8_t ocsp_ok[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
+    /* A successful response's envelope: status 0, then responseBytes [0] (dummy contents). */
+    static const uint8_t ocsp_ok[] = {0x30, 0x08, 0x0a, 0x01, 0x00, 0xa0, 0x03, 0x04, 0x01, 0x01};
     static const uint8_t ocsp_refused[] = {0x30, 0x03, 0x0a, 0x01, 0x06};
     CHECK_RESULT(stud_config_builder_set_ocsp_response(NULL, ocsp_ok, sizeof ocsp_ok),
                  STUD_NULL_PARAMETER);
