@@ -173,15 +173,11 @@ fn last<T>(
     keys: &'static [&'static str],
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<Option<T>, String> {
-    let name = keys.join("/");
-    let values: Vec<String> = args.values_from_str(keys_of(keys)).map_err(|e| match e {
-        pico_args::Error::OptionWithoutAValue(_) => format!("option {name} needs a value"),
-        other => format!("option {name}: {other}"),
-    })?;
+    let mut values = every(args, keys, parse)?;
     if values.len() > 1 {
-        return Err(format!("option {name} given more than once"));
+        return Err(format!("option {} given more than once", keys.join("/")));
     }
-    values.first().map(|v| parse(v)).transpose()
+    Ok(values.pop())
 }
 
 /// Every value of an option that may be repeated, in order, through `parse`.
