@@ -356,15 +356,21 @@ fn heartbeats_come_at_their_interval_while_idle_and_never_without_one() {
         },
     );
     let quiet = Running::start(config(|b| b), options(&[backend.addr]));
-    std::thread::sleep(Duration::from_millis(1000));
-    let beats = beating.record.lock().expect("record").heartbeats.clone();
-    // About ten in a second on an idle loop: at least a few (the loop wakes for them), and not
-    // a flood (it does not spin).
-    assert!(
-        (4..=15).contains(&beats.len()),
-        "{} heartbeats in 1 s at a 100 ms interval",
-        beats.len()
-    );
+    // An idle loop wakes for its heartbeats: five arrive (bounded wait, for a loaded machine).
+    let started = Instant::now();
+    let beats = loop {
+        let beats = beating.record.lock().expect("record").heartbeats.clone();
+        if beats.len() >= 5 {
+            break beats;
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "only {} heartbeats in {TIMEOUT:?}",
+            beats.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // And it does not spin: never two within most of an interval.
     for pair in beats.windows(2) {
         assert!(
             pair[1] - pair[0] >= Duration::from_millis(90),

@@ -288,12 +288,12 @@ fn sighup_reloads_certificates_without_dropping_connections() {
 #[test]
 fn a_stopped_worker_is_found_by_the_watchdog_and_replaced() {
     let pki = Pki::new();
-    let stud = start(&pki, echo_backend(), &["-n", "2", "--worker-timeout=2"]);
+    let stud = start(&pki, echo_backend(), &["-n", "2", "--worker-timeout=3"]);
     let config = net::client_config(&pki.ca_der);
     let pids = stud.worker_pids(2);
     // Let the watchdog see both workers alive for longer than its timeout first: a healthy,
     // idle worker is never taken for a stuck one.
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     assert!(
         !stud.output().contains("no sign of life"),
         "{}",
