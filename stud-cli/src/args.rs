@@ -31,6 +31,8 @@ pub(crate) struct Args {
     pub(crate) user: Option<String>,
     pub(crate) group: Option<String>,
     pub(crate) quiet: bool,
+    /// One log line per finished connection (`--log-conns`).
+    pub(crate) log_conns: bool,
     pub(crate) syslog: bool,
     pub(crate) syslog_facility: String,
     pub(crate) daemon: bool,
@@ -374,6 +376,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     })?
     .unwrap_or_else(|| "daemon".into());
     let quiet = count(&mut args, &["-q", "--quiet"]);
+    let log_conns = count(&mut args, &["--log-conns"]);
     let syslog = count(&mut args, &["-s", "--syslog"]);
     let daemon = count(&mut args, &["--daemon"]);
     let test_only = count(&mut args, &["-t", "--test"]);
@@ -418,6 +421,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         user,
         group,
         quiet,
+        log_conns,
         syslog,
         syslog_facility,
         daemon,
@@ -490,6 +494,8 @@ Security:
 
 Logging:
   -q, --quiet                   log only warnings and errors
+      --log-conns               one line per finished connection: client, reason, duration,
+                                bytes each way
   -s, --syslog                  log to syslog instead of stderr
       --syslog-facility=NAME    syslog facility [default: daemon]
 

@@ -153,9 +153,11 @@ fn run(mut args: Args) -> Result<i32, String> {
             .map(|t| (t / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))),
         ..Options::default()
     };
+    let log_conns = args.log_conns;
     let setup = worker::WorkerSetup {
         config: Arc::new(config),
         options: options.clone(),
+        log_conns,
     };
     // SIGHUP rebuilds the configuration from the same flags (files are read again). The
     // session-ticket secret stays the one made at start, so sessions resume across reloads.
@@ -168,6 +170,7 @@ fn run(mut args: Args) -> Result<i32, String> {
         Ok(worker::WorkerSetup {
             config: Arc::new(config),
             options: options.clone(),
+            log_conns,
         })
     });
     let watchdog = args

@@ -21,6 +21,8 @@ struct LogObserver {
     handshake_failures: RateLimit,
     /// Where this worker's loop shows it is alive (with the watchdog on).
     heartbeat: Option<Heartbeat>,
+    /// Log every finished connection (`--log-conns`).
+    log_conns: bool,
 }
 
 /// A worker's cell on the board the parent's watchdog reads.
@@ -31,7 +33,19 @@ pub(crate) struct Heartbeat {
 }
 
 impl Observer for LogObserver {
-    fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, _stats: &ConnStats) {
+    fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, stats: &ConnStats) {
+        if self.log_conns {
+            // The handshake failures go through this line too, unthrottled: the operator asked.
+            log::info(&format!(
+                "connection {peer} closed: {reason}, {:.3} s, {} B from the client, {} B to it, {} B to the backend, {} B from it",
+                stats.duration.as_secs_f64(),
+                stats.bytes_from_client,
+                stats.bytes_to_client,
+                stats.bytes_to_backend,
+                stats.bytes_from_backend
+            ));
+            return;
+        }
         if !reason.is_handshake_failure() {
             return;
         }
@@ -72,6 +86,8 @@ impl Drop for LogObserver {
 pub(crate) struct WorkerSetup {
     pub(crate) config: Arc<Config>,
     pub(crate) options: Options,
+    /// One log line per finished connection.
+    pub(crate) log_conns: bool,
 }
 
 /// Runs a worker in a freshly forked child and returns its exit status.
@@ -103,6 +119,7 @@ pub(crate) fn run(
     server.set_observer(Box::new(LogObserver {
         handshake_failures: RateLimit::new(HANDSHAKE_LINES_PER_SECOND, Instant::now()),
         heartbeat,
+        log_conns: setup.log_conns,
     }));
     let stop = server.stop_handle();
     if let Err(e) = sys::install_worker_handlers(stop.raw_fd()) {

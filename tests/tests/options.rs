@@ -541,3 +541,34 @@ fn two_spellings_of_one_frontend_are_refused_even_with_reuseport() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("the same address"), "{}", out.stderr);
 }
+
+#[test]
+fn log_conns_writes_one_line_per_finished_connection() {
+    let pki = Pki::new();
+    let backend = echo_backend();
+    let stud = start(&pki, backend, &["--log-conns"]);
+    let config = net::client_config(&pki.ca_der);
+    let mut tls = connect(stud.addr, &config).expect("handshake");
+    let client = tls.sock.local_addr().expect("client address");
+    echo_works(&mut tls);
+    net::half_close(&mut tls).expect("close_notify and FIN");
+    let _ = net::read_to_end(&mut tls);
+    let wanted = format!("connection {client} closed: completed");
+    let line = stud
+        .wait_line(|l| l.contains(&wanted), TIMEOUT)
+        .unwrap_or_else(|| panic!("no connection line: {}", stud.output()));
+    // 4 bytes each way through the backend.
+    assert!(line.contains("4 B to the backend, 4 B from it"), "{line}");
+    // Without the flag, a completed connection is not logged.
+    let plain = start(&pki, backend, &[]);
+    let mut tls = connect(plain.addr, &config).expect("handshake");
+    echo_works(&mut tls);
+    net::half_close(&mut tls).expect("close");
+    let _ = net::read_to_end(&mut tls);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !plain.output().contains("closed: completed"),
+        "{}",
+        plain.output()
+    );
+}
