@@ -23,6 +23,8 @@ pub(crate) struct Args {
     pub(crate) client_address: ClientAddressMode,
     /// Every connection starts with a load balancer's PROXY header (`--accept-proxy`).
     pub(crate) accept_proxy: bool,
+    /// Refuse server names no certificate covers (`--sni-nomatch-abort`).
+    pub(crate) sni_strict: bool,
     /// ALPN protocols to agree on, most preferred first (`--alpn-protos`); empty: no ALPN.
     pub(crate) alpn: Vec<Vec<u8>>,
     pub(crate) backlog: i32,
@@ -266,6 +268,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         count(&mut args, &["--write-proxy"]) | count(&mut args, &["--write-proxy-v1"]);
     let write_proxy_v2 = count(&mut args, &["--write-proxy-v2"]);
     let accept_proxy = count(&mut args, &["--accept-proxy"]);
+    let sni_strict = count(&mut args, &["--sni-nomatch-abort"]);
     let chosen: Vec<&str> = [
         (write_ip, "--write-ip"),
         (write_proxy, "--write-proxy"),
@@ -414,6 +417,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         workers,
         client_address,
         accept_proxy,
+        sni_strict,
         alpn,
         backlog,
         keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
@@ -458,6 +462,8 @@ Encryption:
                                 --tls-protos versions are used
   -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
                                 names no TLS 1.3 suite leaves TLS 1.3 at its defaults
+      --sni-nomatch-abort       refuse a handshake whose server name no certificate covers
+                                (no server name still gets the first certificate)
       --alpn-protos=LIST        ALPN protocols to agree on, most preferred first, e.g.
                                 h2,http/1.1 [default: none, ALPN is not negotiated]
       --ticket-secret=FILE      session-ticket master secret (at least 32 bytes, e.g.
@@ -684,6 +690,12 @@ mod tests {
             ClientAddressMode::None
         );
         assert!(!run(&["x.pem"]).expect("parses").accept_proxy);
+        assert!(!run(&["x.pem"]).expect("parses").sni_strict);
+        assert!(
+            run(&["--sni-nomatch-abort", "x.pem"])
+                .expect("parses")
+                .sni_strict
+        );
         assert!(
             run(&["--accept-proxy", "x.pem"])
                 .expect("parses")

@@ -28,6 +28,7 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
         .versions(&args.versions)
         .client_address(args.client_address)
         .accept_proxy_header(args.accept_proxy)
+        .sni_strict(args.sni_strict)
         .alpn_protocols(args.alpn.clone())
         .handshake_timeout(args.handshake_timeout)
         .backend_connect_timeout(args.backend_connect_timeout)

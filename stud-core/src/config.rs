@@ -123,6 +123,7 @@ pub struct ConfigBuilder {
     versions: Vec<TlsVersion>,
     ciphers: Option<String>,
     prefer_server_ciphers: bool,
+    sni_strict: bool,
     alpn: Vec<Vec<u8>>,
     session_tickets: bool,
     ticket_secret: Option<TicketSecret>,
@@ -145,6 +146,7 @@ impl Default for ConfigBuilder {
             versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
             ciphers: None,
             prefer_server_ciphers: true,
+            sni_strict: false,
             alpn: Vec::new(),
             session_tickets: true,
             ticket_secret: None,
@@ -339,6 +341,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Refuse a handshake whose server name (SNI) no configured certificate covers, instead of
+    /// answering with the default certificate (default off). A client that sends no server
+    /// name still gets the default one.
+    pub fn sni_strict(mut self, yes: bool) -> Self {
+        self.sni_strict = yes;
+        self
+    }
+
     /// Choose the suite by the server's order rather than the client's (default true).
     pub fn prefer_server_ciphers(mut self, yes: bool) -> Self {
         self.prefer_server_ciphers = yes;
@@ -513,6 +523,7 @@ impl ConfigBuilder {
             suites,
             cipher_list: self.ciphers.as_deref(),
             prefer_server_ciphers: self.prefer_server_ciphers,
+            sni_strict: self.sni_strict,
             alpn: &self.alpn,
             session_tickets: self.session_tickets,
             ticket_secret: ticket_secret.as_deref(),

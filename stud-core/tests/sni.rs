@@ -76,3 +76,47 @@ fn rsa_and_ecdsa_certificates_for_one_name_serve_a_tls12_rsa_only_client() {
         d2.to_vec()
     );
 }
+
+#[test]
+fn strict_sni_refuses_names_no_certificate_covers_but_serves_clients_without_one() {
+    for certs in [1, 2] {
+        let (c1, k1, d1) = cert_for(KeyKind::EcdsaP256, &["localhost"]);
+        let (c2, k2, _) = cert_for(KeyKind::EcdsaP256, &["api.example.test"]);
+        let mut builder = Config::builder().pem(format!("{c1}{k1}"));
+        if certs == 2 {
+            builder = builder.pem(format!("{c2}{k2}"));
+        }
+        let config = std::sync::Arc::new(builder.sni_strict(true).build().expect("config"));
+        // A covered name is served as usual.
+        assert_eq!(served(&config, &[d1.clone()], "localhost"), d1.to_vec());
+        // A name no certificate covers fails the handshake: an alert, then a close with a reason.
+        let mut p = Pair::with_client(
+            config.clone(),
+            client_config_accepting_any(),
+            "unknown.test",
+        );
+        let mut hello = Vec::new();
+        p.client.write_tls(&mut hello).expect("ClientHello");
+        assert_eq!(p.conn.handle_client_data(p.now, &hello), hello.len());
+        let mut out = vec![0u8; 4096];
+        let n = p.conn.poll_client_transmit(p.now, &mut out);
+        assert_eq!(out[..n].first(), Some(&0x15), "an alert record");
+        let mut closed = None;
+        while let Some(action) = p.conn.poll_action() {
+            if let stud_core::Action::Close(reason) = action {
+                closed = Some(reason);
+            }
+        }
+        assert!(
+            matches!(closed, Some(stud_core::CloseReason::HandshakeFailed(_))),
+            "{certs} certificate(s): closed with {closed:?}"
+        );
+        // No server name at all (an IP address is never sent as SNI): the default certificate.
+        let mut p = Pair::with_client(config.clone(), client_config_accepting_any(), "127.0.0.1");
+        p.handshake();
+        assert_eq!(
+            p.client.peer_certificates().expect("cert")[0].to_vec(),
+            d1.to_vec()
+        );
+    }
+}

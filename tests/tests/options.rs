@@ -572,3 +572,41 @@ fn log_conns_writes_one_line_per_finished_connection() {
         plain.output()
     );
 }
+
+/// Whether `openssl s_client`, which does not verify, completes a handshake asking for `sni`.
+fn openssl_handshake_completes(addr: SocketAddr, sni: &str) -> bool {
+    let connect = format!("127.0.0.1:{}", addr.port());
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            sni,
+            "-brief",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.contains("CONNECTION ESTABLISHED")
+}
+
+#[test]
+fn sni_nomatch_abort_refuses_unknown_names_only() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let backend = echo_backend();
+    let strict = start(&pki, backend, &["--sni-nomatch-abort"]);
+    let lenient = start(&pki, backend, &[]);
+    assert!(openssl_handshake_completes(strict.addr, "localhost"));
+    assert!(openssl_handshake_completes(lenient.addr, "nobody.example"));
+    assert!(
+        !openssl_handshake_completes(strict.addr, "nobody.example"),
+        "a name no certificate covers must fail the handshake"
+    );
+}

@@ -81,6 +81,8 @@ pub(crate) struct TlsSettings<'a> {
     pub(crate) suites: Vec<rustls::SupportedCipherSuite>,
     pub(crate) cipher_list: Option<&'a str>,
     pub(crate) prefer_server_ciphers: bool,
+    /// Refuse server names no certificate covers.
+    pub(crate) sni_strict: bool,
     pub(crate) alpn: &'a [Vec<u8>],
     pub(crate) session_tickets: bool,
     /// The master secret for ticket keys (see [`tickets`]); random if `None`.
@@ -124,10 +126,11 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, Con
         .collect::<Result<Vec<_>, _>>()?;
     let resolver: Arc<dyn ResolvesServerCert> = match keys.len() {
         0 => return Err(ConfigError::NoIdentity),
-        1 => Arc::new(SingleCert(keys.remove(0))),
+        1 if !s.sni_strict => Arc::new(SingleCert(keys.remove(0))),
         _ => Arc::new(sni::SniResolver::new(
             keys,
             s.versions.contains(&TlsVersion::Tls13),
+            s.sni_strict,
         )),
     };
     let mut config = ServerConfig::builder_with_provider(provider)

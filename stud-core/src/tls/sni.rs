@@ -5,7 +5,8 @@
 //! wildcard, as a TLS client would check) and whose key can sign with a scheme the client offers —
 //! so an RSA and an ECDSA certificate for the same name serve old and new clients alike. A name
 //! no certificate covers, or no SNI at all, gets the first certificate configured that can sign
-//! for the client.
+//! for the client — unless the configuration is strict about names (`sni_strict`), where a name
+//! no certificate covers fails the handshake (no SNI still gets the default).
 
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub(crate) struct SniResolver {
     identities: Vec<Arc<CertifiedKey>>,
     /// Whether this server speaks TLS 1.3 (where the suite does not depend on the key type).
     tls13: bool,
+    /// Refuse a server name no certificate covers rather than serve the default.
+    strict: bool,
 }
 
 /// TLS 1.2 ECDHE suites by the key type that authenticates them (the ones stud offers).
@@ -28,8 +31,12 @@ const ECDHE_RSA_SUITES: [u16; 3] = [0xC02F, 0xC030, 0xCCA8];
 const TLS13_SUITES: [u16; 3] = [0x1301, 0x1302, 0x1303];
 
 impl SniResolver {
-    pub(crate) fn new(identities: Vec<Arc<CertifiedKey>>, tls13: bool) -> Self {
-        SniResolver { identities, tls13 }
+    pub(crate) fn new(identities: Vec<Arc<CertifiedKey>>, tls13: bool, strict: bool) -> Self {
+        SniResolver {
+            identities,
+            tls13,
+            strict,
+        }
     }
 
     fn covers(identity: &CertifiedKey, name: &ServerName<'_>) -> bool {
@@ -81,6 +88,10 @@ impl ResolvesServerCert for SniResolver {
                 .find(|id| Self::covers(id, name) && self.suits(id, &hello));
             if let Some(id) = by_name {
                 return Some(id.clone());
+            }
+            if self.strict && !self.identities.iter().any(|id| Self::covers(id, name)) {
+                // No certificate for this name: no certificate at all, and the handshake fails.
+                return None;
             }
         }
         self.identities
