@@ -88,7 +88,10 @@ fn strict_sni_refuses_names_no_certificate_covers_but_serves_clients_without_one
         }
         let config = std::sync::Arc::new(builder.sni_strict(true).build().expect("config"));
         // A covered name is served as usual.
-        assert_eq!(served(&config, &[d1.clone()], "localhost"), d1.to_vec());
+        assert_eq!(
+            served(&config, std::slice::from_ref(&d1), "localhost"),
+            d1.to_vec()
+        );
         // A name no certificate covers fails the handshake: an alert, then a close with a reason.
         let mut p = Pair::with_client(
             config.clone(),
