@@ -115,9 +115,8 @@ impl Config {
 /// Builds a [`Config`]. Every setter has a default except the certificate.
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
-    identities: Vec<IdentitySpec>,
-    /// The OCSP response to staple for each identity, by index (`None`: no stapling).
-    ocsp: Vec<Option<OcspSpec>>,
+    /// Each certificate with the OCSP response to staple for it, if any.
+    identities: Vec<(IdentitySpec, Option<OcspSpec>)>,
     /// An OCSP response was given before any certificate: `build` reports it.
     ocsp_without_identity: bool,
     versions: Vec<TlsVersion>,
@@ -141,7 +140,6 @@ impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
             identities: Vec::new(),
-            ocsp: Vec::new(),
             ocsp_without_identity: false,
             versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
             ciphers: None,
@@ -263,44 +261,42 @@ impl ConfigBuilder {
     /// Every `pem*`/`cert_and_key*` call adds a certificate. With several, each handshake gets
     /// the one whose names cover the client's SNI and whose key suits the client; the first
     /// added is the default.
-    pub fn pem_file(mut self, path: impl AsRef<Path>) -> Self {
-        self.identities
-            .push(IdentitySpec::CombinedFile(path.as_ref().to_path_buf()));
-        self
+    pub fn pem_file(self, path: impl AsRef<Path>) -> Self {
+        self.add_identity(IdentitySpec::CombinedFile(path.as_ref().to_path_buf()))
     }
 
     /// Adds PEM bytes with a certificate chain and its private key.
-    pub fn pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.identities
-            .push(IdentitySpec::Loaded(IdentitySource::Combined(PemSource {
-                origin: "PEM data".into(),
-                bytes: pem.into(),
-            })));
-        self
+    pub fn pem(self, pem: impl Into<Vec<u8>>) -> Self {
+        self.add_identity(IdentitySpec::Loaded(IdentitySource::Combined(PemSource {
+            origin: "PEM data".into(),
+            bytes: pem.into(),
+        })))
     }
 
     /// Adds a certificate chain file and a separate private key file.
-    pub fn cert_and_key_files(mut self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
-        self.identities.push(IdentitySpec::SplitFiles(
+    pub fn cert_and_key_files(self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.add_identity(IdentitySpec::SplitFiles(
             chain.as_ref().to_path_buf(),
             key.as_ref().to_path_buf(),
-        ));
-        self
+        ))
     }
 
     /// Adds a certificate chain and a private key, each as PEM bytes.
-    pub fn cert_and_key_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
-        self.identities
-            .push(IdentitySpec::Loaded(IdentitySource::Split {
-                chain: PemSource {
-                    origin: "certificate PEM data".into(),
-                    bytes: chain.into(),
-                },
-                key: PemSource {
-                    origin: "key PEM data".into(),
-                    bytes: key.into(),
-                },
-            }));
+    pub fn cert_and_key_pem(self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.add_identity(IdentitySpec::Loaded(IdentitySource::Split {
+            chain: PemSource {
+                origin: "certificate PEM data".into(),
+                bytes: chain.into(),
+            },
+            key: PemSource {
+                origin: "key PEM data".into(),
+                bytes: key.into(),
+            },
+        }))
+    }
+
+    fn add_identity(mut self, spec: IdentitySpec) -> Self {
+        self.identities.push((spec, None));
         self
     }
 
@@ -319,12 +315,9 @@ impl ConfigBuilder {
     }
 
     fn set_ocsp(mut self, spec: OcspSpec) -> Self {
-        match self.identities.len() {
-            0 => self.ocsp_without_identity = true,
-            n => {
-                self.ocsp.resize(n, None);
-                self.ocsp[n - 1] = Some(spec);
-            }
+        match self.identities.last_mut() {
+            Some((_, ocsp)) => *ocsp = Some(spec),
+            None => self.ocsp_without_identity = true,
         }
         self
     }
@@ -453,12 +446,9 @@ impl ConfigBuilder {
                 detail: "given before any certificate; add the certificate first".into(),
             });
         }
-        let mut ocsp = self.ocsp;
-        ocsp.resize(self.identities.len(), None);
         let identities = self
             .identities
             .into_iter()
-            .zip(ocsp)
             .map(|(spec, ocsp)| Ok((spec.load()?, ocsp.map(OcspSpec::load).transpose()?)))
             .collect::<Result<Vec<_>, ConfigError>>()?;
         for (what, t) in [
