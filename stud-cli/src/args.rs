@@ -350,7 +350,14 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         )),
     })?;
     let worker_timeout = last(&mut args, &["--worker-timeout"], |s| {
-        parse_secs("worker timeout", s)
+        match parse_secs("worker timeout", s)? {
+            // Shorter than a busy wake can take on a loaded machine: a healthy worker could be
+            // taken for a stuck one.
+            n @ 1..=2 => Err(format!(
+                "invalid worker timeout '{n}': use 0 (off) or at least 3 seconds"
+            )),
+            n => Ok(n),
+        }
     })?
     .unwrap_or(30);
     let drain_timeout = last(&mut args, &["--drain-timeout"], |s| {
@@ -463,7 +470,7 @@ Encryption:
   -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
                                 names no TLS 1.3 suite leaves TLS 1.3 at its defaults
       --sni-nomatch-abort       refuse a handshake whose server name no certificate covers
-                                (no server name still gets the first certificate)
+                                (a client without a server name is still served)
       --alpn-protos=LIST        ALPN protocols to agree on, most preferred first, e.g.
                                 h2,http/1.1 [default: none, ALPN is not negotiated]
       --ticket-secret=FILE      session-ticket master secret (at least 32 bytes, e.g.
@@ -488,7 +495,7 @@ Socket:
 Performance:
   -n, --workers=CORES           worker processes, or 'auto' for one per CPU [default: 1]
       --worker-timeout=SECS     replace a worker whose event loop shows no sign of life this
-                                long (stopped, stuck); 0 = never [default: 30]
+                                long (stopped, stuck); at least 3, 0 = never [default: 30]
       --max-conns=N             each worker stops accepting while it holds N connections;
                                 more wait in the listen backlog [default: no limit but
                                 the open-file limit]
@@ -500,8 +507,8 @@ Security:
 
 Logging:
   -q, --quiet                   log only warnings and errors
-      --log-conns               one line per finished connection: client, reason, duration,
-                                bytes each way
+      --log-conns               one line per connection that got past its handshake: client,
+                                reason, duration, bytes each way
   -s, --syslog                  log to syslog instead of stderr
       --syslog-facility=NAME    syslog facility [default: daemon]
 
@@ -611,6 +618,8 @@ mod tests {
         );
         assert_eq!(secs(&["--worker-timeout=0", "x.pem"]), None);
         assert!(run(&["--worker-timeout=soon", "x.pem"]).is_err());
+        let err = run(&["--worker-timeout=2", "x.pem"]).expect_err("too short");
+        assert!(err.contains("at least 3 seconds"), "{err}");
     }
 
     #[test]

@@ -57,15 +57,23 @@ struct Slot {
 pub(crate) struct Watchdog {
     board: std::sync::Arc<sys::Heartbeats>,
     timeout: Duration,
+    /// When the parent last looked ([`sys::monotonic_millis`]).
+    last_look: u64,
+    /// When the parent last came back from a pause of its own (a stopped or frozen process
+    /// tree): silence before then is not the workers' fault.
+    resumed_at: u64,
 }
 
 impl Watchdog {
     /// A board for `workers` workers of two generations (the current one and, during a reload,
     /// the one before it, which beats in the other half).
     pub(crate) fn new(workers: usize, timeout: Duration) -> std::io::Result<Watchdog> {
+        let now = sys::monotonic_millis();
         Ok(Watchdog {
             board: std::sync::Arc::new(sys::Heartbeats::new(workers * 2)?),
             timeout,
+            last_look: now,
+            resumed_at: now,
         })
     }
 }
@@ -265,20 +273,33 @@ impl Supervisor {
 
     /// Kills every worker whose loop has shown no sign of life for the watchdog's timeout (a
     /// worker stopped by SIGSTOP, or stuck): it is then reaped and replaced like a crashed one.
+    ///
+    /// Silence is counted from the parent's own last pause at most: when the whole tree was
+    /// stopped (Ctrl-Z, `kill -STOP` of the group, a cgroup freezer) the parent may wake first
+    /// and find every cell old, though no worker is at fault.
     fn kill_wedged(&mut self) {
-        let Some(watchdog) = &self.watchdog else {
+        let slots = self.slots.len();
+        let generation = self.generation;
+        let Some(watchdog) = &mut self.watchdog else {
             return;
         };
         let now = sys::monotonic_millis();
+        let looked_ms = u64::try_from(WATCHDOG_CHECK.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(watchdog.last_look) > 4 * looked_ms {
+            // The parent did not run for several checks: it was paused too.
+            watchdog.resumed_at = now;
+        }
+        watchdog.last_look = now;
         let limit = u64::try_from(watchdog.timeout.as_millis()).unwrap_or(u64::MAX);
-        for index in 0..self.slots.len() {
-            let cell = self.cell(index);
+        for index in 0..slots {
+            let cell = index + slots * (generation % 2);
             let slot = &mut self.slots[index];
             let Some(pid) = slot.pid else { continue };
             if slot.wedged {
                 continue;
             }
-            let silent = now.saturating_sub(watchdog.board.last(cell));
+            let since = watchdog.board.last(cell).max(watchdog.resumed_at);
+            let silent = now.saturating_sub(since);
             if silent > limit {
                 log::warning(&format!(
                     "worker {index} (pid {pid}) has shown no sign of life for {:.1} s; killing it",

@@ -420,7 +420,9 @@ impl Heartbeats {
     /// Maps `len` zeroed cells, shared with every process forked afterwards.
     pub(crate) fn new(len: usize) -> io::Result<Heartbeats> {
         let len = len.max(1);
-        let bytes = len * std::mem::size_of::<u64>();
+        let bytes = len
+            .checked_mul(std::mem::size_of::<u64>())
+            .ok_or_else(|| io::Error::other("heartbeat board too large"))?;
         // SAFETY: an anonymous mapping with no address hint; the result is checked below.
         let ptr = unsafe {
             libc::mmap(
@@ -443,8 +445,9 @@ impl Heartbeats {
     }
 
     fn cells(&self) -> &[std::sync::atomic::AtomicU64] {
-        // SAFETY: `cells` points to `len` initialised (zeroed) AtomicU64s that live as long as
-        // `self`; atomics may be shared and mutated through `&`.
+        // SAFETY: `cells` points to a mapping of exactly `len * 8` bytes (the product checked in
+        // `new`), zero-filled and page-aligned, so `len` initialised AtomicU64s that live as
+        // long as `self`; atomics may be shared and mutated through `&`.
         unsafe { std::slice::from_raw_parts(self.cells.as_ptr(), self.len) }
     }
 

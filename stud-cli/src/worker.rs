@@ -34,8 +34,10 @@ pub(crate) struct Heartbeat {
 
 impl Observer for LogObserver {
     fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, stats: &ConnStats) {
-        if self.log_conns {
-            // The handshake failures go through this line too, unthrottled: the operator asked.
+        if self.log_conns && !reason.is_handshake_failure() {
+            // Connections that got past the handshake cost their client a handshake each, so
+            // these lines are not throttled; handshake failures, which cost a client nothing,
+            // keep their rate-limited line below.
             log::info(&format!(
                 "connection {peer} closed: {reason}, {:.3} s, {} B from the client, {} B to it, {} B to the backend, {} B from it",
                 stats.duration.as_secs_f64(),

@@ -334,9 +334,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// Refuse a handshake whose server name (SNI) no configured certificate covers, instead of
-    /// answering with the default certificate (default off). A client that sends no server
-    /// name still gets the default one.
+    /// Refuse a handshake whose server name (SNI) no configured certificate covers with a key
+    /// the client can verify, instead of answering with another certificate (default off). A
+    /// client that sends no server name is still served, as without this setting.
     pub fn sni_strict(mut self, yes: bool) -> Self {
         self.sni_strict = yes;
         self

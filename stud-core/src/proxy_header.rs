@@ -215,7 +215,8 @@ fn parse_v2(buf: &[u8]) -> ProxyHeaderParse {
     }
     let body = &buf[16..len];
     let (family, transport) = (buf[13] >> 4, buf[13] & 0x0f);
-    if family > 3 || transport > 2 {
+    // A LOCAL header's address block is ignored, whatever its family byte says.
+    if command == 0x1 && (family > 3 || transport > 2) {
         return ProxyHeaderParse::Invalid("PROXY v2 header: unknown address family or transport");
     }
     let addresses = match (command, buf[13]) {
@@ -775,6 +776,15 @@ mod tests {
                 addresses: None
             }
         );
+        // LOCAL ignores its address block, whatever its family byte says.
+        local[13] = 0xff;
+        assert!(matches!(
+            parse_proxy_header(&local),
+            ProxyHeaderParse::Complete {
+                addresses: None,
+                ..
+            }
+        ));
         let unspec = v2("10.0.0.1:1", "[2001:db8::2]:443", None);
         assert_eq!(
             parse_proxy_header(&unspec),

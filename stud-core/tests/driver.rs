@@ -370,10 +370,11 @@ fn heartbeats_come_at_their_interval_while_idle_and_never_without_one() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    // And it does not spin: never two within most of an interval.
+    // And it does not spin: never two within half an interval (a spinning loop would give
+    // microseconds; half leaves room for a late observer on a loaded machine).
     for pair in beats.windows(2) {
         assert!(
-            pair[1] - pair[0] >= Duration::from_millis(90),
+            pair[1] - pair[0] >= Duration::from_millis(50),
             "heartbeats {:?} apart",
             pair[1] - pair[0]
         );

@@ -496,25 +496,24 @@ fn max_conns_holds_further_clients_in_the_backlog_until_one_leaves() {
     let mut second = connect(stud.addr, &config).expect("second");
     echo_works(&mut second);
     // The third is queued by the kernel, but its handshake waits: the worker is not accepting.
+    let (tx, rx) = std::sync::mpsc::channel();
     let waiting = std::thread::spawn({
         let config = config.clone();
         let addr = stud.addr;
         move || {
             let mut third = connect(addr, &config).expect("third, once a place frees");
-            let served = Instant::now();
+            let _ = tx.send(());
             echo_works(&mut third);
-            served
         }
     });
-    std::thread::sleep(Duration::from_millis(700));
-    let freed = Instant::now();
-    drop(first);
-    let served = waiting.join().expect("third client");
     assert!(
-        served >= freed,
-        "the third client's handshake finished {:?} before a place was free",
-        freed - served
+        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "the third client was served while two connections were open"
     );
+    drop(first);
+    rx.recv_timeout(TIMEOUT)
+        .expect("the third client is served once a place frees");
+    waiting.join().expect("third client");
     echo_works(&mut second);
 }
 
@@ -559,13 +558,24 @@ fn log_conns_writes_one_line_per_finished_connection() {
         .unwrap_or_else(|| panic!("no connection line: {}", stud.output()));
     // 4 bytes each way through the backend.
     assert!(line.contains("4 B to the backend, 4 B from it"), "{line}");
-    // Without the flag, a completed connection is not logged.
+    // Without the flag, a completed connection is not logged: after it, a failed handshake
+    // (always logged) shows the log has caught up, and no connection line came before it.
     let plain = start(&pki, backend, &[]);
     let mut tls = connect(plain.addr, &config).expect("handshake");
     echo_works(&mut tls);
     net::half_close(&mut tls).expect("close");
     let _ = net::read_to_end(&mut tls);
-    std::thread::sleep(Duration::from_millis(300));
+    drop(tls);
+    let mut junk = TcpStream::connect(plain.addr).expect("connect");
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+    let _ = junk.read(&mut [0u8; 64]);
+    assert!(
+        plain
+            .wait_line(|l| l.contains("handshake with"), TIMEOUT)
+            .is_some(),
+        "{}",
+        plain.output()
+    );
     assert!(
         !plain.output().contains("closed: completed"),
         "{}",

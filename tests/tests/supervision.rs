@@ -291,21 +291,42 @@ fn a_stopped_worker_is_found_by_the_watchdog_and_replaced() {
     let stud = start(&pki, echo_backend(), &["-n", "2", "--worker-timeout=3"]);
     let config = net::client_config(&pki.ca_der);
     let pids = stud.worker_pids(2);
-    // Let the watchdog see both workers alive for longer than its timeout first: a healthy,
-    // idle worker is never taken for a stuck one.
-    std::thread::sleep(Duration::from_millis(3500));
+    // Let the watchdog see both workers alive for twice its timeout first: a healthy, idle
+    // worker is never taken for a stuck one.
+    std::thread::sleep(Duration::from_secs(6));
     assert!(
         !stud.output().contains("no sign of life"),
         "{}",
         stud.output()
     );
+    // The whole tree stopped and resumed (Ctrl-Z, then fg), the parent first: its workers were
+    // stopped with it, not stuck, and are left alone.
+    let group = stud.pid();
+    assert!(send_signal(-group, libc::SIGSTOP));
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(send_signal(group, libc::SIGCONT));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(send_signal(-group, libc::SIGCONT));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !stud.output().contains("no sign of life"),
+        "a paused tree cost its workers: {}",
+        stud.output()
+    );
     let victim = pids[1];
     assert!(send_signal(victim, libc::SIGSTOP));
+    let stopped = Instant::now();
     let wedged = format!("worker 1 (pid {victim}) has shown no sign of life");
     assert!(
         stud.wait_line(|l| l.contains(&wedged), TIMEOUT).is_some(),
         "the stopped worker was not noticed: {}",
         stud.output()
+    );
+    // Noticed within the timeout plus the parent's look interval and a heartbeat interval.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(6),
+        "noticed after {:?}",
+        stopped.elapsed()
     );
     let replaced = stud
         .wait_lines(

@@ -89,8 +89,9 @@ impl ResolvesServerCert for SniResolver {
             if let Some(id) = by_name {
                 return Some(id.clone());
             }
-            if self.strict && !self.identities.iter().any(|id| Self::covers(id, name)) {
-                // No certificate for this name: no certificate at all, and the handshake fails.
+            if self.strict {
+                // No certificate for this name that this client can verify: none at all, and
+                // the handshake fails (another name's certificate would be wrong for it).
                 return None;
             }
         }
