@@ -92,6 +92,7 @@ fn run(mut args: Args) -> Result<i32, String> {
     }
     let backends = setup::backends(&args)?;
     let privileges = setup::resolve_privileges(&args)?;
+    check_distinct_frontends(&args.frontends)?;
     if args.test_only {
         println!("stud: configuration OK");
         return Ok(0);
@@ -103,22 +104,6 @@ fn run(mut args: Args) -> Result<i32, String> {
         .iter()
         .map(|f| listen::bind(f, args.backlog, sockets, args.reuseport))
         .collect::<Result<Vec<_>, _>>()?;
-    // Two spellings of one address (`localhost` and `127.0.0.1`) both bind with --reuseport;
-    // serving one port twice is a mistake, so it is refused here, after names are resolved.
-    let bound: Vec<Option<std::net::SocketAddr>> = listeners
-        .iter()
-        .map(|group| group.first().and_then(|l| l.local_addr().ok()))
-        .collect();
-    for (i, addr) in bound.iter().enumerate() {
-        if let Some(addr) = addr {
-            if let Some(j) = bound[..i].iter().position(|a| a.as_ref() == Some(addr)) {
-                return Err(format!(
-                    "frontends {} and {} are the same address, {addr}",
-                    args.frontends[j], args.frontends[i]
-                ));
-            }
-        }
-    }
     let local = listeners
         .iter()
         .zip(&args.frontends)
@@ -204,6 +189,26 @@ fn run(mut args: Args) -> Result<i32, String> {
         detached.ready();
     }
     Ok(supervisor.run())
+}
+
+/// Two spellings of one address (`127.1` and `127.0.0.1`) would both bind with `--reuseport`,
+/// serving one port twice; refused once names are resolved, before anything is bound (so `-t`
+/// says so too). Port 0 asks for a free port each time and never collides. Overlaps between a
+/// wildcard and a specific address are left to the kernel's bind rules.
+fn check_distinct_frontends(frontends: &[args::Endpoint]) -> Result<(), String> {
+    let mut seen: Vec<(std::net::SocketAddr, &args::Endpoint)> = Vec::new();
+    for f in frontends.iter().filter(|f| f.port != 0) {
+        let Some(addr) = f.resolve()?.first().copied() else {
+            continue;
+        };
+        if let Some((_, earlier)) = seen.iter().find(|(a, _)| *a == addr) {
+            return Err(format!(
+                "frontends {earlier} and {f} are the same address, {addr}"
+            ));
+        }
+        seen.push((addr, f));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

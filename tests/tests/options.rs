@@ -539,6 +539,24 @@ fn two_spellings_of_one_frontend_are_refused_even_with_reuseport() {
     );
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("the same address"), "{}", out.stderr);
+    // -t says so too: the check needs no socket.
+    let checked = run(
+        &stud_bin!(),
+        &[
+            "-t",
+            "-f",
+            &by_name,
+            "-f",
+            &by_number,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(checked.code, Some(2), "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains("the same address"),
+        "{}",
+        checked.stderr
+    );
 }
 
 #[test]
