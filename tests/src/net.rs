@@ -123,17 +123,78 @@ pub fn dead_address() -> DeadAddress {
     }
 }
 
+/// A loopback address whose connects never complete while this value lives: a listener with a
+/// backlog of zero whose one queue place is taken, so the kernel drops every further SYN (the
+/// client retransmits, as towards a host that has gone away).
+#[derive(Debug)]
+pub struct SilentAddress {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _queued: TcpStream,
+}
+
+/// See [`SilentAddress`]. Checks its premise: a further connect gets no answer.
+pub fn silent_address() -> SilentAddress {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet address");
+    let queued = TcpStream::connect(addr).expect("the one queue place");
+    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+    assert!(
+        probe.is_err(),
+        "a connect to a full backlog was answered; the test's premise does not hold here"
+    );
+    SilentAddress {
+        addr,
+        _listener: listener,
+        _queued: queued,
+    }
+}
+
 /// A client configuration trusting only `ca`.
 pub fn client_config(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
+    client_config_speaking(ca, rustls::DEFAULT_VERSIONS)
+}
+
+/// A client configuration trusting only `ca` that speaks only `versions`.
+pub fn client_config_speaking(
+    ca: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).expect("add CA");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Arc::new(
         ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .expect("protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth(),
+    )
+}
+
+/// Runs `openssl s_client` against `addr` (as `127.0.0.1:PORT`) with `args` and nothing on its
+/// standard input, and returns what it printed, standard output then standard error.
+pub fn s_client(addr: SocketAddr, args: &[&str]) -> String {
+    let connect = format!("127.0.0.1:{}", addr.port());
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &connect])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     )
 }
 

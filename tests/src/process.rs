@@ -19,8 +19,10 @@ pub struct Stud {
     child: Child,
     lines: Lines,
     status: Option<ExitStatus>,
-    /// The frontend address from the "listening on" line (set by [`Stud::start`]).
+    /// The first frontend address from the "listening on" line (set by [`Stud::start`]).
     pub addr: SocketAddr,
+    /// Every frontend address of that line, in order (several with repeated `-f`).
+    pub addrs: Vec<SocketAddr>,
 }
 
 /// Sends `signal` to `pid` (negative: a process group).
@@ -85,6 +87,7 @@ impl Stud {
             lines,
             status: None,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            addrs: Vec::new(),
         }
     }
 
@@ -94,15 +97,17 @@ impl Stud {
         let line = stud
             .wait_line(|l| l.contains("listening on "), TIMEOUT)
             .unwrap_or_else(|| panic!("stud did not start; its stderr:\n{}", stud.output()));
-        let addr = line
+        // Several frontends are listed with spaces between, before the first comma.
+        let addrs: Vec<SocketAddr> = line
             .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split(',').next())
-            // Several frontends are listed with spaces between; the first is the one used.
-            .and_then(|list| list.split(' ').next())
-            .and_then(|a| a.parse().ok())
+            .map(|list| list.split(' ').filter_map(|a| a.parse().ok()).collect())
+            .unwrap_or_default();
+        stud.addr = *addrs
+            .first()
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        stud.addr = addr;
+        stud.addrs = addrs;
         stud
     }
 

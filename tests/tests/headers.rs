@@ -125,13 +125,25 @@ struct ProxyV2 {
     rest: Vec<u8>,
 }
 
+/// Splits `bytes` into PROXY v2 TLVs (type, 16-bit length, value): the header's own TLVs, and the
+/// sub-TLVs of its SSL TLV, are laid out alike.
+fn type_length_values(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let n = u16::from_be_bytes([bytes[1], bytes[2]]) as usize;
+        out.push((bytes[0], bytes[3..3 + n].to_vec()));
+        bytes = &bytes[3 + n..];
+    }
+    out
+}
+
 fn parse_proxy_v2(got: &[u8]) -> ProxyV2 {
     assert_eq!(&got[..12], b"\r\n\r\n\0\r\nQUIT\n", "signature");
     assert_eq!(got[12], 0x21, "version 2, command PROXY");
     let family = got[13];
     let len = u16::from_be_bytes([got[14], got[15]]) as usize;
     let body = &got[16..16 + len];
-    let (src, dst, mut tlv) = match family {
+    let (src, dst, tlv) = match family {
         0x11 => {
             let ip =
                 |o: usize| std::net::Ipv4Addr::new(body[o], body[o + 1], body[o + 2], body[o + 3]);
@@ -144,12 +156,7 @@ fn parse_proxy_v2(got: &[u8]) -> ProxyV2 {
         }
         other => panic!("unexpected family/transport {other:#x}"),
     };
-    let mut tlvs = Vec::new();
-    while !tlv.is_empty() {
-        let n = u16::from_be_bytes([tlv[1], tlv[2]]) as usize;
-        tlvs.push((tlv[0], tlv[3..3 + n].to_vec()));
-        tlv = &tlv[3 + n..];
-    }
+    let tlvs = type_length_values(tlv);
     ProxyV2 {
         family,
         src,
@@ -184,16 +191,10 @@ fn write_proxy_v2_names_the_addresses_and_the_tls_session() {
     let ssl = tlv(0x20).expect("SSL TLV");
     assert_eq!(ssl[0], 0x01, "PP2_CLIENT_SSL");
     assert_eq!(&ssl[1..5], &[0, 0, 0, 0], "verify");
-    let mut sub = &ssl[5..];
-    let mut subs = Vec::new();
-    while !sub.is_empty() {
-        let n = u16::from_be_bytes([sub[1], sub[2]]) as usize;
-        subs.push((
-            sub[0],
-            String::from_utf8(sub[3..3 + n].to_vec()).expect("text"),
-        ));
-        sub = &sub[3 + n..];
-    }
+    let subs: Vec<(u8, String)> = type_length_values(&ssl[5..])
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v).expect("text")))
+        .collect();
     assert!(subs.contains(&(0x21, "TLSv1.3".to_owned())), "{subs:?}");
     assert!(
         subs.iter()

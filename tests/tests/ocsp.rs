@@ -76,22 +76,16 @@ fn a_response_beside_the_pem_is_stapled_for_openssl() {
         stud.output()
     );
 
-    let connect = format!("127.0.0.1:{}", stud.addr.port());
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &connect,
+    let text = stud_tests::net::s_client(
+        stud.addr,
+        &[
             "-servername",
             "localhost",
             "-status",
             "-CAfile",
             s(&pki.ca_pem_file),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout);
+        ],
+    );
     assert!(
         text.contains("OCSP Response Status: successful"),
         "no staple in: {text}"
@@ -105,20 +99,7 @@ fn without_a_response_nothing_is_stapled() {
     let pki = Pki::new();
     let backend = stud_tests::net::echo_backend();
     let stud = Stud::serve(&stud_bin!(), &pki.site_pem, backend, &[]);
-    let connect = format!("127.0.0.1:{}", stud.addr.port());
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &connect,
-            "-servername",
-            "localhost",
-            "-status",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stud_tests::net::s_client(stud.addr, &["-servername", "localhost", "-status"]);
     assert!(text.contains("OCSP response: no response sent"), "{text}");
 }
 

@@ -304,28 +304,8 @@ fn idle_timeout_closes_quiet_connections() {
 fn backend_connect_timeout_gives_up_on_a_silent_backend() {
     let pki = Pki::new();
     // A listener that never accepts, with its queue filled, drops further SYNs: connects hang.
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    socket.listen(0).expect("listen");
-    let silent: SocketAddr = socket
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet");
-    let _fill: Vec<_> = (0..4)
-        .filter_map(|_| {
-            let s =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-            s.set_nonblocking(true).ok()?;
-            let _ = s.connect(&silent.into());
-            Some(s)
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let stud = start(&pki, silent, &["--backend-connect-timeout=1"]);
+    let silent = net::silent_address();
+    let stud = start(&pki, silent.addr, &["--backend-connect-timeout=1"]);
     let mut tls = connect_retrying(stud.addr, &pki);
     let _ = tls.write_all(b"hello?");
     let start = Instant::now();
@@ -382,20 +362,6 @@ fn cipher_list_limits_tls12_suites() {
     );
 }
 
-/// The addresses of the "listening on" line, in order.
-fn listening_addresses(stud: &Stud) -> Vec<SocketAddr> {
-    let line = stud
-        .wait_line(|l| l.contains("listening on "), TIMEOUT)
-        .expect("listening line");
-    line.split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .expect("address list")
-        .split(' ')
-        .map(|a| a.parse().expect("address"))
-        .collect()
-}
-
 #[test]
 fn several_frontends_each_serve_with_shared_and_reuseport_sockets() {
     let pki = Pki::new();
@@ -407,7 +373,7 @@ fn several_frontends_each_serve_with_shared_and_reuseport_sockets() {
         args.extend_from_slice(extra);
         args.push(pem);
         let stud = Stud::start(&stud_bin!(), &args);
-        let addrs = listening_addresses(&stud);
+        let addrs = stud.addrs.clone();
         assert_eq!(addrs.len(), 2, "{extra:?}: {}", stud.output());
         assert_ne!(addrs[0], addrs[1]);
         assert_eq!(stud.addr, addrs[0]);
@@ -441,30 +407,13 @@ fn a_frontend_that_cannot_bind_stops_the_start() {
     assert!(out.stderr.contains(&port.to_string()), "{}", out.stderr);
 }
 
-/// A client that speaks only `version`, trusting the test CA.
-fn client_speaking(
-    pki: &Pki,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> std::sync::Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der.clone()).expect("CA");
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[version])
-            .expect("version")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
 #[test]
 fn tls_protos_limits_the_versions_offered() {
     let pki = Pki::new();
     let backend = echo_backend();
     let only13 = start(&pki, backend, &["--tls-protos=TLSv1.3"]);
-    let tls12 = client_speaking(&pki, &rustls::version::TLS12);
-    let tls13 = client_speaking(&pki, &rustls::version::TLS13);
+    let tls12 = net::client_config_speaking(&pki.ca_der, &[&rustls::version::TLS12]);
+    let tls13 = net::client_config_speaking(&pki.ca_der, &[&rustls::version::TLS13]);
     assert!(
         connect(only13.addr, &tls12).is_err(),
         "a TLS 1.2 client must be refused"
@@ -603,25 +552,7 @@ fn log_conns_writes_one_line_per_finished_connection() {
 
 /// Whether `openssl s_client`, which does not verify, completes a handshake asking for `sni`.
 fn openssl_handshake_completes(addr: SocketAddr, sni: &str) -> bool {
-    let connect = format!("127.0.0.1:{}", addr.port());
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &connect,
-            "-servername",
-            sni,
-            "-brief",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run openssl s_client");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.contains("CONNECTION ESTABLISHED")
+    net::s_client(addr, &["-servername", sni, "-brief"]).contains("CONNECTION ESTABLISHED")
 }
 
 #[test]
