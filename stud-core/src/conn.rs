@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::proxy_header::{
-    encode_client_address, encode_proxy_v2, parse_proxy_header, ProxyHeaderParse, MAX_HEADER_LEN,
+    encode_client_address, parse_proxy_header, ProxyHeaderParse, MAX_HEADER_LEN,
 };
 use crate::tls::alert_scan::AlertScan;
 use crate::tls::{HandshakeInfo, IoState, Session};
-use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
+use crate::{CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
 #[derive(Clone, Debug, PartialEq)]
@@ -405,14 +405,10 @@ impl Conn {
         }
         self.state = State::Established;
         let mut buf = [0u8; MAX_HEADER_LEN];
-        let n = match self.config.client_address {
-            // PROXY v2 also names the TLS session (ALPN, SNI, version, cipher).
-            ClientAddressMode::ProxyV2 => {
-                let info = self.tls.info();
-                encode_proxy_v2(self.peer, self.local, info.as_ref(), &mut buf)
-            }
-            mode => encode_client_address(mode, self.peer, self.local, &mut buf),
-        };
+        let mode = self.config.client_address;
+        // Only a header that names the TLS session (PROXY v2) needs its details gathered.
+        let info = mode.names_the_session().then(|| self.tls.info()).flatten();
+        let n = encode_client_address(mode, self.peer, self.local, info.as_ref(), &mut buf);
         if n > 0 {
             self.header = Some(buf[..n].into());
         }

@@ -58,6 +58,8 @@ pub const AF_INET6_LINUX: u8 = 10;
 /// Encodes the header for `mode` into `out` and returns its length (0 for [`ClientAddressMode::None`]).
 ///
 /// `peer` is the client's address as accepted; `local` is the accepted socket's own address.
+/// `tls` describes the session for the modes that name it (PROXY v2's TLVs); the others ignore
+/// it, and `None` leaves the TLVs out.
 ///
 /// ```
 /// use stud_core::{encode_client_address, ClientAddressMode};
@@ -66,6 +68,7 @@ pub const AF_INET6_LINUX: u8 = 10;
 ///     ClientAddressMode::WriteIp,
 ///     "192.0.2.7:5555".parse().unwrap(),
 ///     "192.0.2.1:443".parse().unwrap(),
+///     None,
 ///     &mut buf,
 /// );
 /// assert_eq!(&buf[..n], &[2, 192, 0, 2, 7]);
@@ -74,13 +77,21 @@ pub fn encode_client_address(
     mode: ClientAddressMode,
     peer: SocketAddr,
     local: SocketAddr,
+    tls: Option<&HandshakeInfo>,
     out: &mut [u8; MAX_HEADER_LEN],
 ) -> usize {
     match mode {
         ClientAddressMode::None => 0,
         ClientAddressMode::WriteIp => encode_write_ip(peer.ip(), out),
         ClientAddressMode::ProxyV1 => encode_proxy_v1(peer, local, out),
-        ClientAddressMode::ProxyV2 => encode_proxy_v2(peer, local, None, out),
+        ClientAddressMode::ProxyV2 => encode_proxy_v2(peer, local, tls, out),
+    }
+}
+
+impl ClientAddressMode {
+    /// Whether the header names the TLS session, so the session's details are worth gathering.
+    pub fn names_the_session(self) -> bool {
+        self == ClientAddressMode::ProxyV2
     }
 }
 
@@ -432,6 +443,7 @@ mod tests {
             mode,
             peer.parse().expect("test address"),
             local.parse().expect("test address"),
+            None,
             &mut buf,
         );
         buf[..n].to_vec()
@@ -694,6 +706,7 @@ mod tests {
             ClientAddressMode::ProxyV1,
             sa("[2001:db8::9]:65535"),
             sa("[::1]:1"),
+            None,
             &mut buf,
         );
         assert_eq!(
