@@ -646,22 +646,24 @@ impl Conn {
         if self.io.plaintext_in == 0 {
             return;
         }
-        if self.plain.capacity() == 0 {
-            // A full record means a bulk transfer: one allocation of the usual batch size rather
-            // than a doubling series. A short one (interactive traffic) gets just its size.
-            let want = if self.io.plaintext_in >= crate::MAX_RECORD_PLAINTEXT {
-                self.config.to_backend_budget.clamp(1, PLAIN_BATCH)
-            } else {
-                0
-            };
-            self.plain.reserve_exact(want.max(self.io.plaintext_in));
-        } else if self.plain_sent > 0
-            && self.plain.len() + self.io.plaintext_in > self.plain.capacity()
-        {
+        let incoming = self.io.plaintext_in;
+        if self.plain_sent > 0 && self.plain.len() + incoming > self.plain.capacity() {
             // Drop the sent prefix rather than grow past the allocation: what is kept is then
             // the unsent bytes only, at most the budget plus one record.
             self.plain.drain(..self.plain_sent);
             self.plain_sent = 0;
+        }
+        let need = self.plain.len() + incoming;
+        if need > self.plain.capacity() {
+            // A full record means a bulk transfer: one allocation of the usual batch size rather
+            // than a doubling series. Short ones (interactive traffic) grow the usual way, from
+            // just their size.
+            if incoming >= crate::MAX_RECORD_PLAINTEXT {
+                let batch = need.max(self.config.to_backend_budget.clamp(1, PLAIN_BATCH));
+                self.plain.reserve_exact(batch - self.plain.len());
+            } else {
+                self.plain.reserve(incoming);
+            }
         }
         loop {
             let chunk = self.tls.plaintext();
