@@ -1,5 +1,6 @@
 //! OCSP stapling: a DER response beside the PEM (`site.pem.ocsp`) is stapled, as OpenSSL's
-//! client sees it; a file that is no successful OCSP response stops the start with its name.
+//! client sees it, at start or after SIGHUP; a file that is no successful OCSP response stops
+//! the start with its name.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -113,4 +114,30 @@ fn a_bad_response_file_stops_the_start_and_names_the_file() {
     assert!(out.stderr.contains("OCSP response"), "{}", out.stderr);
     assert!(out.stderr.contains(&ocsp), "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn a_response_written_later_is_stapled_after_sighup() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let backend = stud_tests::net::echo_backend();
+    let stud = Stud::serve(&stud_bin!(), &pki.site_pem, backend, &[]);
+    let status = || stud_tests::net::s_client(stud.addr, &["-servername", "localhost", "-status"]);
+    assert!(status().contains("OCSP response: no response sent"));
+    // The operator's cron job fetches a response, then signals stud.
+    let ocsp = Path::new(&format!("{}.ocsp", s(&pki.site_pem))).to_path_buf();
+    make_response(&pki, &ocsp);
+    stud.signal(libc::SIGHUP);
+    stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
+    // New workers staple it (retry while they start and the old ones stop accepting).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !status().contains("OCSP Response Status: successful") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the response was never stapled after SIGHUP: {}",
+            stud.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
