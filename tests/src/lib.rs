@@ -26,13 +26,37 @@ macro_rules! stud_bin {
     };
 }
 
-/// Fails the test with a clear message when an external program it needs is missing.
-pub fn require_tool(name: &str) {
-    let found = std::env::var_os("PATH")
+/// Whether `name` is an executable on `PATH`.
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-        .unwrap_or(false);
+        .unwrap_or(false)
+}
+
+/// Fails the test with a clear message when a program every supported machine has (openssl,
+/// curl, python3) is missing.
+pub fn require_tool(name: &str) {
     assert!(
-        found,
+        on_path(name),
         "this test needs `{name}` on PATH (see .ci/apt-packages); install it and rerun"
     );
+}
+
+/// Whether an optional peer (haproxy, gnutls-cli, go, java, testssl, ...) is on `PATH`.
+///
+/// When it is missing the test should return at once: this prints one line naming the tool and
+/// returns `false`. With `STUD_TEST_STRICT=1` (set by `.ci/run`, which installs every peer) a
+/// missing tool fails the test instead, so CI never skips silently.
+#[must_use]
+pub fn optional_tool(name: &str) -> bool {
+    if on_path(name) {
+        return true;
+    }
+    let strict = std::env::var_os("STUD_TEST_STRICT").is_some_and(|v| v == "1");
+    assert!(
+        !strict,
+        "STUD_TEST_STRICT=1 and `{name}` is not on PATH (see .ci/apt-packages)"
+    );
+    eprintln!("skipped: `{name}` is not installed (STUD_TEST_STRICT=1 makes this a failure)");
+    false
 }
