@@ -75,6 +75,7 @@ fn fail(message: &str) -> i32 {
 
 fn run(mut args: Args) -> Result<i32, String> {
     sys::ignore_sigpipe().map_err(|e| format!("cannot ignore SIGPIPE: {e}"))?;
+    setup::absolute_paths(&mut args)?;
     if args.ticket_secret_bytes.is_none() && args.ticket_secret.is_none() {
         // One random secret for the life of this stud, so a reload keeps resuming sessions.
         args.ticket_secret_bytes = Some(setup::random_secret()?);
@@ -185,8 +186,7 @@ fn run(mut args: Args) -> Result<i32, String> {
         }
     }
     if let Some(detached) = detached {
-        sys::stdio_to_dev_null().map_err(|e| format!("cannot redirect stdio: {e}"))?;
-        detached.ready();
+        detached.ready()?;
     }
     Ok(supervisor.run())
 }

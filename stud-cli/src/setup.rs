@@ -14,6 +14,27 @@ use crate::args::Args;
 use crate::listen::describe;
 use crate::sys;
 
+/// Makes every path the configuration names absolute, against the directory stud was started
+/// in: `--daemon` changes directory to `/` and a reload reads the files again from there, so a
+/// relative path would name another file (or none) by then.
+pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
+    let absolute = |path: &mut PathBuf| -> Result<(), String> {
+        *path = std::path::absolute(&*path)
+            .map_err(|e| format!("cannot make {} absolute: {}", path.display(), describe(&e)))?;
+        Ok(())
+    };
+    for path in args
+        .pems
+        .iter_mut()
+        .chain(args.pidfile.as_mut())
+        .chain(args.ticket_secret.as_mut())
+        .chain(args.chroot.as_mut())
+    {
+        absolute(path)?;
+    }
+    Ok(())
+}
+
 /// Builds the shared TLS configuration; returns it with the warnings to show the operator.
 pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String> {
     let mut warnings = Vec::new();
@@ -179,19 +200,33 @@ pub(crate) fn drop_privileges(p: &Privileges) -> Result<(), String> {
 #[derive(Debug)]
 pub(crate) struct Detached {
     ready: OwnedFd,
+    /// `/dev/null`, opened before anything could change the root directory.
+    null: std::fs::File,
 }
 
 impl Detached {
-    /// Tells the waiting foreground process that start-up succeeded; it then exits 0.
-    pub(crate) fn ready(self) {
+    /// Points stdio at `/dev/null` and tells the waiting foreground process that start-up
+    /// succeeded; it then exits 0.
+    pub(crate) fn ready(self) -> Result<(), String> {
+        sys::stdio_to(&self.null)
+            .map_err(|e| format!("cannot redirect stdio to {DEV_NULL}: {}", describe(&e)))?;
         let mut file = std::fs::File::from(self.ready);
         let _ = std::io::Write::write_all(&mut file, b"1");
+        Ok(())
     }
 }
+
+/// Where a daemon's stdio goes.
+const DEV_NULL: &str = "/dev/null";
 
 /// Forks into the background. Returns in the daemon only; the foreground process exits with 0
 /// once the daemon reports ready, or 2 if the daemon dies first.
 pub(crate) fn daemonize() -> Result<Detached, String> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(DEV_NULL)
+        .map_err(|e| format!("cannot open {DEV_NULL}: {}", describe(&e)))?;
     let (rx, tx) = sys::pipe().map_err(|e| format!("cannot create a pipe: {}", describe(&e)))?;
     match sys::fork().map_err(|e| format!("cannot fork: {}", describe(&e)))? {
         sys::Forked::Parent(_) => {
@@ -214,7 +249,7 @@ pub(crate) fn daemonize() -> Result<Detached, String> {
             drop(rx);
             sys::new_session().map_err(|e| format!("setsid failed: {}", describe(&e)))?;
             std::env::set_current_dir("/").map_err(|e| format!("cannot chdir to /: {e}"))?;
-            Ok(Detached { ready: tx })
+            Ok(Detached { ready: tx, null })
         }
     }
 }
@@ -226,10 +261,10 @@ pub(crate) struct PidFile {
 }
 
 impl PidFile {
-    /// Writes our pid to `path` (absolute, so removal works after `chdir /`).
+    /// Writes our pid to `path` (made absolute by [`absolute_paths`] before `--daemon` changed
+    /// directory).
     pub(crate) fn create(path: &Path) -> Result<PidFile, String> {
-        let path = std::path::absolute(path)
-            .map_err(|e| format!("bad pidfile path {}: {e}", path.display()))?;
+        let path = path.to_path_buf();
         std::fs::write(&path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("cannot write pidfile {}: {}", path.display(), describe(&e)))?;
         Ok(PidFile { path })

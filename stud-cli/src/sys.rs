@@ -248,15 +248,11 @@ pub(crate) fn new_session() -> io::Result<()> {
     Ok(())
 }
 
-/// Points stdin, stdout and stderr at /dev/null.
-pub(crate) fn stdio_to_dev_null() -> io::Result<()> {
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
+/// Points stdin, stdout and stderr at `null` (an open `/dev/null`, opened before any chroot).
+pub(crate) fn stdio_to(null: &impl AsFd) -> io::Result<()> {
     for target in 0..=2 {
         // SAFETY: dup2 onto the standard descriptors, which std's stdio handles keep using.
-        check(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+        check(unsafe { libc::dup2(null.as_fd().as_raw_fd(), target) })?;
     }
     Ok(())
 }

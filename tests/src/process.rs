@@ -232,7 +232,17 @@ pub struct Finished {
 
 /// Runs `stud` to completion (bounded by [`TIMEOUT`]).
 pub fn run(bin: &Path, args: &[&str]) -> Finished {
-    let mut child = Command::new(bin)
+    run_in(bin, None, args)
+}
+
+/// Runs `stud` to completion (bounded by [`TIMEOUT`]) in the working directory `dir` (this
+/// process's when `None`), so relative paths are resolved the way an operator's shell would.
+pub fn run_in(bin: &Path, dir: Option<&Path>, args: &[&str]) -> Finished {
+    let mut command = Command::new(bin);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
