@@ -1,8 +1,9 @@
 //! The `stud` daemon: stud's command line over the `stud-core` engine and its reference driver.
 //!
-//! The parent process parses the flags, loads the certificate once, binds the frontends, drops
-//! privileges and forks the workers ([`supervisor`]); each worker runs one driver event loop
-//! ([`worker`]). All libc calls live in [`sys`].
+//! The parent process parses the flags, loads the certificate once, binds the frontends and forks
+//! the workers ([`supervisor`]), keeping its privileges so it can reload; each worker drops
+//! privileges (`-r`/`-u`/`-g`) right after fork and runs one driver event loop ([`worker`]). All
+//! libc calls live in [`sys`].
 //!
 //! Exit status: 0 on a clean stop (or `-t` success, `--help`, `--version`); 2 for any start-up
 //! error (bad flag, unreadable certificate, port in use, …), reported on one line as
@@ -127,7 +128,6 @@ fn run(mut args: Args) -> Result<i32, String> {
         .as_deref()
         .map(setup::PidFile::create)
         .transpose()?;
-    setup::drop_privileges(&privileges)?;
     let options = Options {
         backends: backends.clone(),
         keepalive: args.keepalive,
@@ -164,8 +164,9 @@ fn run(mut args: Args) -> Result<i32, String> {
         .map(|t| supervisor::Watchdog::new(args.workers, t))
         .transpose()
         .map_err(|e| format!("cannot set up the worker watchdog: {e}"))?;
-    let supervisor = supervisor::Supervisor::new(args.workers, listeners, setup, reload, watchdog)
-        .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let supervisor =
+        supervisor::Supervisor::new(args.workers, listeners, setup, reload, watchdog, privileges)
+            .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let backend_list = backends
         .iter()
         .map(ToString::to_string)

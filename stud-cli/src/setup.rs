@@ -1,6 +1,11 @@
-//! What the parent does once, before any worker exists: load the certificate into a `Config`,
-//! resolve the backend, look up the user and group, detach, write the pidfile, chroot and drop
-//! privileges.
+//! What the parent does once, before any worker exists: make the paths absolute, load the
+//! certificate into a `Config`, resolve the backend, look up the user and group, detach and write
+//! the pidfile; and the privilege drop each worker applies to itself right after fork.
+//!
+//! The parent keeps its privileges and its root directory for its whole life (as hitch's manager
+//! does): it alone reads the configuration, on start and on every SIGHUP, so it must still reach
+//! a root-only key and paths outside the chroot, and remove the pidfile at exit. Only workers,
+//! which hold the configuration in memory already, chroot and become `-u`/`-g`.
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -126,8 +131,8 @@ pub(crate) fn backends(args: &Args) -> Result<Vec<SocketAddr>, String> {
     args.backend.resolve()
 }
 
-/// Who to become after binding.
-#[derive(Debug, Default)]
+/// Who a worker becomes right after fork.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Privileges {
     chroot: Option<PathBuf>,
     uid: Option<u32>,
@@ -179,7 +184,8 @@ pub(crate) fn resolve_privileges(args: &Args) -> Result<Privileges, String> {
     })
 }
 
-/// chroot, then the group, then the user: after the user nothing else would be permitted.
+/// chroot, then the group, then the user: after the user nothing else would be permitted. Called
+/// in a worker before it serves anything; a worker for which this fails must exit.
 pub(crate) fn drop_privileges(p: &Privileges) -> Result<(), String> {
     if let Some(dir) = &p.chroot {
         std::os::unix::fs::chroot(dir)

@@ -1,4 +1,5 @@
-//! The parent process: forks the workers, replaces the ones that die (with a back-off, so a
+//! The parent process: keeps its privileges and its root directory (so a reload can read what
+//! start-up read), forks the workers, replaces the ones that die (with a back-off, so a
 //! crash loop cannot spin), reloads the configuration on SIGHUP, and on SIGTERM/SIGINT drains
 //! the workers and exits 0.
 //!
@@ -28,6 +29,7 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::time::{Duration, Instant};
 
 use crate::log;
+use crate::setup::Privileges;
 use crate::sys;
 use crate::worker::{self, WorkerSetup};
 
@@ -108,6 +110,8 @@ pub(crate) struct Supervisor {
     watchdog: Option<Watchdog>,
     /// Bumped by each reload; picks the half of the heartbeat board a generation uses.
     generation: usize,
+    /// What each worker drops to after fork (the parent keeps its own).
+    privileges: Privileges,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -127,6 +131,7 @@ impl Supervisor {
         setup: WorkerSetup,
         reload: Reload,
         watchdog: Option<Watchdog>,
+        privileges: Privileges,
     ) -> std::io::Result<Supervisor> {
         let (rx, tx) = sys::pipe()?;
         // Handlers go in now, before anyone is told we are listening: a signal sent from then
@@ -150,6 +155,7 @@ impl Supervisor {
             retired: Vec::new(),
             watchdog,
             generation: 0,
+            privileges,
         })
     }
 
@@ -450,7 +456,14 @@ impl Supervisor {
                 let setup = self.setup.clone();
                 // The parent's self-pipe is not ours to keep.
                 drop(self.pipe.take());
-                std::process::exit(worker::run(setup, mine, parent, &mask, heartbeat))
+                std::process::exit(worker::run(
+                    setup,
+                    mine,
+                    parent,
+                    &mask,
+                    heartbeat,
+                    &self.privileges,
+                ))
             }
         }
     }

@@ -1,5 +1,6 @@
-//! A worker process: one driver event loop over the listeners it was given, until SIGTERM
-//! (graceful drain) or its parent's death.
+//! A worker process: drops privileges (`-r`, `-g`, `-u`) the moment it exists, then runs one
+//! driver event loop over the listeners it was given, until SIGTERM (graceful drain) or its
+//! parent's death. A worker that cannot drop privileges exits rather than serve as root.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use stud_core::driver::{ConnStats, Observer, Options, Server};
 use stud_core::{CloseReason, Config};
 
 use crate::log::{self, RateLimit};
+use crate::setup::{self, Privileges};
 use crate::sys;
 
 /// Most handshake-failure lines a worker writes per second.
@@ -95,14 +97,24 @@ pub(crate) struct WorkerSetup {
 /// Runs a worker in a freshly forked child and returns its exit status.
 ///
 /// `parent` is the pid of the supervisor that forked us; `mask` is the signal mask to restore
-/// once our own handlers are in place (the parent blocked everything around fork).
+/// once our own handlers are in place (the parent blocked everything around fork); `privileges`
+/// is what to become before anything else.
 pub(crate) fn run(
     setup: WorkerSetup,
     listeners: Vec<TcpListener>,
     parent: i32,
     mask: &sys::SignalMask,
     heartbeat: Option<Heartbeat>,
+    privileges: &Privileges,
 ) -> i32 {
+    // First, while no client byte has been read. Before prctl too: a change of credentials
+    // clears the parent-death signal.
+    if let Err(e) = setup::drop_privileges(privileges) {
+        log::error(&format!(
+            "worker cannot drop privileges, exiting rather than serving as root: {e}"
+        ));
+        return 1;
+    }
     // Die with the parent; then close the race where it died before prctl took effect.
     if let Err(e) = sys::die_with_parent() {
         log::error(&format!("cannot ask to die with the parent: {e}"));

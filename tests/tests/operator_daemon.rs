@@ -2,11 +2,14 @@
 //! in, a chroot, an unprivileged user, certificates rotated on disk and SIGHUP, SIGTERM at the
 //! end with the pidfile removed.
 
+use std::time::Duration;
 use stud_tests::daemon::{echoes, served_with, Daemon};
 use stud_tests::net::{self, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
-use stud_tests::process::effective_uid;
-use stud_tests::stud_bin;
+
+use stud_tests::process::{alive, effective_uid, send_signal, Stud};
+use stud_tests::procfs::children;
+use stud_tests::{stud_bin, TIMEOUT};
 
 /// Whether this test may use -u/-g/-r (it prints why not, once, when it may not).
 fn root() -> bool {
@@ -95,4 +98,142 @@ fn a_chrooted_daemon_starts_and_serves() {
         b"jailed",
     );
     daemon.stop();
+}
+
+/// A field of /proc/PID/status, its first value.
+fn status_field(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// Writes `contents` to `path` readable by root alone, the way a key is rotated: a new file
+/// renamed over the old one.
+fn write_root_only(path: &std::path::Path, contents: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("new");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .expect("create key file");
+    std::io::Write::write_all(&mut file, contents).expect("write key file");
+    std::fs::rename(&tmp, path).expect("rename key file");
+}
+
+#[test]
+fn an_unprivileged_chrooted_daemon_reloads_a_root_only_key_and_removes_its_pidfile() {
+    if !root() {
+        return;
+    }
+    let old = Pki::new();
+    let new = Pki::new();
+    let dir = TempDir::new();
+    let jail = TempDir::new();
+    let pem = dir.path().join("site.pem");
+    write_root_only(&pem, &std::fs::read(&old.site_pem).expect("old pem"));
+    let port = net::free_port();
+    let f = format!("127.0.0.1,{port}");
+    let b = echo_backend().to_string();
+    let daemon = Daemon::start(
+        &stud_bin!(),
+        dir.path(),
+        &[
+            "-u",
+            "nobody",
+            "-g",
+            "nogroup",
+            "-r",
+            jail.path().to_str().expect("utf-8"),
+            "-p",
+            "relative.pid",
+            "-f",
+            &f,
+            "-b",
+            &b,
+            "site.pem",
+        ],
+        "relative.pid".as_ref(),
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    echoes(
+        &mut served_with(addr, &net::client_config(&old.ca_der)),
+        b"old",
+    );
+
+    // The supervisor keeps root and the real root directory; its workers have neither.
+    assert_eq!(
+        status_field(daemon.pid, "Uid:"),
+        "0",
+        "the supervisor's uid"
+    );
+    let root_of = |pid: i32| std::fs::read_link(format!("/proc/{pid}/root")).expect("root link");
+    assert_eq!(root_of(daemon.pid), std::path::PathBuf::from("/"));
+    let workers = children(daemon.pid);
+    assert!(!workers.is_empty(), "no worker");
+    for pid in workers {
+        assert_eq!(status_field(pid, "Uid:"), "65534", "uid of worker {pid}");
+        assert_eq!(status_field(pid, "Gid:"), "65534", "gid of worker {pid}");
+        assert_eq!(root_of(pid), jail.path().canonicalize().expect("jail"));
+    }
+
+    write_root_only(&pem, &std::fs::read(&new.site_pem).expect("new pem"));
+    daemon.signal(libc::SIGHUP);
+    echoes(
+        &mut served_with(addr, &net::client_config(&new.ca_der)),
+        b"new",
+    );
+    assert!(daemon.stop(), "the pidfile outlived the daemon");
+}
+
+#[test]
+fn a_worker_that_cannot_drop_privileges_exits_instead_of_serving_as_root() {
+    if !root() {
+        return;
+    }
+    let pki = Pki::new();
+    let jail = TempDir::new();
+    let jail_path = jail.path().to_str().expect("utf-8").to_string();
+    let stud = Stud::serve(
+        &stud_bin!(),
+        &pki.site_pem,
+        echo_backend(),
+        &["-u", "nobody", "-r", &jail_path],
+    );
+    let worker = stud.worker_pids(1)[0];
+    // The chroot vanishes under the running daemon; the next worker cannot enter it.
+    drop(jail);
+    assert!(send_signal(worker, libc::SIGKILL));
+    stud.wait_lines(
+        |lines| {
+            let refusals = lines
+                .iter()
+                .filter(|l| l.contains("cannot drop privileges") && l.contains(&jail_path))
+                .count();
+            (refusals >= 2).then_some(())
+        },
+        TIMEOUT,
+    )
+    .unwrap_or_else(|| panic!("no refusal to serve; stderr:\n{}", stud.output()));
+    // Nobody serves: the handshake finds no worker to answer it.
+    let tcp = std::net::TcpStream::connect(stud.addr).expect("the backlog still takes it");
+    tcp.set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(
+        rustls::ClientConnection::new(
+            net::client_config(&pki.ca_der),
+            "localhost".try_into().expect("name"),
+        )
+        .expect("client"),
+        tcp,
+    );
+    assert!(
+        tls.conn.complete_io(&mut tls.sock).is_err(),
+        "a worker served without dropping privileges"
+    );
+    assert!(alive(stud.pid()), "the supervisor gave up");
 }

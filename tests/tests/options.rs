@@ -147,7 +147,7 @@ fn status_field(pid: i32, field: &str) -> String {
 }
 
 #[test]
-fn privileges_are_dropped_after_binding() {
+fn workers_drop_privileges_after_binding_and_the_supervisor_keeps_them() {
     if stud_tests::process::effective_uid() != 0 {
         eprintln!("note: not root; -u/-g/-r cannot be exercised here");
         return;
@@ -167,12 +167,16 @@ fn privileges_are_dropped_after_binding() {
         ],
     );
     let worker = stud.worker_pids(1)[0];
-    for pid in [stud.pid(), worker] {
-        assert_eq!(status_field(pid, "Uid:"), "65534", "uid of {pid}");
-        assert_eq!(status_field(pid, "Gid:"), "65534", "gid of {pid}");
-        let root = std::fs::read_link(format!("/proc/{pid}/root")).expect("root link");
-        assert_eq!(root, jail.path().canonicalize().expect("jail"));
-    }
+    assert_eq!(status_field(worker, "Uid:"), "65534", "uid of the worker");
+    assert_eq!(status_field(worker, "Gid:"), "65534", "gid of the worker");
+    let root = std::fs::read_link(format!("/proc/{worker}/root")).expect("root link");
+    assert_eq!(root, jail.path().canonicalize().expect("jail"));
+    // The supervisor keeps root, so it can read root-only keys again on SIGHUP.
+    assert_eq!(
+        status_field(stud.pid(), "Uid:"),
+        "0",
+        "uid of the supervisor"
+    );
     let mut tls = connect_retrying(stud.addr, &pki);
     echo_works(&mut tls);
 }
