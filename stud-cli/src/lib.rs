@@ -128,17 +128,15 @@ fn run(mut args: Args) -> Result<i32, String> {
         .as_deref()
         .map(setup::PidFile::create)
         .transpose()?;
-    let options = Options {
-        backends: backends.clone(),
-        keepalive: args.keepalive,
-        drain_timeout: args.drain_timeout,
-        max_connections: args.max_conns,
+    let options = Options::new(backends.iter().copied())
+        .with_keepalive(args.keepalive)
+        .with_drain_timeout(args.drain_timeout)
+        .with_max_connections(args.max_conns)
         // Signs of life four times per watchdog period, at most once a second.
-        heartbeat: args
-            .worker_timeout
-            .map(|t| (t / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))),
-        ..Options::default()
-    };
+        .with_heartbeat(
+            args.worker_timeout
+                .map(|t| (t / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))),
+        );
     let log_conns = args.log_conns;
     let setup = worker::WorkerSetup {
         config: Arc::new(config),

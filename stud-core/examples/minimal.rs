@@ -6,16 +6,13 @@
 //! `site.pem` holds the certificate chain and the private key, as stud has always taken them.
 
 use std::sync::Arc;
-use stud_core::driver::{Options, Server};
+use stud_core::driver::{BackendAddr, Options, Server};
 use stud_core::Config;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pem = std::env::args().nth(1).unwrap_or_else(|| "site.pem".into());
     let config = Arc::new(Config::builder().pem_file(pem).build()?);
-    let options = Options {
-        backends: vec!["127.0.0.1:8000".parse()?],
-        ..Options::default()
-    };
+    let options = Options::new(["127.0.0.1:8000".parse::<BackendAddr>()?]);
     let mut server = Server::bind(config, "0.0.0.0:8443".parse()?, options)?;
     eprintln!("listening on {:?}", server.local_addrs());
     server.run()?;

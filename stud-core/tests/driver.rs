@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use driver_support::*;
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
-use stud_core::driver::Options;
 use stud_core::{ClientAddressMode, CloseReason};
 
 #[test]
@@ -350,10 +349,7 @@ fn heartbeats_come_at_their_interval_while_idle_and_never_without_one() {
     let backend = Backend::echo();
     let beating = Running::start(
         config(|b| b),
-        Options {
-            heartbeat: Some(Duration::from_millis(100)),
-            ..options(&[backend.addr])
-        },
+        options(&[backend.addr]).with_heartbeat(Some(Duration::from_millis(100))),
     );
     let quiet = Running::start(config(|b| b), options(&[backend.addr]));
     // An idle loop wakes for its heartbeats: five arrive (bounded wait, for a loaded machine).

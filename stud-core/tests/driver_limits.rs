@@ -11,15 +11,12 @@ use std::time::{Duration, Instant};
 use driver_support::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use stud_core::driver::{Observer, Options, Server};
+use stud_core::driver::{Observer, Server};
 
 #[test]
 fn accepting_pauses_at_max_connections_and_resumes_below_it() {
     let backend = Backend::echo();
-    let opts = Options {
-        max_connections: Some(2),
-        ..options(&[backend.addr])
-    };
+    let opts = options(&[backend.addr]).with_max_connections(Some(2));
     let mut server = Running::start(config(|b| b), opts);
     let mut first = tls_connect(server.addr);
     let mut second = tls_connect(server.addr);

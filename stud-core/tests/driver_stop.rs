@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use driver_support::*;
-use stud_core::driver::{Options, Server};
+use stud_core::driver::Server;
 use stud_core::CloseReason;
 
 fn refuses_connections(addr: std::net::SocketAddr) -> bool {
@@ -55,10 +55,7 @@ fn graceful_stop_drains_an_in_flight_transfer_then_returns() {
 #[test]
 fn the_drain_deadline_aborts_what_is_left() {
     let backend = Backend::echo();
-    let opts = Options {
-        drain_timeout: Duration::from_millis(300),
-        ..options(&[backend.addr])
-    };
+    let opts = options(&[backend.addr]).with_drain_timeout(Duration::from_millis(300));
     let mut server = Running::start(config(|b| b), opts);
     let mut tls = tls_connect(server.addr);
     tls.write_all(b"x").expect("write");

@@ -141,11 +141,8 @@ pub unsafe extern "C" fn stud_server_new(
             Err(r) => return r,
         };
         let server_out = try_out!(server_out);
-        let mut options = Options {
-            backends: vec![backend],
-            max_connections: (max_connections > 0).then_some(max_connections),
-            ..Options::default()
-        };
+        let mut options =
+            Options::new([backend]).with_max_connections((max_connections > 0).then_some(max_connections));
         if drain_timeout_ms > 0 {
             options.drain_timeout = Duration::from_millis(drain_timeout_ms);
         }

@@ -56,10 +56,7 @@ fn main() -> ExitCode {
         socket.set_reuse_address(true)?;
         socket.bind(&front.into())?;
         socket.listen(backlog)?;
-        let mut options = Options {
-            backends: vec![back],
-            ..Options::default()
-        };
+        let mut options = Options::new([back]);
         if let Some(n) = env("STUD_EXP_SCRATCH") {
             options.scratch_size = n;
         }

@@ -3,17 +3,39 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use stud_core::driver::{Options, Server};
+//! use stud_core::driver::{BackendAddr, Options, Server};
 //! use stud_core::Config;
 //!
 //! let config = Arc::new(Config::builder().pem_file("site.pem").build()?);
-//! let options = Options { backends: vec!["127.0.0.1:8000".parse()?], ..Options::default() };
+//! let backend: BackendAddr = "127.0.0.1:8000".parse()?;
+//! let options = Options::new([backend]).with_max_connections(Some(10_000));
 //! let mut server = Server::bind(config, "0.0.0.0:443".parse()?, options)?;
 //! let stop = server.stop_handle(); // stop.stop() from another thread ends run() gracefully
 //! # let _ = stop;
 //! server.run()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Each listener may serve its own configuration (certificates, protocols, SNI policy): pair them
+//! as [`Frontend`]s and use [`Server::with_frontends`]. A backend is a TCP address or the path of
+//! a UNIX socket ([`BackendAddr`]).
+//!
+//! # Backend connections
+//!
+//! The connect is nonblocking and starts only once the client's handshake is done. With several
+//! backend addresses, each new connection starts at the next one (round-robin); an address that
+//! refuses, or does not answer within its share of the connect timeout, passes the connection on
+//! to the following one, and when all have failed the client is closed with
+//! [`CloseReason::BackendConnectFailed`](crate::CloseReason::BackendConnectFailed).
+//!
+//! TCP backend sockets get TCP_NODELAY and the keepalive of [`Options::keepalive`]; UNIX ones
+//! need neither. With [`Options::source_addrs`], each TCP connect binds the next source address
+//! of its backend's family, with `IP_BIND_ADDRESS_NO_PORT` on Linux so that the kernel still picks
+//! the port per destination: each source address adds a whole ephemeral port range (one address
+//! alone caps a backend at about 28,000 concurrent connections with Linux's default range).
+//!
+//! The client-address header (`write-ip`, PROXY v1/v2) always describes the client's TCP
+//! connection — its source and the frontend's local address — whatever the backend's transport.
 //!
 //! # How one wake is spent
 //!
@@ -35,6 +57,8 @@
 //! removed from the poller, because epoll reports hang-ups even with an empty interest set and a
 //! level-triggered hang-up nobody reads would wake the loop forever.
 
+mod backend;
+mod frontend;
 mod ratelimit;
 mod server;
 mod session;
@@ -42,21 +66,44 @@ mod sockets;
 mod stop;
 mod timers;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+pub use backend::{BackendAddr, InvalidBackendAddr};
+pub use frontend::Frontend;
 pub use server::Server;
 pub use std::os::fd::RawFd;
 pub use stop::StopHandle;
 
-/// Driver options (all have defaults via [`Default`]).
+/// Driver options: [`Options::new`] with the backend addresses, then the `with_*` setters for
+/// the rest (or assign the public fields). Every field has a default ([`Default`] points at
+/// `127.0.0.1:8000`). New options are added without breaking callers, so the struct cannot be
+/// built with a literal outside this crate.
+///
+/// ```
+/// use std::time::Duration;
+/// use stud_core::driver::{BackendAddr, Options};
+///
+/// let options = Options::new(["/run/varnish.sock".parse::<BackendAddr>()?])
+///     .with_keepalive(None)
+///     .with_drain_timeout(Duration::from_secs(5));
+/// assert_eq!(options.backends[0].to_string(), "/run/varnish.sock");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
-    /// Backend addresses, tried in order; at least one. A connect that fails (refused,
-    /// unreachable) moves on at once, one that gets no answer after an equal share of the time
-    /// left before the connect deadline (the last address gets all of it).
-    pub backends: Vec<SocketAddr>,
-    /// SO_KEEPALIVE idle time on both sockets (None = off).
+    /// Backend addresses; at least one. Each new connection starts at the next address in turn.
+    /// A connect that fails (refused, unreachable, no such socket) moves on to the following
+    /// address at once, one that gets no answer after an equal share of the time left before the
+    /// connect deadline (the last address tried gets all of it).
+    pub backends: Vec<BackendAddr>,
+    /// Local addresses to bind TCP backend connections from, used in turn (each connect takes
+    /// the next one of its backend's family). Empty: the kernel chooses, as for any outgoing
+    /// connection. Every address must belong to this host, and every TCP backend must have one
+    /// of its family; [`Server::with_frontends`] checks both.
+    pub source_addrs: Vec<IpAddr>,
+    /// SO_KEEPALIVE idle time on both TCP sockets (None = off).
     pub keepalive: Option<Duration>,
     /// Max accepts per wake per listener.
     pub accept_batch: usize,
@@ -74,7 +121,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            backends: vec![SocketAddr::from(([127, 0, 0, 1], 8000))],
+            backends: vec![BackendAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8000)))],
+            source_addrs: Vec::new(),
             keepalive: Some(Duration::from_secs(3600)),
             accept_batch: 64,
             drain_timeout: Duration::from_secs(30),
@@ -82,6 +130,66 @@ impl Default for Options {
             scratch_size: 64 * 1024,
             heartbeat: None,
         }
+    }
+}
+
+impl Options {
+    /// Default options with these backend addresses (anything that converts into a
+    /// [`BackendAddr`]: a `SocketAddr`, a `PathBuf`, or a `BackendAddr`).
+    pub fn new<A: Into<BackendAddr>>(backends: impl IntoIterator<Item = A>) -> Options {
+        Options {
+            backends: backends.into_iter().map(Into::into).collect(),
+            ..Options::default()
+        }
+    }
+
+    /// Sets [`Options::source_addrs`].
+    #[must_use]
+    pub fn with_source_addrs(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Options {
+        self.source_addrs = addrs.into_iter().collect();
+        self
+    }
+
+    /// Sets [`Options::keepalive`].
+    #[must_use]
+    pub fn with_keepalive(mut self, idle: Option<Duration>) -> Options {
+        self.keepalive = idle;
+        self
+    }
+
+    /// Sets [`Options::accept_batch`].
+    #[must_use]
+    pub fn with_accept_batch(mut self, batch: usize) -> Options {
+        self.accept_batch = batch;
+        self
+    }
+
+    /// Sets [`Options::drain_timeout`].
+    #[must_use]
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Options {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Options::max_connections`].
+    #[must_use]
+    pub fn with_max_connections(mut self, max: Option<usize>) -> Options {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets [`Options::scratch_size`].
+    #[must_use]
+    pub fn with_scratch_size(mut self, bytes: usize) -> Options {
+        self.scratch_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::heartbeat`].
+    #[must_use]
+    pub fn with_heartbeat(mut self, interval: Option<Duration>) -> Options {
+        self.heartbeat = interval;
+        self
     }
 }
 

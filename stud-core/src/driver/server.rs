@@ -1,4 +1,5 @@
-//! The event loop: listeners, the stop channel, sessions and their deadlines on one poller.
+//! The event loop: frontends' listeners, the stop channel, sessions and their deadlines on one
+//! poller.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,9 +10,11 @@ use std::time::Duration;
 
 use polling::{Events, Poller};
 
+use super::backend::Endpoints;
+use super::frontend::Frontend;
 use super::ratelimit::{Backoff, WarningKind, Warnings};
 use super::session::{Ctx, Ready, Session};
-use super::sockets::{bind_listener, classify_accept_error, tune, AcceptFailure, Registration};
+use super::sockets::{classify_accept_error, tune, AcceptFailure, Registration};
 use super::stop::{StopChannel, StopHandle, StopRequest};
 use super::timers::Timers;
 use super::{NoObserver, Observer, Options};
@@ -49,6 +52,8 @@ enum Phase {
 #[derive(Debug)]
 struct Listener {
     socket: TcpListener,
+    /// The configuration of connections accepted here.
+    config: Arc<Config>,
     reg: Registration,
 }
 
@@ -91,8 +96,8 @@ impl Slots {
 ///
 /// See the [module documentation](super) for what one wake does and how work is bounded.
 pub struct Server {
-    config: Arc<Config>,
     options: Options,
+    endpoints: Endpoints,
     poller: Poller,
     listeners: Vec<Listener>,
     local_addrs: Vec<SocketAddr>,
@@ -125,38 +130,51 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Takes already-bound listeners (set nonblocking by `new`); the config is shared by all conns.
+    /// Takes already-bound listeners (set nonblocking by `new`) that all serve one configuration:
+    /// shorthand for [`Server::with_frontends`] with `config` on every listener.
     ///
-    /// Fails if `options.backends` is empty, or if the poller or the stop channel cannot be made.
+    /// Fails as [`Server::with_frontends`] does.
     pub fn new(
         config: Arc<Config>,
         listeners: Vec<TcpListener>,
         options: Options,
     ) -> io::Result<Server> {
-        if options.backends.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no backend address configured",
-            ));
-        }
+        let frontends = listeners
+            .into_iter()
+            .map(|l| Frontend::new(l, Arc::clone(&config)))
+            .collect();
+        Server::with_frontends(frontends, options)
+    }
+
+    /// Takes frontends, each a bound listener (set nonblocking here) with the configuration its
+    /// connections get.
+    ///
+    /// Fails with `InvalidInput` and a message saying what to fix when `options.backends` is
+    /// empty, a backend path cannot be a socket address, a source address in
+    /// `options.source_addrs` cannot be bound (it is not an address of this host), or a TCP
+    /// backend has no source address of its family; fails too if the poller or the stop channel
+    /// cannot be made.
+    pub fn with_frontends(frontends: Vec<Frontend>, options: Options) -> io::Result<Server> {
+        let endpoints = Endpoints::new(&options.backends, &options.source_addrs)?;
         let poller = Poller::new()?;
-        let mut local_addrs = Vec::with_capacity(listeners.len());
-        let mut server_listeners = Vec::with_capacity(listeners.len());
-        for socket in listeners {
-            socket.set_nonblocking(true)?;
-            local_addrs.push(socket.local_addr()?);
-            server_listeners.push(Listener {
-                socket,
+        let mut local_addrs = Vec::with_capacity(frontends.len());
+        let mut listeners = Vec::with_capacity(frontends.len());
+        for Frontend { listener, config } in frontends {
+            listener.set_nonblocking(true)?;
+            local_addrs.push(listener.local_addr()?);
+            listeners.push(Listener {
+                socket: listener,
+                config,
                 reg: Registration::default(),
             });
         }
         let stop = StopChannel::new()?;
         let mut server = Server {
-            config,
             scratch: vec![0u8; options.scratch_size.max(1)].into_boxed_slice(),
             options,
+            endpoints,
             poller,
-            listeners: server_listeners,
+            listeners,
             local_addrs,
             stop,
             stop_reg: Registration::default(),
@@ -193,8 +211,7 @@ impl Server {
 
     /// Convenience: bind one address (SO_REUSEADDR, backlog 1024) and build a server.
     pub fn bind(config: Arc<Config>, addr: SocketAddr, options: Options) -> io::Result<Server> {
-        let listener = bind_listener(addr)?;
-        Server::new(config, vec![listener], options)
+        Server::with_frontends(vec![Frontend::bind(addr, config)?], options)
     }
 
     /// Replaces the observer that hears about handshakes, closes and warnings.
@@ -356,6 +373,7 @@ impl Server {
             poller: &self.poller,
             scratch: &mut self.scratch,
             options: &self.options,
+            endpoints: &mut self.endpoints,
             observer: &mut *self.observer,
             warnings: &mut self.warnings,
         };
@@ -438,7 +456,8 @@ impl Server {
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
                     self.backoff.reset();
-                    self.add_session(stream, peer, now);
+                    let config = Arc::clone(&listener.config);
+                    self.add_session(config, stream, peer, now);
                 }
                 Err(e) => match classify_accept_error(&e) {
                     AcceptFailure::Empty => break,
@@ -460,7 +479,13 @@ impl Server {
         self.update_accepting(now);
     }
 
-    fn add_session(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn add_session(
+        &mut self,
+        config: Arc<Config>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) {
         if let Err(e) = stream.set_nonblocking(true) {
             self.warn(WarningKind::Connection, now, || {
                 format!("cannot make an accepted socket nonblocking: {e}")
@@ -473,7 +498,7 @@ impl Server {
         let Ok(local) = stream.local_addr() else {
             return;
         };
-        let conn = match Conn::new(self.config.clone(), now, peer, local) {
+        let conn = match Conn::new(config, now, peer, local) {
             Ok(conn) => conn,
             Err(e) => {
                 self.warn(WarningKind::Connection, now, || {

@@ -6,7 +6,9 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 
 use polling::Poller;
+use socket2::{SockRef, Socket};
 
+use super::backend::Endpoints;
 use super::ratelimit::{WarningKind, Warnings};
 use super::sockets::{finish_connect, start_connect, ConnectStart, Registration, SendNoSignal};
 use super::timers::TimerSlot;
@@ -24,6 +26,8 @@ pub(super) struct Ctx<'a> {
     /// The one read buffer shared by every connection.
     pub(super) scratch: &'a mut [u8],
     pub(super) options: &'a Options,
+    /// The backend destinations and source addresses, with their rotations.
+    pub(super) endpoints: &'a mut Endpoints,
     pub(super) observer: &'a mut dyn Observer,
     pub(super) warnings: &'a mut Warnings,
 }
@@ -32,6 +36,19 @@ impl Ctx<'_> {
     /// Reports a warning if its kind has not been reported in the last second.
     pub(super) fn warn(&mut self, kind: WarningKind, message: impl FnOnce() -> String) {
         if let Some(text) = self.warnings.check(kind, self.now, message) {
+            self.observer.warning(&text);
+        }
+    }
+
+    /// Reports a backend problem with the address of attempt `attempt` of a connection that
+    /// started at `first`; the text is built only if it is reported.
+    fn warn_attempt(&mut self, first: usize, attempt: usize, what: impl std::fmt::Display) {
+        let endpoints = &*self.endpoints;
+        let report = self.warnings.check(WarningKind::Backend, self.now, || {
+            let addr = &endpoints.destination(first, attempt).addr;
+            format!("backend {addr}: {what}")
+        });
+        if let Some(text) = report {
             self.observer.warning(&text);
         }
     }
@@ -56,10 +73,10 @@ enum Got {
     Failed,
 }
 
-/// Reads once from `stream` into `buf`, clearing `readable` when the socket is drained: at end
+/// Reads once from `stream` (a `&TcpStream` or `&Socket`) into `buf`, clearing `readable` when the socket is drained: at end
 /// of stream, on a failure, on EAGAIN, and after a short read (asking again would only return
 /// EAGAIN; polling is level-triggered, so bytes that arrive later wake the loop again).
-fn read_some(mut stream: &TcpStream, buf: &mut [u8], readable: &mut bool) -> Got {
+fn read_some(mut stream: impl Read, buf: &mut [u8], readable: &mut bool) -> Got {
     match stream.read(buf) {
         Ok(0) => {
             *readable = false;
@@ -88,15 +105,17 @@ fn read_some(mut stream: &TcpStream, buf: &mut [u8], readable: &mut bool) -> Got
 enum Backend {
     /// Not asked for yet (handshake in progress), or every address failed.
     None,
-    /// A nonblocking connect in progress; `next` is the index of the address to try after it.
+    /// A nonblocking connect in progress: attempt `attempt` (0, 1, …) of a connection whose
+    /// first attempt went to destination `first` (see [`Endpoints::destination`]).
     /// `give_up` is when this attempt yields to the next address: its share of the time left
     /// before the `Conn`'s connect deadline (`None` for the last address, which gets it all).
     Connecting {
-        stream: TcpStream,
-        next: usize,
+        stream: Socket,
+        first: usize,
+        attempt: usize,
         give_up: Option<Instant>,
     },
-    Connected(TcpStream),
+    Connected(Socket),
 }
 
 /// A connection and its sockets.
@@ -178,21 +197,16 @@ impl Session {
     /// A deadline may have passed.
     pub(super) fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
         if let Backend::Connecting {
-            next,
+            first,
+            attempt,
             give_up: Some(t),
             ..
         } = self.backend
         {
             if t <= ctx.now {
                 // This address has had its share of the connect timeout: on to the next one.
-                let addr = ctx.options.backends.get(next.wrapping_sub(1)).copied();
-                ctx.warn(WarningKind::Backend, || match addr {
-                    Some(addr) => {
-                        format!("backend {addr}: connect timed out; trying the next address")
-                    }
-                    None => "backend connect timed out; trying the next address".to_owned(),
-                });
-                self.connect_backend(ctx, next);
+                ctx.warn_attempt(first, attempt, "connect timed out; trying the next address");
+                self.connect_backend(ctx, first, attempt + 1);
                 self.drain_outputs(ctx);
             }
         }
@@ -337,7 +351,7 @@ impl Session {
         if want.client_write {
             match self
                 .conn
-                .write_client(ctx.now, &mut SendNoSignal(&self.client))
+                .write_client(ctx.now, &mut SendNoSignal(SockRef::from(&self.client)))
             {
                 Ok(n) => {
                     self.stats.bytes_to_client += n as u64;
@@ -347,7 +361,10 @@ impl Session {
             }
         }
         if let (true, Backend::Connected(stream)) = (want.backend_write, &self.backend) {
-            match self.conn.write_backend(ctx.now, &mut SendNoSignal(stream)) {
+            match self
+                .conn
+                .write_backend(ctx.now, &mut SendNoSignal(SockRef::from(stream)))
+            {
                 Ok(n) => {
                     self.stats.bytes_to_backend += n as u64;
                     progress |= n > 0;
@@ -373,7 +390,10 @@ impl Session {
                 break;
             };
             match action {
-                Action::ConnectBackend => self.connect_backend(ctx, 0),
+                Action::ConnectBackend => {
+                    let first = ctx.endpoints.start();
+                    self.connect_backend(ctx, first, 0);
+                }
                 Action::ShutdownBackendWrite => {
                     if let Backend::Connected(stream) = &self.backend {
                         // An error means the backend is gone; its next read says so.
@@ -390,33 +410,35 @@ impl Session {
 
     // ------------------------------------------------------------ backend connect
 
-    /// Tries the backend addresses from index `first` on, until one connects or is pending; when
-    /// none is left, tells the `Conn` the connect failed.
-    fn connect_backend(&mut self, ctx: &mut Ctx<'_>, first: usize) {
-        for (i, &addr) in ctx.options.backends.iter().enumerate().skip(first) {
-            match start_connect(addr, ctx.options.keepalive) {
+    /// Tries the backend destinations from attempt `attempt` of a connection that started at
+    /// `first` on, until one connects or is pending; when every destination has been tried,
+    /// tells the `Conn` the connect failed.
+    fn connect_backend(&mut self, ctx: &mut Ctx<'_>, first: usize, attempt: usize) {
+        let count = ctx.endpoints.len();
+        for attempt in attempt..count {
+            let source = ctx.endpoints.source_for(first, attempt);
+            let dest = ctx.endpoints.destination(first, attempt);
+            match start_connect(dest, source, ctx.options.keepalive) {
                 ConnectStart::Connected(stream) => {
                     self.set_backend(ctx.poller, Backend::Connected(stream));
                     self.conn.handle_backend_connected(ctx.now);
                     return;
                 }
                 ConnectStart::Pending(stream) => {
-                    let next = i + 1;
-                    let give_up = self.attempt_share(ctx, ctx.options.backends.len() - i);
+                    let give_up = self.attempt_share(ctx, count - attempt);
                     self.set_backend(
                         ctx.poller,
                         Backend::Connecting {
                             stream,
-                            next,
+                            first,
+                            attempt,
                             give_up,
                         },
                     );
                     return;
                 }
                 ConnectStart::Failed(e) => {
-                    ctx.warn(WarningKind::Backend, || {
-                        format!("backend {addr}: connect failed: {e}")
-                    });
+                    ctx.warn_attempt(first, attempt, format_args!("connect failed: {e}"));
                 }
             }
         }
@@ -429,7 +451,8 @@ impl Session {
         let backend = std::mem::replace(&mut self.backend, Backend::None);
         let Backend::Connecting {
             stream,
-            next,
+            first,
+            attempt,
             give_up,
         } = backend
         else {
@@ -446,15 +469,12 @@ impl Session {
                 // Put it back so that the retry unregisters it before closing it.
                 self.backend = Backend::Connecting {
                     stream,
-                    next,
+                    first,
+                    attempt,
                     give_up,
                 };
-                let addr = ctx.options.backends.get(next.wrapping_sub(1)).copied();
-                ctx.warn(WarningKind::Backend, || match addr {
-                    Some(addr) => format!("backend {addr}: connect failed: {e}"),
-                    None => format!("backend connect failed: {e}"),
-                });
-                self.connect_backend(ctx, next);
+                ctx.warn_attempt(first, attempt, format_args!("connect failed: {e}"));
+                self.connect_backend(ctx, first, attempt + 1);
             }
         }
         self.drain_outputs(ctx);

@@ -1,13 +1,16 @@
-//! Socket plumbing: listening, tuning, nonblocking connects, signal-free sends, and the
-//! poller registration (the driver's only `unsafe`).
+//! Socket plumbing: listening, tuning, nonblocking connects (TCP or UNIX, optionally from a
+//! source address), signal-free sends, and the poller registration. The driver's only `unsafe`
+//! lives here: the poller registration and one socket option socket2 does not offer.
 
 use std::io::{self, IoSlice, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use polling::{Event, PollMode, Poller};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, TcpKeepalive, Type};
+
+use super::backend::Destination;
 
 /// Sends with `MSG_NOSIGNAL`: a send to a reset peer fails with `EPIPE` instead of raising
 /// `SIGPIPE`, which would kill a C program embedding the driver. Where the flag does not exist
@@ -29,11 +32,12 @@ pub(super) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// TCP_NODELAY (stud once added 40 ms to every reply by leaving Nagle on) and keepalive.
+/// TCP_NODELAY (stud once added 40 ms to every reply by leaving Nagle on) and keepalive, for a
+/// TCP socket.
 ///
 /// Failures are ignored: they happen only on a socket the peer already reset, which the first
 /// read or write reports properly.
-pub(super) fn tune(stream: &TcpStream, keepalive: Option<Duration>) {
+pub(super) fn tune<S: AsFd>(stream: &S, keepalive: Option<Duration>) {
     let socket = SockRef::from(stream);
     let _ = socket.set_tcp_nodelay(true);
     if let Some(idle) = keepalive {
@@ -44,39 +48,111 @@ pub(super) fn tune(stream: &TcpStream, keepalive: Option<Duration>) {
 /// How a nonblocking connect began.
 #[derive(Debug)]
 pub(super) enum ConnectStart {
-    /// Connected at once (possible on loopback on some systems).
-    Connected(TcpStream),
+    /// Connected at once (possible on loopback on some systems; the rule for UNIX sockets).
+    Connected(Socket),
     /// In progress: wait for the socket to become writable, then [`finish_connect`].
-    Pending(TcpStream),
-    /// Failed at once (refused, unreachable, no socket).
+    Pending(Socket),
+    /// Failed at once (refused, unreachable, no socket, no such path, source not bindable).
     Failed(io::Error),
 }
 
-/// Opens a nonblocking, close-on-exec socket and starts connecting it to `addr`.
-pub(super) fn start_connect(addr: SocketAddr, keepalive: Option<Duration>) -> ConnectStart {
-    let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) {
+/// Opens a nonblocking, close-on-exec socket, binds it to `source` if given, and starts
+/// connecting it to `dest`. TCP sockets get [`tune`]d; UNIX ones have nothing to tune.
+pub(super) fn start_connect(
+    dest: &Destination,
+    source: Option<SocketAddr>,
+    keepalive: Option<Duration>,
+) -> ConnectStart {
+    // socket2 makes every socket close-on-exec.
+    let protocol = dest.is_tcp().then_some(Protocol::TCP);
+    let socket = match Socket::new(dest.sockaddr.domain(), Type::STREAM, protocol) {
         Ok(s) => s,
         Err(e) => return ConnectStart::Failed(e),
     };
     if let Err(e) = socket.set_nonblocking(true) {
         return ConnectStart::Failed(e);
     }
-    let result = socket.connect(&SockAddr::from(addr));
-    let stream: TcpStream = socket.into();
-    tune(&stream, keepalive);
+    if let Some(source) = source {
+        if let Err(e) = bind_source(&socket, source) {
+            return ConnectStart::Failed(io::Error::new(
+                e.kind(),
+                format!("cannot bind source address {}: {e}", source.ip()),
+            ));
+        }
+    }
+    let result = socket.connect(&dest.sockaddr);
+    if dest.is_tcp() {
+        tune(&socket, keepalive);
+    }
     match result {
-        Ok(()) => match refuse_self_connect(&stream) {
-            Ok(()) => ConnectStart::Connected(stream),
+        Ok(()) => match finish_connect(&socket) {
+            Ok(()) => ConnectStart::Connected(socket),
             Err(e) => ConnectStart::Failed(e),
         },
-        Err(e) if connect_failed_at_once(&e) => ConnectStart::Failed(e),
+        // A UNIX connect completes or fails at once; EAGAIN means the listen queue is full
+        // (TCP would retransmit its SYN instead), and there is nothing to wait for.
+        Err(e) if !dest.is_tcp() && e.kind() == io::ErrorKind::WouldBlock => {
+            ConnectStart::Failed(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the backend's listen queue is full",
+            ))
+        }
+        Err(e) if !dest.is_tcp() || connect_failed_at_once(&e) => ConnectStart::Failed(e),
         // EINPROGRESS (std has no stable name for it) or anything unexpected: the outcome is
         // read from the socket once it is writable, which is right in every case.
-        Err(_) => ConnectStart::Pending(stream),
+        Err(_) => ConnectStart::Pending(socket),
     }
 }
 
-/// Errors with which connect(2) fails for good before any handshake.
+/// Binds `socket` to `source` (port 0) for an outgoing connection. On Linux with
+/// `IP_BIND_ADDRESS_NO_PORT`, the port is chosen at connect time for the 4-tuple, so each source
+/// address offers the whole ephemeral range to every destination, instead of one range shared
+/// by all of them (what binding port 0 alone would reserve).
+fn bind_source(socket: &Socket, source: SocketAddr) -> io::Result<()> {
+    set_bind_address_no_port(socket)?;
+    socket.bind(&SockAddr::from(source))
+}
+
+/// Whether `source` can be bound as a source address (it is an address of this host): binds a
+/// throwaway socket to it, with no port reserved.
+pub(super) fn check_source(source: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(
+        Domain::for_address(source),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    bind_source(&socket, source)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)] // socket2 has no setter for this option; see SAFETY below.
+fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the fd is a valid open socket borrowed for the call, and the option value is a
+    // live `c_int` whose size is passed with it; setsockopt reads no more than that.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere binding port 0 reserves a port at bind time, as it always did.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_bind_address_no_port(_socket: &Socket) -> io::Result<()> {
+    Ok(())
+}
+
+/// Errors with which a TCP connect(2) fails for good before any handshake.
 fn connect_failed_at_once(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
@@ -96,14 +172,14 @@ fn connect_failed_at_once(e: &io::Error) -> bool {
 }
 
 /// The outcome of a pending connect whose socket became writable (or reported an error).
-pub(super) fn finish_connect(stream: &TcpStream) -> io::Result<()> {
-    if let Some(e) = stream.take_error()? {
+pub(super) fn finish_connect(socket: &Socket) -> io::Result<()> {
+    if let Some(e) = socket.take_error()? {
         return Err(e);
     }
     // Writable with no pending error yet not connected: the attempt failed and its error was
     // already consumed. It cannot be "still in progress": level-triggered epoll reports
     // writability only after the handshake ends.
-    refuse_self_connect(stream)
+    refuse_self_connect(socket)
 }
 
 /// Fails a connection whose two ends are the same address and port. TCP's simultaneous open lets
@@ -113,10 +189,13 @@ pub(super) fn finish_connect(stream: &TcpStream) -> io::Result<()> {
 ///
 /// This is also the check that the socket is connected at all (`peer_addr` fails with
 /// `ENOTCONN` otherwise). Any address of this host can meet itself this way, not only loopback
-/// ones, so the local address is always compared: one `getsockname` per backend connect.
-fn refuse_self_connect(stream: &TcpStream) -> io::Result<()> {
-    let peer = stream.peer_addr()?;
-    if stream.local_addr()? == peer {
+/// ones, so the local address is always compared: one `getsockname` per TCP backend connect.
+/// A UNIX socket cannot meet itself; for it only the connection is checked.
+fn refuse_self_connect(socket: &Socket) -> io::Result<()> {
+    let Some(peer) = socket.peer_addr()?.as_socket() else {
+        return Ok(());
+    };
+    if socket.local_addr()?.as_socket() == Some(peer) {
         return Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
             "connected to itself: nothing listens on the backend port",
@@ -168,15 +247,15 @@ pub(super) fn classify_accept_error(e: &io::Error) -> AcceptFailure {
 /// [`Conn::write_backend`](crate::Conn::write_backend) make (std's `write_vectored` is a plain
 /// writev(2), which raises `SIGPIPE` on a reset peer).
 #[derive(Debug)]
-pub(super) struct SendNoSignal<'a>(pub(super) &'a TcpStream);
+pub(super) struct SendNoSignal<'a>(pub(super) SockRef<'a>);
 
 impl Write for SendNoSignal<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS)
+        self.0.send_with_flags(buf, SEND_FLAGS)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        SockRef::from(self.0).send_vectored_with_flags(bufs, SEND_FLAGS)
+        self.0.send_vectored_with_flags(bufs, SEND_FLAGS)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -246,6 +325,15 @@ fn add(poller: &Poller, source: BorrowedFd<'_>, event: Event) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::BackendAddr;
+    use std::net::TcpStream;
+
+    fn tcp(addr: SocketAddr) -> Destination {
+        Destination {
+            addr: BackendAddr::Tcp(addr),
+            sockaddr: addr.into(),
+        }
+    }
 
     #[test]
     fn accept_errors_are_sorted() {
@@ -316,14 +404,13 @@ mod tests {
         socket.bind(&any.into()).expect("bind");
         let own = socket.local_addr().expect("addr");
         socket.connect(&own).expect("a self-connect succeeds");
-        let stream: TcpStream = socket.into();
-        assert_eq!(stream.local_addr().ok(), stream.peer_addr().ok());
-        let e = finish_connect(&stream).expect_err("a self-connect is no backend");
+        assert_eq!(socket.local_addr().ok(), socket.peer_addr().ok());
+        let e = finish_connect(&socket).expect_err("a self-connect is no backend");
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let other = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        finish_connect(&other).expect("an ordinary connection passes");
+        finish_connect(&Socket::from(other)).expect("an ordinary connection passes");
     }
 
     #[test]
@@ -337,7 +424,7 @@ mod tests {
             .ok()
             .and_then(|a| a.as_socket())
             .expect("port");
-        let stream = match start_connect(port, None) {
+        let stream = match start_connect(&tcp(port), None, None) {
             ConnectStart::Failed(e) => {
                 assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
                 return;
@@ -354,5 +441,54 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no outcome");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_source_address_is_bound_without_reserving_a_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        let source: SocketAddr = "127.0.0.2:0".parse().expect("address");
+        bind_source(&socket, source).expect("bind the source");
+        let bound = socket.local_addr().ok().and_then(|a| a.as_socket());
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            bound,
+            Some(source),
+            "IP_BIND_ADDRESS_NO_PORT leaves the port to connect time"
+        );
+        socket
+            .connect(&listener.local_addr().expect("addr").into())
+            .expect("connect");
+        let local = socket.local_addr().ok().and_then(|a| a.as_socket());
+        assert_eq!(local.map(|a| a.ip()), Some(source.ip()));
+        assert_ne!(local.map(|a| a.port()), Some(0));
+    }
+
+    #[test]
+    fn unix_connects_complete_at_once_or_fail_at_once() {
+        let dir = std::env::temp_dir().join(format!("stud-sockets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("backend.sock");
+        let _ = std::fs::remove_file(&path);
+        let dest = |p: &std::path::Path| Destination {
+            addr: BackendAddr::Unix(p.to_owned()),
+            sockaddr: SockAddr::unix(p).expect("path"),
+        };
+        match start_connect(&dest(&path), None, None) {
+            ConnectStart::Failed(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("a missing path must fail at once: {other:?}"),
+        }
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        match start_connect(&dest(&path), None, None) {
+            ConnectStart::Connected(_) => {}
+            other => panic!("a listening path must connect at once: {other:?}"),
+        }
+        drop(listener);
+        // The file stays, nothing listens: refused.
+        match start_connect(&dest(&path), None, None) {
+            ConnectStart::Failed(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+            other => panic!("a dead socket file must fail at once: {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

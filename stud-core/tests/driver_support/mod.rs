@@ -5,6 +5,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +32,33 @@ pub fn identity() -> &'static (String, CertificateDer<'static>) {
             cert.der().clone(),
         )
     })
+}
+
+/// A fresh P-256 identity for `localhost`, distinct from [`identity`] (a second frontend's
+/// certificate): (combined PEM, certificate DER).
+pub fn other_identity() -> (String, CertificateDer<'static>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("certificate");
+    (
+        format!("{}{}", cert.pem(), key.serialize_pem()),
+        cert.der().clone(),
+    )
+}
+
+/// A rustls client configuration trusting exactly `roots`.
+pub fn client_config_trusting(roots: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).expect("trust anchor");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Arc::new(cfg)
 }
 
 /// A server configuration with the test identity, adjusted by `f`.
@@ -220,10 +249,7 @@ impl Drop for Running {
 
 /// Options pointing at `backends`, everything else default.
 pub fn options(backends: &[SocketAddr]) -> Options {
-    Options {
-        backends: backends.to_vec(),
-        ..Options::default()
-    }
+    Options::new(backends.iter().copied())
 }
 
 // ---------------------------------------------------------------- backends
@@ -289,6 +315,86 @@ impl Backend {
 
     pub fn accepts(&self) -> usize {
         self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+/// A UNIX-socket backend in a directory of its own (removed on drop): each accepted connection
+/// goes to `handler` in its own thread.
+pub struct UnixBackend {
+    pub path: PathBuf,
+    pub accepts: Arc<AtomicUsize>,
+    _dir: TempDir,
+}
+
+impl UnixBackend {
+    pub fn spawn(handler: impl Fn(UnixStream) + Send + Sync + 'static) -> UnixBackend {
+        let dir = TempDir::new();
+        let path = dir.0.join("backend.sock");
+        let listener = UnixListener::bind(&path).expect("backend bind");
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let a = accepts.clone();
+        let handler = Arc::new(handler);
+        // The accept loop lives as long as the test process; it holds nothing else.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                let handler = handler.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(TIMEOUT));
+                    let _ = stream.set_write_timeout(Some(TIMEOUT));
+                    handler(stream);
+                });
+            }
+        });
+        UnixBackend {
+            path,
+            accepts,
+            _dir: dir,
+        }
+    }
+
+    /// Echoes every byte; on the client's end of stream, ends its own.
+    pub fn echo() -> UnixBackend {
+        UnixBackend::spawn(|mut stream| {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = stream.shutdown(Shutdown::Write);
+        })
+    }
+
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+/// A directory under the system's temporary directory, unique in this process, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("stud-driver-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -360,11 +466,16 @@ pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// Connects to `addr` and completes the TLS handshake (blocking, with timeouts).
 pub fn tls_connect(addr: SocketAddr) -> Tls {
+    tls_connect_with(addr, client_config())
+}
+
+/// [`tls_connect`] with a client configuration of the test's choice.
+pub fn tls_connect_with(addr: SocketAddr, client_config: Arc<rustls::ClientConfig>) -> Tls {
     let sock = TcpStream::connect(addr).expect("connect to the server");
     sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     sock.set_write_timeout(Some(TIMEOUT)).expect("timeout");
     let name = ServerName::try_from("localhost").expect("name");
-    let mut conn = ClientConnection::new(client_config(), name).expect("client");
+    let mut conn = ClientConnection::new(client_config, name).expect("client");
     let mut sock = sock;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock).expect("TLS handshake");
