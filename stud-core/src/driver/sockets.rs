@@ -489,6 +489,24 @@ mod tests {
             ConnectStart::Failed(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
             other => panic!("a dead socket file must fail at once: {other:?}"),
         }
+        // A listener that never accepts, with the shortest queue: once it is full, a connect
+        // fails at once rather than waiting (TCP would keep retransmitting its SYN).
+        let _ = std::fs::remove_file(&path);
+        let full = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
+        full.bind(&SockAddr::unix(&path).expect("path"))
+            .expect("bind");
+        full.listen(0).expect("listen");
+        let mut queued = Vec::new();
+        let e = loop {
+            assert!(queued.len() < 16, "the listen queue never filled");
+            match start_connect(&dest(&path), None, None) {
+                ConnectStart::Connected(s) => queued.push(s),
+                ConnectStart::Failed(e) => break e,
+                ConnectStart::Pending(_) => panic!("a UNIX connect is never pending"),
+            }
+        };
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(e.to_string().contains("listen queue is full"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
