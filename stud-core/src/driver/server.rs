@@ -239,6 +239,7 @@ impl Server {
     ///
     /// Once `run` has returned, the listeners are closed and a later call returns at once.
     pub fn run(&mut self) -> io::Result<()> {
+        warm_up_randomness();
         let capacity = NonZeroUsize::new(EVENTS_PER_WAKE).expect("EVENTS_PER_WAKE is not zero");
         let mut events = self
             .events
@@ -549,6 +550,21 @@ impl Server {
             listener.reg.clear(&self.poller, listener.socket.as_fd());
         }
     }
+}
+
+/// Draws once from the TLS library's random generator, so that the first client of a new process
+/// does not pay for seeding it.
+///
+/// aws-lc seeds its generator from CPU-jitter entropy once per process and again in every child
+/// after fork (a child must not share its parent's state), at the first draw: 20-30 ms on an idle
+/// machine, more while other processes compete for the CPU, as a daemon's freshly forked workers
+/// do. Drawing here, before the loop accepts anything, moves that cost out of the first handshake
+/// (see docs/architecture.md for the measurement). The seed is per process, so the thread that
+/// runs the loop is as good as any; a failure here would show again in the first handshake, where
+/// it is reported properly.
+fn warm_up_randomness() {
+    let mut byte = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut byte);
 }
 
 impl Drop for Server {
