@@ -225,19 +225,8 @@ fn each_new_connection_starts_at_the_next_backend_address() {
 
 #[test]
 fn backend_connections_come_from_each_source_address_in_turn() {
-    let (tx, rx) = mpsc::channel::<IpAddr>();
-    let tx = Mutex::new(tx);
-    let backend = Backend::spawn(move |mut stream| {
-        if let Ok(peer) = stream.peer_addr() {
-            let _ = tx.lock().expect("tx").send(peer.ip());
-        }
-        let mut buf = [0u8; 1024];
-        while let Ok(n @ 1..) = stream.read(&mut buf) {
-            if stream.write_all(&buf[..n]).is_err() {
-                return;
-            }
-        }
-    });
+    let (tx, rx) = mpsc::channel();
+    let backend = Backend::spawn(reporting_peers(tx));
     let sources: Vec<IpAddr> = ["127.0.0.2", "127.0.0.3"]
         .iter()
         .map(|s| s.parse().expect("address"))
@@ -249,9 +238,58 @@ fn backend_connections_come_from_each_source_address_in_turn() {
         let mut tls = tls_connect(server.addr);
         tls.write_all(b"x").expect("write");
         assert_eq!(read_exact(&mut tls, 1), b"x");
-        seen.push(rx.recv_timeout(TIMEOUT).expect("the backend saw a peer"));
+        seen.push(
+            rx.recv_timeout(TIMEOUT)
+                .expect("the backend saw a peer")
+                .ip(),
+        );
     }
     assert_eq!(seen, [sources[0], sources[1], sources[0], sources[1]]);
+    server.stop.stop_now();
+    server.join(TIMEOUT).expect("run");
+}
+
+/// A backend that reports each connection's source address on `tx` and echoes.
+fn reporting_peers(tx: mpsc::Sender<SocketAddr>) -> impl Fn(std::net::TcpStream) + Send + Sync {
+    let tx = Mutex::new(tx);
+    move |mut stream| {
+        if let Ok(peer) = stream.peer_addr() {
+            let _ = tx.lock().expect("tx").send(peer);
+        }
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn each_backend_family_takes_a_source_address_of_its_own_family() {
+    let Ok(v6) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    };
+    let (tx, rx) = mpsc::channel();
+    let backend_v4 = Backend::spawn(reporting_peers(tx.clone()));
+    let backend_v6 = Backend::serve(v6, reporting_peers(tx));
+    let sources: Vec<IpAddr> = ["::1", "127.0.0.2"]
+        .iter()
+        .map(|s| s.parse().expect("address"))
+        .collect();
+    let opts = options(&[backend_v4.addr, backend_v6.addr]).with_source_addrs(sources);
+    let mut server = Running::start(config(|b| b), opts);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let mut tls = tls_connect(server.addr);
+        tls.write_all(b"x").expect("write");
+        assert_eq!(read_exact(&mut tls, 1), b"x");
+        let peer = rx.recv_timeout(TIMEOUT).expect("a backend saw a peer");
+        seen.push(peer.ip().to_string());
+    }
+    // Alternating backends, each reached from the source of its family.
+    assert_eq!(seen, ["127.0.0.2", "::1", "127.0.0.2", "::1"]);
     server.stop.stop_now();
     server.join(TIMEOUT).expect("run");
 }

@@ -265,6 +265,14 @@ pub struct Backend {
 impl Backend {
     pub fn spawn(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("backend bind");
+        Backend::serve(listener, handler)
+    }
+
+    /// [`Backend::spawn`] on a listener of the test's choice (another address, IPv6).
+    pub fn serve(
+        listener: TcpListener,
+        handler: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> Backend {
         let addr = listener.local_addr().expect("backend addr");
         let accepts = Arc::new(AtomicUsize::new(0));
         let active = Arc::new(AtomicUsize::new(0));
