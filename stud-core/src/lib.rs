@@ -73,8 +73,9 @@
 //! older), an OpenSSL-style cipher list, timeouts, per-direction buffer budgets and the
 //! [`ClientAddressMode`]. Cryptography is rustls with the aws-lc-rs provider.
 
-// The engine has no unsafe code. `deny` rather than `forbid` lets the driver's one poller
-// registration (polling's `Poller::add` is unsafe) opt out locally, with its SAFETY note.
+// The engine has no unsafe code. `deny` rather than `forbid` lets the driver's two socket calls
+// that need it (polling's `Poller::add`, one setsockopt socket2 lacks) opt out locally, each
+// with its SAFETY note, in `driver/sockets.rs`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
