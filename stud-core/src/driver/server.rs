@@ -238,6 +238,9 @@ impl Server {
     /// drain_timeout, abort the rest, return Ok(()). Returns Err only for unrecoverable poller errors.
     ///
     /// Once `run` has returned, the listeners are closed and a later call returns at once.
+    ///
+    /// Before it accepts anything, `run` seeds the process's random generator (a few tens of
+    /// milliseconds in a freshly forked process), so that the first client does not wait for it.
     pub fn run(&mut self) -> io::Result<()> {
         warm_up_randomness();
         let capacity = NonZeroUsize::new(EVENTS_PER_WAKE).expect("EVENTS_PER_WAKE is not zero");

@@ -73,9 +73,10 @@ enum Got {
     Failed,
 }
 
-/// Reads once from `stream` (a `&TcpStream` or `&Socket`) into `buf`, clearing `readable` when the socket is drained: at end
-/// of stream, on a failure, on EAGAIN, and after a short read (asking again would only return
-/// EAGAIN; polling is level-triggered, so bytes that arrive later wake the loop again).
+/// Reads once from `stream` (a `&TcpStream` or a `&Socket`) into `buf`, clearing `readable` when
+/// the socket is drained: at end of stream, on a failure, on EAGAIN, and after a short read
+/// (asking again would only return EAGAIN; polling is level-triggered, so bytes that arrive later
+/// wake the loop again).
 fn read_some(mut stream: impl Read, buf: &mut [u8], readable: &mut bool) -> Got {
     match stream.read(buf) {
         Ok(0) => {
