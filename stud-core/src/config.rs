@@ -33,6 +33,8 @@ const MAX_BUDGET: usize = 64 << 20;
 /// The shared, immutable configuration of every [`Conn`](crate::Conn).
 pub struct Config {
     pub(crate) tls: Arc<rustls::ServerConfig>,
+    /// What the engine checks in the ClientHello before rustls sees it.
+    pub(crate) hello: tls::client_hello::HelloPolicy,
     pub(crate) handshake_timeout: Duration,
     pub(crate) backend_connect_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
@@ -336,7 +338,9 @@ impl ConfigBuilder {
 
     /// Refuse a handshake whose server name (SNI) no configured certificate covers with a key
     /// the client can verify, instead of answering with another certificate (default off). A
-    /// client that sends no server name is still served, as without this setting.
+    /// client that sends no server name is still served, as without this setting. A name no
+    /// certificate covers gets the fatal `unrecognized_name` alert (RFC 6066 §3); a covered name
+    /// whose certificates this client cannot verify fails as rustls fails it.
     pub fn sni_strict(mut self, yes: bool) -> Self {
         self.sni_strict = yes;
         self
@@ -507,7 +511,7 @@ impl ConfigBuilder {
         let mut versions = self.versions.clone();
         versions.sort();
         versions.dedup();
-        let tls = tls::server_config(tls::TlsSettings {
+        let setup = tls::server_config(tls::TlsSettings {
             identities: &identities,
             versions: &versions,
             suites,
@@ -519,7 +523,12 @@ impl ConfigBuilder {
             ticket_secret: ticket_secret.as_deref(),
         })?;
         Ok(Config {
-            tls,
+            tls: setup.config,
+            hello: tls::client_hello::HelloPolicy {
+                tls12: versions.contains(&TlsVersion::Tls12),
+                tls13: versions.contains(&TlsVersion::Tls13),
+                strict_names: setup.strict_names,
+            },
             handshake_timeout: self.handshake_timeout,
             backend_connect_timeout: self.backend_connect_timeout,
             idle_timeout: self.idle_timeout,

@@ -9,6 +9,7 @@ use crate::proxy_header::{
     encode_client_address, parse_proxy_header, ProxyHeaderParse, MAX_HEADER_LEN,
 };
 use crate::tls::alert_scan::AlertScan;
+use crate::tls::client_hello::{self, HelloReader, Refusal, Verdict};
 use crate::tls::{HandshakeInfo, IoState, Session};
 use crate::{CloseReason, Config, Instant, TlsError};
 
@@ -146,6 +147,14 @@ pub struct Conn {
     io: IoState,
     /// Watches for a plaintext close_notify while handshaking (rustls ignores one that early).
     alert_scan: AlertScan,
+    /// Whether the ClientHello was judged (see [`client_hello`]) and handed to rustls.
+    hello_judged: bool,
+    /// The client's first bytes while its ClientHello arrives in pieces (at most 64 KiB of
+    /// hello in a bounded number of records); empty once judged.
+    hello_in: Vec<u8>,
+    hello_reader: HelloReader,
+    /// A plaintext alert stud sends itself (refusing a ClientHello), and how much of it is sent.
+    own_alert: Option<([u8; 7], usize)>,
     event: Option<Box<HandshakeInfo>>,
     pending: Pending,
     close: Option<CloseReason>,
@@ -207,6 +216,10 @@ impl Conn {
             proxy_in: Vec::new(),
             io: IoState::default(),
             alert_scan: AlertScan::default(),
+            hello_judged: false,
+            hello_in: Vec::new(),
+            hello_reader: HelloReader::default(),
+            own_alert: None,
             event: None,
             pending: Pending::default(),
             close: None,
@@ -287,10 +300,80 @@ impl Conn {
             self.close_now(CloseReason::ClientClosedInHandshake);
             return data.len();
         }
+        if !self.hello_judged {
+            return self.judge_hello(now, &data[..take]);
+        }
         self.feed_tls(now, &data[..take]);
         self.last_activity = now;
         self.update(now);
         take
+    }
+
+    /// Holds the client's first bytes until its ClientHello is whole, then either gives them
+    /// all to rustls or refuses with the alert the RFCs name. Returns the bytes taken (all).
+    fn judge_hello(&mut self, now: Instant, data: &[u8]) -> usize {
+        self.last_activity = now;
+        // Judge in place when nothing is held (the usual case: the hello in one read).
+        let mut held = std::mem::take(&mut self.hello_in);
+        if !held.is_empty() {
+            held.extend_from_slice(data);
+        }
+        let buf: &[u8] = if held.is_empty() { data } else { &held };
+        match self.hello_reader.judge(buf, &self.config.hello) {
+            Verdict::Incomplete => {
+                if held.is_empty() {
+                    held.extend_from_slice(data);
+                }
+                self.hello_in = held;
+            }
+            Verdict::Pass => {
+                self.hello_judged = true;
+                self.feed_tls(now, buf);
+                self.update(now);
+            }
+            Verdict::Refuse(refusal) => self.refuse_hello(now, refusal),
+        }
+        data.len()
+    }
+
+    /// Sends `refusal`'s alert in plaintext (rustls has seen nothing), then closes.
+    fn refuse_hello(&mut self, now: Instant, refusal: Refusal) {
+        self.hello_judged = true;
+        self.own_alert = Some((refusal.record(), 0));
+        let error = rustls::Error::General(format!(
+            "ClientHello refused with {}: {}",
+            client_hello::alert::name(refusal.alert),
+            refusal.why
+        ));
+        self.enter_closing(now, CloseReason::HandshakeFailed(TlsError(error)));
+    }
+
+    /// Whether bytes wait for the client: stud's own alert or rustls' output.
+    fn client_out_pending(&self) -> bool {
+        self.own_alert.is_some() || self.tls.wants_write()
+    }
+
+    /// Writes what is left of stud's own alert; returns the count written.
+    fn write_own_alert(&mut self, w: &mut dyn io::Write) -> io::Result<usize> {
+        let Some((record, sent)) = self.own_alert.as_mut() else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        while *sent < record.len() {
+            match w.write(&record[*sent..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    *sent += n;
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return if total > 0 { Ok(total) } else { Err(e) },
+            }
+        }
+        if *sent == record.len() {
+            self.own_alert = None;
+        }
+        Ok(total)
     }
 
     /// Reads the load balancer's PROXY header; once it is whole, its addresses replace the
@@ -563,7 +646,7 @@ impl Conn {
         let open = !matches!(self.state, State::Closed);
         Interest {
             client_read: self.client_read_capacity() > 0,
-            client_write: open && self.tls.wants_write(),
+            client_write: open && self.client_out_pending(),
             backend_read: self.backend_read_capacity() > 0,
             backend_write: self.state == State::Established && self.backend_pending(),
         }
@@ -575,9 +658,13 @@ impl Conn {
             .header
             .as_ref()
             .map_or(0, |h| h.len() - self.header_sent);
+        let own = self
+            .own_alert
+            .as_ref()
+            .map_or(0, |(record, sent)| record.len() - sent);
         Buffered {
             to_backend: self.plain_pending() + header,
-            to_client: self.io.tls_out,
+            to_client: self.io.tls_out + own,
         }
     }
 
@@ -587,6 +674,7 @@ impl Conn {
     pub fn poll_client_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
         let mut out = &mut buf[..];
         let before = out.len();
+        let _ = self.write_own_alert(&mut out);
         while !out.is_empty() && self.tls.wants_write() {
             match self.tls.write_tls(&mut out) {
                 Ok(0) | Err(_) => break,
@@ -603,9 +691,13 @@ impl Conn {
     /// or after a bounded number of writes. Other errors are returned; report them with
     /// [`handle_client_reset`](Conn::handle_client_reset).
     pub fn write_client(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
-        let mut total = 0;
+        let mut total = match self.write_own_alert(w) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        };
         for _ in 0..MAX_WRITES_PER_CALL {
-            if !self.tls.wants_write() {
+            if self.own_alert.is_some() || !self.tls.wants_write() {
                 break;
             }
             match self.tls.write_tls(w) {
@@ -803,7 +895,7 @@ impl Conn {
                 }
             }
             State::Closing(ref reason) => {
-                if !self.tls.wants_write() {
+                if !self.client_out_pending() {
                     let reason = reason.clone();
                     self.close_now(reason);
                 }
@@ -833,6 +925,8 @@ impl Conn {
     fn close_now(&mut self, reason: CloseReason) {
         self.pending = Pending::default();
         self.header = None;
+        self.hello_in = Vec::new();
+        self.own_alert = None;
         self.state = State::Closed;
         self.close = Some(reason);
     }

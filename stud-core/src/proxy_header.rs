@@ -5,7 +5,8 @@
 //! - **write-ip** (`--write-ip`): one octet of the address family as Linux numbers it
 //!   (`AF_INET` = 2, `AF_INET6` = 10), then the 4 or 16 address octets in network order. No port.
 //!   This is what stud's code wrote (its help text said otherwise); we match the code so existing
-//!   backends keep working.
+//!   backends keep working. An IPv4 client on a dual-stack socket (`::ffff:a.b.c.d`) is sent as
+//!   IPv4 (family 2, 4 octets), as the PROXY encodings unmap it too.
 //! - **PROXY v1** (`--write-proxy`): the text line of the HAProxy PROXY protocol, version 1,
 //!   `PROXY TCP4 <src> <dst> <sport> <dport>\r\n`. The destination is the *real* local address of
 //!   the accepted socket, not the configured listen address (stud wrote `0.0.0.0` on a wildcard).
@@ -82,7 +83,7 @@ pub fn encode_client_address(
 ) -> usize {
     match mode {
         ClientAddressMode::None => 0,
-        ClientAddressMode::WriteIp => encode_write_ip(peer.ip(), out),
+        ClientAddressMode::WriteIp => encode_write_ip(unmap(peer).ip(), out),
         ClientAddressMode::ProxyV1 => encode_proxy_v1(peer, local, out),
         ClientAddressMode::ProxyV2 => encode_proxy_v2(peer, local, tls, out),
     }
@@ -472,6 +473,18 @@ mod tests {
         want.extend_from_slice(&[0; 11]);
         want.push(1);
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn write_ip_unmaps_an_ipv4_client_on_a_dual_stack_socket() {
+        assert_eq!(
+            enc(
+                ClientAddressMode::WriteIp,
+                "[::ffff:127.0.0.1]:40000",
+                "[::ffff:127.0.0.1]:8443"
+            ),
+            [2, 127, 0, 0, 1]
+        );
     }
 
     #[test]

@@ -103,7 +103,12 @@ fn strict_sni_refuses_names_no_certificate_covers_but_serves_clients_without_one
         assert_eq!(p.conn.handle_client_data(p.now, &hello), hello.len());
         let mut out = vec![0u8; 4096];
         let n = p.conn.poll_client_transmit(p.now, &mut out);
-        assert_eq!(out[..n].first(), Some(&0x15), "an alert record");
+        // RFC 6066 §3: a fatal unrecognized_name (112), in a plaintext alert record.
+        assert_eq!(
+            &out[..n],
+            &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112],
+            "a fatal unrecognized_name alert"
+        );
         let mut closed = None;
         while let Some(action) = p.conn.poll_action() {
             if let stud_core::Action::Close(reason) = action {
@@ -122,4 +127,61 @@ fn strict_sni_refuses_names_no_certificate_covers_but_serves_clients_without_one
             d1.to_vec()
         );
     }
+}
+
+#[test]
+fn an_exact_name_wins_over_an_earlier_wildcard_and_the_first_stays_the_default() {
+    let (c1, k1, d1) = cert_for(KeyKind::EcdsaP256, &["*.example.test"]);
+    let (c2, k2, d2) = cert_for(KeyKind::EcdsaP256, &["www.example.test"]);
+    let config = std::sync::Arc::new(
+        Config::builder()
+            .pem(format!("{c1}{k1}"))
+            .pem(format!("{c2}{k2}"))
+            .build()
+            .expect("config"),
+    );
+    let all = [d1.clone(), d2.clone()];
+    assert_eq!(served(&config, &all, "www.example.test"), d2.to_vec());
+    assert_eq!(served(&config, &all, "WWW.Example.Test"), d2.to_vec());
+    assert_eq!(served(&config, &all, "api.example.test"), d1.to_vec());
+    // No server name: the first certificate configured.
+    let mut p = Pair::with_client(config.clone(), client_config_accepting_any(), "127.0.0.1");
+    p.handshake();
+    assert_eq!(
+        p.client.peer_certificates().expect("cert")[0].to_vec(),
+        d1.to_vec()
+    );
+}
+
+#[test]
+fn an_exact_name_the_client_cannot_verify_yields_to_a_wildcard_it_can() {
+    // An RSA exact match and an ECDSA wildcard; a TLS 1.2 client offering ECDHE-ECDSA suites only
+    // gets the wildcard.
+    let (c1, k1, d1) = cert_for(KeyKind::EcdsaP256, &["*.example.test"]);
+    let (c2, k2, d2) = cert_for(KeyKind::Rsa2048, &["www.example.test"]);
+    let config = std::sync::Arc::new(
+        Config::builder()
+            .pem(format!("{c2}{k2}"))
+            .pem(format!("{c1}{k1}"))
+            .build()
+            .expect("config"),
+    );
+    let all = [d1.clone(), d2.clone()];
+    assert_eq!(served(&config, &all, "www.example.test"), d2.to_vec());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites =
+        vec![rustls::crypto::aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(d1.clone()).expect("anchor");
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("tls12")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut p = Pair::with_client(config, std::sync::Arc::new(client), "www.example.test");
+    p.handshake();
+    assert_eq!(
+        p.client.peer_certificates().expect("cert")[0].to_vec(),
+        d1.to_vec()
+    );
 }

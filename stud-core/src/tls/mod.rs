@@ -2,10 +2,13 @@
 //! stays in one place.
 //!
 //! - [`identity`]: PEM → certificate chain + signing key.
+//! - [`client_hello`]: the ClientHello judged before rustls sees it (alerts the RFCs name).
+//! - [`sni`]: the certificate for each handshake, by a name index built once.
 //! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
 //! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
 
 pub(crate) mod alert_scan;
+pub(crate) mod client_hello;
 pub(crate) mod identity;
 pub(crate) mod sni;
 pub(crate) mod suites;
@@ -89,8 +92,16 @@ pub(crate) struct TlsSettings<'a> {
     pub(crate) ticket_secret: Option<&'a [u8]>,
 }
 
+/// The shared, immutable TLS configuration.
+pub(crate) struct ServerSetup {
+    pub(crate) config: Arc<ServerConfig>,
+    /// With `sni_strict`: the certificates' names, so a ClientHello naming none of them is
+    /// refused with `unrecognized_name` before rustls sees it.
+    pub(crate) strict_names: Option<Arc<sni::NameIndex>>,
+}
+
 /// Builds the shared, immutable rustls configuration.
-pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, ConfigError> {
+pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<ServerSetup, ConfigError> {
     if s.versions.is_empty() {
         return Err(ConfigError::NoProtocolVersion);
     }
@@ -124,14 +135,22 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, Con
         .iter()
         .map(|(id, ocsp)| identity::load(id, ocsp.as_deref(), &provider))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut strict_names = None;
     let resolver: Arc<dyn ResolvesServerCert> = match keys.len() {
         0 => return Err(ConfigError::NoIdentity),
         1 if !s.sni_strict => Arc::new(SingleCert(keys.remove(0))),
-        _ => Arc::new(sni::SniResolver::new(
-            keys,
-            s.versions.contains(&TlsVersion::Tls13),
-            s.sni_strict,
-        )),
+        _ => {
+            let names = Arc::new(sni::NameIndex::new(&keys));
+            if s.sni_strict {
+                strict_names = Some(names.clone());
+            }
+            Arc::new(sni::SniResolver::new(
+                keys,
+                names,
+                s.versions.contains(&TlsVersion::Tls13),
+                s.sni_strict,
+            ))
+        }
     };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
@@ -150,7 +169,10 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<Arc<ServerConfig>, Con
     } else {
         config.send_tls13_tickets = 0;
     }
-    Ok(Arc::new(config))
+    Ok(ServerSetup {
+        config: Arc::new(config),
+        strict_names,
+    })
 }
 
 /// Transport state after processing input, as the engine needs it.

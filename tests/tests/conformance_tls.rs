@@ -1,0 +1,281 @@
+//! TLS conformance where rustls 0.23 alone sends another alert or none: the bad bytes go to the
+//! real binary over TCP, and the answer on the wire must be exactly one well-formed plaintext
+//! fatal alert with the description the RFC names, then an orderly close, with the reason in
+//! stud's log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
+use stud_tests::hostile::{counting_backend, probe, record, records, Ending};
+use stud_tests::net;
+use stud_tests::pki::Pki;
+use stud_tests::process::Stud;
+use stud_tests::{require_tool, start_stud, TIMEOUT};
+
+const UNEXPECTED_MESSAGE: u8 = 10;
+const RECORD_OVERFLOW: u8 = 22;
+const DECODE_ERROR: u8 = 50;
+const PROTOCOL_VERSION: u8 = 70;
+const INAPPROPRIATE_FALLBACK: u8 = 86;
+const MISSING_EXTENSION: u8 = 109;
+const UNRECOGNIZED_NAME: u8 = 112;
+
+/// One extension: type, then its data with a two-byte length.
+fn ext(typ: u16, data: &[u8]) -> Vec<u8> {
+    let mut out = typ.to_be_bytes().to_vec();
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// supported_versions listing `versions`.
+fn supported_versions(versions: &[u16]) -> Vec<u8> {
+    let mut data = vec![(versions.len() * 2) as u8];
+    for v in versions {
+        data.extend_from_slice(&v.to_be_bytes());
+    }
+    ext(43, &data)
+}
+
+/// signature_algorithms (ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256) and supported_groups
+/// (x25519, secp256r1): what any modern hello carries.
+fn common_extensions() -> Vec<u8> {
+    let mut out = ext(13, &[0, 4, 0x04, 0x03, 0x08, 0x04]);
+    out.extend_from_slice(&ext(10, &[0, 4, 0, 29, 0, 23]));
+    out
+}
+
+/// A ClientHello handshake message with `legacy_version`, these suites and extensions.
+fn hello(legacy_version: u16, suites: &[u16], extensions: &[u8]) -> Vec<u8> {
+    let mut body = legacy_version.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(0);
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]);
+    if !extensions.is_empty() {
+        body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+        body.extend_from_slice(extensions);
+    }
+    let mut msg = vec![1];
+    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    msg.extend_from_slice(&body);
+    msg
+}
+
+/// Sends `payload` and asserts the answer is exactly one fatal alert `description`, then a
+/// clean close (FIN, not a reset) well before the handshake timeout, logged with `reason`.
+fn assert_refused(stud: &Stud, payload: &[u8], description: u8, reason: &str) {
+    let seen = probe(stud.addr, payload, TIMEOUT);
+    assert_eq!(
+        records(&seen.reply),
+        [(21u8, &[2u8, description][..])],
+        "expected one fatal alert {description}; got {:02x?}",
+        seen.reply
+    );
+    assert_eq!(
+        seen.reply.len(),
+        7,
+        "only the alert record: {:02x?}",
+        seen.reply
+    );
+    assert_eq!(seen.ending, Ending::Eof, "a clean close after the alert");
+    assert!(seen.after < Duration::from_secs(5), "refused on sight");
+    let line = stud.wait_line(|l| l.contains(reason), TIMEOUT);
+    assert!(
+        line.is_some(),
+        "no close reason {reason:?} in:\n{}",
+        stud.output()
+    );
+}
+
+fn start() -> (Pki, Stud) {
+    let pki = Pki::new();
+    let (backend, _) = counting_backend();
+    let stud = start_stud!(&pki, backend, &[]);
+    (pki, stud)
+}
+
+#[test]
+fn a_legacy_version_of_ssl3_offering_tls13_is_refused_with_protocol_version() {
+    let (_pki, stud) = start();
+    let mut exts = supported_versions(&[0x0304]);
+    exts.extend_from_slice(&common_extensions());
+    exts.extend_from_slice(&ext(51, &[0, 0]));
+    let msg = hello(0x0300, &[0x1301], &exts);
+    assert_refused(
+        &stud,
+        &record(22, 0x0301, &msg),
+        PROTOCOL_VERSION,
+        "refused with protocol_version: ClientHello legacy_version is SSL 3.0 or older",
+    );
+}
+
+#[test]
+fn a_tls11_hello_without_signature_algorithms_is_refused_with_protocol_version() {
+    let (_pki, stud) = start();
+    let msg = hello(0x0302, &[0xc013, 0x002f], &ext(10, &[0, 2, 0, 23]));
+    assert_refused(
+        &stud,
+        &record(22, 0x0301, &msg),
+        PROTOCOL_VERSION,
+        "refused with protocol_version: the client offers no protocol version",
+    );
+}
+
+#[test]
+fn fallback_scsv_below_tls13_is_refused_with_inappropriate_fallback() {
+    let (_pki, stud) = start();
+    let msg = hello(0x0303, &[0xc02b, 0x5600], &common_extensions());
+    assert_refused(
+        &stud,
+        &record(22, 0x0301, &msg),
+        INAPPROPRIATE_FALLBACK,
+        "refused with inappropriate_fallback",
+    );
+    // With TLS 1.2 as stud's highest version the same hello is no fallback: it is served.
+    let pki = Pki::new();
+    let (backend, _) = counting_backend();
+    let tls12 = start_stud!(&pki, backend, &["--tls-protos", "TLSv1.2"]);
+    let seen = probe(
+        tls12.addr,
+        &record(22, 0x0301, &msg),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        records(&seen.reply).first().map(|r| r.0),
+        Some(22),
+        "a ServerHello, not an alert: {:02x?}",
+        seen.reply
+    );
+}
+
+#[test]
+fn openssl_fallback_scsv_gets_inappropriate_fallback() {
+    require_tool("openssl");
+    let (pki, stud) = start();
+    let out = net::s_client(
+        stud.addr,
+        &[
+            "-tls1_2",
+            "-fallback_scsv",
+            "-CAfile",
+            pki.ca_pem_file.to_str().expect("UTF-8 path"),
+        ],
+    );
+    // The alert from the server, not OpenSSL's own check of the downgrade sentinel in the
+    // ServerHello's random ("ssl_choose_client_version:inappropriate fallback").
+    assert!(
+        out.contains("alert inappropriate fallback") && out.contains("SSL alert number 86"),
+        "openssl did not receive the alert:\n{out}"
+    );
+}
+
+#[test]
+fn a_plaintext_record_over_2_14_bytes_is_refused_with_record_overflow() {
+    let (_pki, stud) = start();
+    // A TLS 1.3 hello padded (extension 21) to one byte past the limit, in one record.
+    let mut exts = supported_versions(&[0x0304, 0x0303]);
+    exts.extend_from_slice(&common_extensions());
+    exts.extend_from_slice(&ext(51, &[0, 0]));
+    let base = hello(0x0303, &[0x1301], &exts).len() + 4;
+    exts.extend_from_slice(&ext(21, &vec![0; (1 << 14) + 1 - base]));
+    let msg = hello(0x0303, &[0x1301], &exts);
+    assert_eq!(msg.len(), (1 << 14) + 1);
+    assert_refused(
+        &stud,
+        &record(22, 0x0301, &msg),
+        RECORD_OVERFLOW,
+        "refused with record_overflow",
+    );
+}
+
+#[test]
+fn a_client_hello_over_64_kib_is_refused_with_decode_error() {
+    let (_pki, stud) = start();
+    // The header announces 70,000 bytes; the first record carries its start.
+    let mut first = vec![1, 0x01, 0x11, 0x70, 0x03, 0x03];
+    first.extend_from_slice(&[0x5a; 1000]);
+    assert_refused(
+        &stud,
+        &record(22, 0x0301, &first),
+        DECODE_ERROR,
+        "refused with decode_error: a ClientHello over 64 KiB",
+    );
+}
+
+#[test]
+fn a_record_inside_a_fragmented_hello_is_refused_with_unexpected_message() {
+    let (_pki, stud) = start();
+    let mut exts = supported_versions(&[0x0304, 0x0303]);
+    exts.extend_from_slice(&common_extensions());
+    exts.extend_from_slice(&ext(51, &[0, 0]));
+    let msg = hello(0x0303, &[0x1301], &exts);
+    let mut bytes = record(22, 0x0301, &msg[..20]);
+    bytes.extend_from_slice(&record(20, 0x0303, &[1]));
+    bytes.extend_from_slice(&record(22, 0x0301, &msg[20..]));
+    assert_refused(
+        &stud,
+        &bytes,
+        UNEXPECTED_MESSAGE,
+        "refused with unexpected_message",
+    );
+}
+
+#[test]
+fn a_tls13_hello_without_key_share_is_refused_with_missing_extension() {
+    let (_pki, stud) = start();
+    let mut exts = supported_versions(&[0x0304]);
+    exts.extend_from_slice(&common_extensions());
+    let msg = hello(0x0303, &[0x1301], &exts);
+    assert_refused(
+        &stud,
+        &record(22, 0x0301, &msg),
+        MISSING_EXTENSION,
+        "refused with missing_extension",
+    );
+}
+
+/// A real rustls ClientHello naming `sni`.
+fn rustls_hello(config: &Arc<rustls::ClientConfig>, sni: &str) -> Vec<u8> {
+    let name = ServerName::try_from(sni.to_owned()).expect("valid name");
+    let mut conn = ClientConnection::new(config.clone(), name).expect("client");
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).expect("to a Vec");
+    }
+    out
+}
+
+#[test]
+fn sni_nomatch_abort_answers_an_unknown_name_with_unrecognized_name() {
+    let pki = Pki::new();
+    let (backend, _) = counting_backend();
+    let stud = start_stud!(&pki, backend, &["--sni-nomatch-abort"]);
+    let config = net::client_config(&pki.ca_der);
+    assert_refused(
+        &stud,
+        &rustls_hello(&config, "nobody.example"),
+        UNRECOGNIZED_NAME,
+        "refused with unrecognized_name",
+    );
+    // The covered name is served.
+    net::connect(stud.addr, &config).expect("localhost is served");
+    let addr: SocketAddr = stud.addr;
+    let seen = probe(
+        addr,
+        &rustls_hello(&config, "LOCALHOST."),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        records(&seen.reply).first().map(|r| r.0),
+        Some(22),
+        "a covered name in other case with a trailing dot is served: {:02x?}",
+        seen.reply
+    );
+}
