@@ -1,7 +1,7 @@
 //! Real C programs against the real libstud: the unit-style API test (`tests/c/api_test.c`)
 //! and the embedding example (`examples/c/embed.c`) driven end to end with a TLS client and a
 //! backend — each built with `-Wall -Wextra -Werror`, run plain, under ASan+UBSan, and under
-//! valgrind.
+//! valgrind (skipped with one line when valgrind is not installed; see `support`).
 
 mod support;
 
@@ -81,7 +81,9 @@ fn api_test_passes_plain_sanitized_and_under_valgrind() {
         &support::run_with_timeout(cmd, RUN_LIMIT),
     );
 
-    let mut cmd = support::valgrind_command(&plain);
+    let Some(mut cmd) = support::valgrind_command(&plain) else {
+        return;
+    };
     cmd.args(&args);
     assert_success(
         "api_test (valgrind)",
@@ -222,6 +224,9 @@ fn tls_round_trip(port: u16, cert: &TestCert, data: &[u8]) -> Vec<u8> {
 }
 
 fn run_embed(flavor: Flavor, under_valgrind: bool) {
+    if under_valgrind && !support::optional_tool("valgrind") {
+        return;
+    }
     let name = match (flavor, under_valgrind) {
         (Flavor::Sanitized, _) => "embed-asan",
         (Flavor::Plain, true) => "embed-valgrind",
@@ -244,7 +249,10 @@ fn run_embed(flavor: Flavor, under_valgrind: bool) {
         "3".to_owned(), // connections before a clean exit
     ];
     let mut cmd = if under_valgrind {
-        support::valgrind_command(&binary)
+        match support::valgrind_command(&binary) {
+            Some(cmd) => cmd,
+            None => return,
+        }
     } else {
         Command::new(&binary)
     };
@@ -328,6 +336,9 @@ fn embed_example_terminates_tls_under_valgrind() {
 /// `server_test.c`: the stud_server API from C, with one TLS exchange through the running
 /// server while it waits for the go-ahead on its standard input.
 fn run_server_test(flavor: Flavor, under_valgrind: bool) {
+    if under_valgrind && !support::optional_tool("valgrind") {
+        return;
+    }
     let name = match (flavor, under_valgrind) {
         (Flavor::Sanitized, _) => "server-asan",
         (Flavor::Plain, true) => "server-valgrind",
@@ -343,7 +354,10 @@ fn run_server_test(flavor: Flavor, under_valgrind: bool) {
 
     let (backend_port, accepted) = start_backend();
     let mut cmd = if under_valgrind {
-        support::valgrind_command(&binary)
+        match support::valgrind_command(&binary) {
+            Some(cmd) => cmd,
+            None => return,
+        }
     } else {
         Command::new(&binary)
     };

@@ -9,6 +9,7 @@ pub mod pki;
 pub mod process;
 pub mod procfs;
 
+use std::io::Write as _;
 use std::time::Duration;
 
 /// The longest any single wait in these tests may take before it counts as a failure.
@@ -58,6 +59,11 @@ pub fn optional_tool(name: &str) -> bool {
         !strict,
         "STUD_TEST_STRICT=1 and `{name}` is not on PATH (see .ci/apt-packages)"
     );
-    eprintln!("skipped: `{name}` is not installed (STUD_TEST_STRICT=1 makes this a failure)");
+    // Written to the stream itself: the test harness captures `eprintln!` of passing tests, and
+    // a skip must stay visible.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: `{name}` is not installed (STUD_TEST_STRICT=1 makes this a failure)"
+    );
     false
 }

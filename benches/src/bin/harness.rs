@@ -320,7 +320,7 @@ fn install_peers() -> io::Result<()> {
     Ok(())
 }
 
-/// `cargo build --release -p stud-cli`, then the binary beside this one.
+/// `cargo build --release -p stud-cli --features jemalloc`, then the binary beside this one.
 fn build_stud() -> io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
@@ -328,13 +328,23 @@ fn build_stud() -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::other("executable without a directory"))?;
     let stud = dir.join("stud");
     if let Ok(cargo) = std::env::var("CARGO") {
-        eprintln!("building stud (cargo build --release -p stud-cli)");
+        eprintln!("building stud (cargo build --release -p stud-cli --features jemalloc)");
         let st = Command::new(cargo)
-            .args(["build", "--release", "-q", "-p", "stud-cli"])
+            .args([
+                "build",
+                "--release",
+                "-q",
+                "-p",
+                "stud-cli",
+                "--features",
+                "jemalloc",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()?;
         if !st.success() {
-            return Err(io::Error::other("cargo build --release -p stud-cli failed"));
+            return Err(io::Error::other(
+                "cargo build --release -p stud-cli --features jemalloc failed",
+            ));
         }
     }
     if !stud.exists() {
