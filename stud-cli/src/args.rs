@@ -37,6 +37,8 @@ pub(crate) struct Args {
     pub(crate) log_conns: bool,
     pub(crate) syslog: bool,
     pub(crate) syslog_facility: String,
+    /// Log lines are appended to this file (`-l`), reopened on SIGHUP and SIGUSR1.
+    pub(crate) log_filename: Option<PathBuf>,
     pub(crate) daemon: bool,
     pub(crate) pidfile: Option<PathBuf>,
     pub(crate) test_only: bool,
@@ -385,6 +387,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
             .ok_or_else(|| format!("unknown syslog facility '{s}'"))
     })?
     .unwrap_or_else(|| "daemon".into());
+    let log_filename = last(&mut args, &["-l", "--log-filename"], path)?;
     let quiet = count(&mut args, &["-q", "--quiet"]);
     let log_conns = count(&mut args, &["--log-conns"]);
     let syslog = count(&mut args, &["-s", "--syslog"]);
@@ -435,6 +438,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         log_conns,
         syslog,
         syslog_facility,
+        log_filename,
         daemon,
         pidfile,
         test_only,
@@ -511,6 +515,8 @@ Logging:
                                 reason, duration, bytes each way
   -s, --syslog                  log to syslog instead of stderr
       --syslog-facility=NAME    syslog facility [default: daemon]
+  -l, --log-filename=FILE       append log lines to FILE instead of stderr; SIGHUP and
+                                SIGUSR1 reopen it (for log rotation)
 
 Special:
       --write-ip                send the client's address to the backend first (family octet

@@ -13,6 +13,7 @@ mod args;
 mod listen;
 mod log;
 mod setup;
+mod sink;
 mod supervisor;
 mod sys;
 mod worker;
@@ -82,13 +83,15 @@ fn run(mut args: Args) -> Result<i32, String> {
         args.ticket_secret_bytes = Some(setup::random_secret()?);
     }
     let (config, warnings) = setup::build_config(&args)?;
-    log::init(
+    let log_warnings = log::init(
         args.quiet,
+        args.log_filename.as_deref(),
         args.syslog.then_some(args.syslog_facility.as_str()),
-    );
-    for warning in &warnings {
-        eprintln!("stud: warning: {warning}");
-        if args.syslog {
+    )?;
+    for warning in warnings.iter().chain(&log_warnings) {
+        // On the terminal as a start-up message, and in the log when the log is elsewhere.
+        eprintln!("stud: warning: {}", one_line(warning));
+        if args.syslog || args.log_filename.is_some() {
             log::warning(warning);
         }
     }
@@ -162,9 +165,18 @@ fn run(mut args: Args) -> Result<i32, String> {
         .map(|t| supervisor::Watchdog::new(args.workers, t))
         .transpose()
         .map_err(|e| format!("cannot set up the worker watchdog: {e}"))?;
-    let supervisor =
-        supervisor::Supervisor::new(args.workers, listeners, setup, reload, watchdog, privileges)
-            .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let collector =
+        log::Collector::new().map_err(|e| format!("cannot make the workers' log pipe: {e}"))?;
+    let supervisor = supervisor::Supervisor::new(
+        args.workers,
+        listeners,
+        setup,
+        reload,
+        watchdog,
+        privileges,
+        collector,
+    )
+    .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let backend_list = backends
         .iter()
         .map(ToString::to_string)

@@ -34,6 +34,7 @@ pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
         .chain(args.pidfile.as_mut())
         .chain(args.ticket_secret.as_mut())
         .chain(args.chroot.as_mut())
+        .chain(args.log_filename.as_mut())
     {
         absolute(path)?;
     }

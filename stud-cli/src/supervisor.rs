@@ -94,6 +94,17 @@ struct Retired {
     kill_at: Instant,
 }
 
+/// What the signals since the last look ask for.
+#[derive(Debug, Default, Clone, Copy)]
+struct Signals {
+    /// SIGTERM or SIGINT: drain and exit.
+    stop: bool,
+    /// SIGHUP: reload (and reopen the log file).
+    hangup: bool,
+    /// SIGUSR1: reopen the log file.
+    reopen: bool,
+}
+
 /// The supervisor's state.
 pub(crate) struct Supervisor {
     /// The self-pipe: signal handlers write into `.1`, the loop reads `.0`. `None` only in a
@@ -112,6 +123,9 @@ pub(crate) struct Supervisor {
     generation: usize,
     /// What each worker drops to after fork (the parent keeps its own).
     privileges: Privileges,
+    /// The read end of the workers' log pipe (and the write end each new worker inherits).
+    /// `None` only in a freshly forked child, which takes it.
+    collector: Option<log::Collector>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -132,6 +146,7 @@ impl Supervisor {
         reload: Reload,
         watchdog: Option<Watchdog>,
         privileges: Privileges,
+        collector: log::Collector,
     ) -> std::io::Result<Supervisor> {
         let (rx, tx) = sys::pipe()?;
         // Handlers go in now, before anyone is told we are listening: a signal sent from then
@@ -156,6 +171,7 @@ impl Supervisor {
             watchdog,
             generation: 0,
             privileges,
+            collector: Some(collector),
         })
     }
 
@@ -188,13 +204,21 @@ impl Supervisor {
             let Some((rx, _)) = &self.pipe else {
                 return 1;
             };
-            if let Err(e) = sys::wait_readable(rx, timeout) {
+            let mut fds = vec![rx.as_raw_fd()];
+            fds.extend(self.collector.as_ref().map(log::Collector::raw_fd));
+            if let Err(e) = sys::wait_any_readable(&fds, timeout) {
                 log::error(&format!("waiting for signals failed: {e}"));
                 return 1;
             }
-            let (stop, hangup) = self.drain_signals();
+            self.drain_log();
+            let signals = self.drain_signals();
+            let stop = signals.stop;
+            if signals.hangup || signals.reopen {
+                // logrotate's usual postrotate is a SIGHUP (hitch's) or SIGUSR1.
+                log::reopen();
+            }
             self.reap(stop_deadline.is_some());
-            if hangup && !stop && stop_deadline.is_none() {
+            if signals.hangup && !stop && stop_deadline.is_none() {
                 self.reload();
             }
             self.kill_overdue_retired();
@@ -217,6 +241,8 @@ impl Supervisor {
             }
             if let Some(deadline) = stop_deadline {
                 if self.slots.iter().all(|s| s.pid.is_none()) && self.retired.is_empty() {
+                    // The workers' last lines were written before they exited.
+                    self.drain_log();
                     log::info("stopped");
                     return 0;
                 }
@@ -331,26 +357,33 @@ impl Supervisor {
         }
     }
 
-    /// Reads every pending signal byte: (stop requested, SIGHUP seen). SIGCHLD needs no flag:
-    /// the loop reaps after every wake-up.
-    fn drain_signals(&mut self) -> (bool, bool) {
-        let (mut stop, mut hangup) = (false, false);
+    /// Forwards the workers' waiting log lines.
+    fn drain_log(&mut self) {
+        if let Some(collector) = &mut self.collector {
+            collector.drain();
+        }
+    }
+
+    /// Reads every pending signal byte. SIGCHLD needs no flag: the loop reaps after every
+    /// wake-up.
+    fn drain_signals(&mut self) -> Signals {
+        let mut seen = Signals::default();
         let Some((rx, _)) = &self.pipe else {
-            return (stop, hangup);
+            return seen;
         };
         let mut rx: &File = rx;
         let mut buf = [0u8; 64];
         while let Ok(n @ 1..) = rx.read(&mut buf) {
             for &signal in &buf[..n] {
                 match i32::from(signal) {
-                    sys::SIGTERM | sys::SIGINT => stop = true,
-                    sys::SIGHUP => hangup = true,
-                    sys::SIGCHLD => {}
+                    sys::SIGTERM | sys::SIGINT => seen.stop = true,
+                    sys::SIGHUP => seen.hangup = true,
+                    sys::SIGUSR1 => seen.reopen = true,
                     _ => {}
                 }
             }
         }
-        (stop, hangup)
+        seen
     }
 
     /// Collects every exited child and schedules replacements (unless stopping).
@@ -456,6 +489,10 @@ impl Supervisor {
                 let setup = self.setup.clone();
                 // The parent's self-pipe is not ours to keep.
                 drop(self.pipe.take());
+                // From here on this process's lines go to the supervisor.
+                if let Some(collector) = self.collector.take() {
+                    collector.into_worker();
+                }
                 std::process::exit(worker::run(
                     setup,
                     mine,

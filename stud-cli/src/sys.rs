@@ -6,7 +6,7 @@
 
 #![allow(unsafe_code)] // This module is the crate's one door to libc; see each SAFETY note.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -78,22 +78,30 @@ pub(crate) fn ignore_sigpipe() -> io::Result<()> {
     set_disposition(libc::SIGPIPE, Disposition::Ignore)
 }
 
-/// Parent: SIGTERM, SIGINT, SIGCHLD and SIGHUP write their number into `pipe`.
+/// Parent: SIGTERM, SIGINT, SIGCHLD, SIGHUP and SIGUSR1 write their number into `pipe`.
 pub(crate) fn install_parent_handlers(pipe: RawFd) -> io::Result<()> {
     PARENT_SIGNAL_FD.store(pipe, Ordering::Relaxed);
-    for s in [libc::SIGTERM, libc::SIGINT, libc::SIGCHLD, libc::SIGHUP] {
+    for s in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGCHLD,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+    ] {
         set_disposition(s, Disposition::Handler(parent_handler))?;
     }
     Ok(())
 }
 
 /// Worker: SIGTERM and SIGINT write `g` (graceful stop) into the driver's stop pipe; SIGCHLD
-/// goes back to its default and SIGHUP is ignored (reload is the parent's business).
+/// goes back to its default; SIGHUP and SIGUSR1 are ignored (reloading and reopening the log
+/// are the parent's business).
 pub(crate) fn install_worker_handlers(stop_pipe: RawFd) -> io::Result<()> {
     PARENT_SIGNAL_FD.store(-1, Ordering::Relaxed);
     WORKER_STOP_FD.store(stop_pipe, Ordering::Relaxed);
     set_disposition(libc::SIGCHLD, Disposition::Default)?;
     set_disposition(libc::SIGHUP, Disposition::Ignore)?;
+    set_disposition(libc::SIGUSR1, Disposition::Ignore)?;
     for s in [libc::SIGTERM, libc::SIGINT] {
         set_disposition(s, Disposition::Handler(worker_handler))?;
     }
@@ -104,10 +112,10 @@ pub(crate) fn install_worker_handlers(stop_pipe: RawFd) -> io::Result<()> {
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 /// Interrupt (Ctrl-C).
 pub(crate) const SIGINT: i32 = libc::SIGINT;
-/// A child changed state.
-pub(crate) const SIGCHLD: i32 = libc::SIGCHLD;
 /// Hang-up.
 pub(crate) const SIGHUP: i32 = libc::SIGHUP;
+/// User signal 1: reopen the log file.
+pub(crate) const SIGUSR1: i32 = libc::SIGUSR1;
 /// Kill, uncatchable.
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 
@@ -241,6 +249,76 @@ pub(crate) fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Res
     }
 }
 
+/// Waits until any of `fds` is readable or `timeout` passes (`None` = forever). EINTR counts as
+/// a wake-up, as in [`wait_readable`].
+pub(crate) fn wait_any_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<()> {
+    let ms = timeout.map_or(-1, |t| {
+        i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+    });
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let count = libc::nfds_t::try_from(pfds.len()).unwrap_or(0);
+    // SAFETY: `pfds` holds `count` valid pollfd entries for the duration of the call.
+    match unsafe { libc::poll(pfds.as_mut_ptr(), count, ms) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a write to `fd` would not block now (poll(2) with a zero timeout). For a pipe this
+/// means a free page, so a write of up to `PIPE_BUF` bytes goes through whole.
+pub(crate) fn writable_now(fd: impl AsFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1, no waiting.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n == 1 && pfd.revents & libc::POLLOUT != 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP) == 0
+}
+
+/// Asks for a pipe buffer of `bytes` (best effort: the kernel may cap it, and the default
+/// stays if it refuses).
+pub(crate) fn set_pipe_size(fd: impl AsFd, bytes: i32) {
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
+    let _ = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+}
+
+/// Local wall-clock time of `unix_secs`, as syslog stamps lines: (month 0–11, day 1–31, hour,
+/// minute, second). `None` if the C library cannot convert it.
+pub(crate) fn local_time(unix_secs: i64) -> Option<(u32, u32, u32, u32, u32)> {
+    let t: libc::time_t = unix_secs;
+    // SAFETY: a zeroed tm is a valid out-value; localtime_r reads `t` and writes only `tm`.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return None;
+        }
+        let field = |v: libc::c_int| u32::try_from(v).ok();
+        Some((
+            field(tm.tm_mon)?,
+            field(tm.tm_mday)?,
+            field(tm.tm_hour)?,
+            field(tm.tm_min)?,
+            field(tm.tm_sec)?,
+        ))
+    }
+}
+
 /// Starts a new session, detaching from the controlling terminal.
 pub(crate) fn new_session() -> io::Result<()> {
     // SAFETY: setsid has no memory effects.
@@ -327,22 +405,6 @@ pub(crate) fn set_user(uid: u32) -> io::Result<()> {
     // SAFETY: setuid has no memory effects.
     check(unsafe { libc::setuid(uid) })?;
     Ok(())
-}
-
-/// Opens the syslog connection with ident `stud`, the pid in each line, and `facility`.
-pub(crate) fn open_syslog(facility: i32) {
-    static IDENT: &CStr = c"stud";
-    // SAFETY: IDENT is 'static, as openlog requires (it keeps the pointer).
-    unsafe { libc::openlog(IDENT.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, facility) }
-}
-
-/// Sends one message to syslog at `priority`.
-pub(crate) fn syslog(priority: i32, message: &str) {
-    let Ok(text) = CString::new(message.replace('\0', "\\0")) else {
-        return;
-    };
-    // SAFETY: a constant "%s" format with one valid C string argument.
-    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) }
 }
 
 /// syslog priorities.

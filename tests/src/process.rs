@@ -91,6 +91,26 @@ impl Stud {
         }
     }
 
+    /// Starts `stud` with `args` and its standard error going to `stderr` instead of being
+    /// collected (so [`Stud::output`] stays empty), and returns at once.
+    pub fn spawn_with_stderr(bin: &Path, args: &[&str], stderr: Stdio) -> Stud {
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        Stud {
+            child,
+            lines: Arc::new((Mutex::new((Vec::new(), true)), Condvar::new())),
+            status: None,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            addrs: Vec::new(),
+        }
+    }
+
     /// Starts `stud` and waits for it to listen, learning the frontend address from its log.
     pub fn start(bin: &Path, args: &[&str]) -> Stud {
         let mut stud = Stud::spawn(bin, args);
@@ -282,4 +302,32 @@ pub fn effective_uid() -> u32 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(u32::MAX)
+}
+
+/// A pipe (read end, write end), both close-on-exec and blocking: for a test that plays a log
+/// reader (one that reads, or one that never does).
+pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the two-element array on success.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and belong to nobody else.
+    #[allow(unsafe_code)]
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// Shrinks (or grows) the buffer of the pipe `fd` to `bytes`, so a test can fill it quickly.
+pub fn set_pipe_size(fd: &std::os::fd::OwnedFd, bytes: i32) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+    assert!(rc >= 0, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
 }

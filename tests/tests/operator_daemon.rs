@@ -205,9 +205,18 @@ fn a_worker_that_cannot_drop_privileges_exits_instead_of_serving_as_root() {
         &["-u", "nobody", "-r", &jail_path],
     );
     let worker = stud.worker_pids(1)[0];
-    // The chroot vanishes under the running daemon; the next worker cannot enter it.
+    // Once the first worker is in its chroot, the chroot vanishes under the running daemon;
+    // the next worker cannot enter it.
+    stud_tests::procfs::wait_for(TIMEOUT, || {
+        (status_field(worker, "Uid:") == "65534").then_some(())
+    })
+    .expect("the first worker never dropped privileges");
     drop(jail);
-    assert!(send_signal(worker, libc::SIGKILL));
+    assert!(
+        send_signal(worker, libc::SIGKILL),
+        "worker {worker} is gone already; stderr:\n{}",
+        stud.output()
+    );
     stud.wait_lines(
         |lines| {
             let refusals = lines
