@@ -312,6 +312,21 @@ fn a_source_address_this_host_lacks_is_refused_when_the_server_is_made() {
 }
 
 #[test]
+fn validate_reports_what_server_creation_would_refuse() {
+    let good = options(&["127.0.0.1:9".parse().expect("address")])
+        .with_source_addrs(["127.0.0.2".parse().expect("address")]);
+    good.validate().expect("loopback sources are usable");
+    let foreign = good
+        .clone()
+        .with_source_addrs(["192.0.2.1".parse().expect("address")]);
+    let e = foreign.validate().expect_err("a foreign source address");
+    assert!(e.to_string().contains("192.0.2.1"), "{e}");
+    let none = Options::new(Vec::<SocketAddr>::new());
+    let e = none.validate().expect_err("no backend");
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+}
+
+#[test]
 fn a_backend_with_no_source_address_of_its_family_is_refused_when_the_server_is_made() {
     let opts = options(&["[::1]:9".parse().expect("address")])
         .with_source_addrs(["127.0.0.1".parse().expect("address")]);

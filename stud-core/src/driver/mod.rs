@@ -143,6 +143,15 @@ impl Options {
         }
     }
 
+    /// Checks what [`Server::with_frontends`] checks of these options — at least one backend,
+    /// every backend path usable as a socket address, every source address bindable on this
+    /// host, a source address for every TCP backend's family — without making a server. A daemon
+    /// calls it before forking workers (so that a mistake stops it at start instead of failing
+    /// every worker), and for a configuration test. The error says what to fix.
+    pub fn validate(&self) -> std::io::Result<()> {
+        backend::Endpoints::new(&self.backends, &self.source_addrs).map(drop)
+    }
+
     /// Sets [`Options::source_addrs`].
     #[must_use]
     pub fn with_source_addrs(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Options {
