@@ -224,6 +224,25 @@ fn each_new_connection_starts_at_the_next_backend_address() {
 }
 
 #[test]
+fn a_connection_starting_at_a_refusing_last_address_wraps_to_the_first() {
+    let backend = Backend::echo();
+    let closed = closed_port();
+    let mut server = Running::start(config(|b| b), options(&[backend.addr, closed.addr]));
+    // Every second connection starts at the refusing address and must fall back.
+    for _ in 0..4 {
+        one_round_trip(server.addr);
+    }
+    assert_eq!(backend.accepts(), 4);
+    let closes = server.wait_closes(4, TIMEOUT);
+    assert!(
+        closes.iter().all(|c| c.1 == CloseReason::Completed),
+        "{closes:?}"
+    );
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
+#[test]
 fn backend_connections_come_from_each_source_address_in_turn() {
     let (tx, rx) = mpsc::channel();
     let backend = Backend::spawn(reporting_peers(tx));
