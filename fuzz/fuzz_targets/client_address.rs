@@ -98,7 +98,15 @@ fuzz_target!(|data: &[u8]| {
             TlsVersion::Tls13
         },
         cipher_suite: "TLS_CHACHA20_POLY1305_SHA256",
-        resumed: false,
+        resumed: flags & 16 != 0,
+        // Any bytes as the client's certificate: the CN walker must cope, and a CN it finds
+        // still fits the header.
+        peer_certificates: if flags & 8 != 0 {
+            vec![rest.to_vec()]
+        } else {
+            Vec::new()
+        },
+        client_verify: None,
     };
     let n = encode_proxy_v2(peer, local, Some(&info), &mut buf);
     // The generic entry point, as the engine calls it, writes the same header.

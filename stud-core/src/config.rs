@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::client_auth::{ClientAuthSpec, Source};
 use crate::tls::identity::{IdentitySource, PemSource};
 use crate::tls::{self, TlsVersion};
-use crate::{ClientAddressMode, ConfigError};
+use crate::{ClientAddressMode, ClientVerifyMode, ConfigError};
 
 /// The largest TLS record's plaintext. Records are decrypted whole, so a direction's buffered
 /// bytes may exceed its budget by up to one record.
@@ -43,6 +44,8 @@ pub struct Config {
     pub(crate) to_client_budget: usize,
     pub(crate) client_address: ClientAddressMode,
     pub(crate) accept_proxy_header: bool,
+    client_verify: ClientVerifyMode,
+    pub(crate) proxy_client_cert: bool,
     warnings: Vec<String>,
 }
 
@@ -57,6 +60,8 @@ impl std::fmt::Debug for Config {
             .field("to_client_budget", &self.to_client_budget)
             .field("client_address", &self.client_address)
             .field("accept_proxy_header", &self.accept_proxy_header)
+            .field("client_verify", &self.client_verify)
+            .field("proxy_client_cert", &self.proxy_client_cert)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +117,16 @@ impl Config {
     pub fn to_client_budget(&self) -> usize {
         self.to_client_budget
     }
+
+    /// Whether clients are asked for a certificate.
+    pub fn client_verify(&self) -> ClientVerifyMode {
+        self.client_verify
+    }
+
+    /// Whether the PROXY v2 header carries the client's whole certificate.
+    pub fn proxy_client_cert(&self) -> bool {
+        self.proxy_client_cert
+    }
 }
 
 /// Builds a [`Config`]. Every setter has a default except the certificate.
@@ -136,6 +151,8 @@ pub struct ConfigBuilder {
     to_client_budget: usize,
     client_address: ClientAddressMode,
     accept_proxy_header: bool,
+    client_auth: ClientAuthSpec,
+    proxy_client_cert: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -158,6 +175,8 @@ impl Default for ConfigBuilder {
             to_client_budget: 64 * 1024,
             client_address: ClientAddressMode::None,
             accept_proxy_header: false,
+            client_auth: ClientAuthSpec::default(),
+            proxy_client_cert: false,
         }
     }
 }
@@ -439,6 +458,66 @@ impl ConfigBuilder {
         self
     }
 
+    /// Whether to ask clients for a certificate (`--client-verify`; default
+    /// [`ClientVerifyMode::None`]). `Optional` and `Required` need trust anchors
+    /// ([`client_verify_ca_file`](Self::client_verify_ca_file)); see
+    /// [`ClientVerifyMode`] for what each serves and refuses.
+    pub fn client_verify(mut self, mode: ClientVerifyMode) -> Self {
+        self.client_auth.mode = mode;
+        self
+    }
+
+    /// Adds the CA certificates of a PEM file as trust anchors for client certificates
+    /// (`--client-verify-ca`; may be called again to add more). Every certificate in the file
+    /// is an anchor. Read by `build`: an unreadable file, one without a certificate or with one
+    /// that does not parse is an error naming the file.
+    pub fn client_verify_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.client_auth
+            .anchors
+            .push(Source::File(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Like [`client_verify_ca_file`](Self::client_verify_ca_file), from PEM bytes.
+    pub fn client_verify_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.client_auth.anchors.push(Source::Bytes(pem.into()));
+        self
+    }
+
+    /// Adds a certificate revocation list file, PEM (one or more `X509 CRL` blocks) or DER
+    /// (`--crl`; may be called again). Read when the configuration is built, so a rebuild
+    /// (the daemon's reload) picks up a new CRL. With CRLs, each certificate of a client's
+    /// chain must be covered by a CRL from its issuer; a revoked client is refused with the
+    /// `certificate_revoked` alert.
+    pub fn crl_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.client_auth
+            .crls
+            .push(Source::File(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Like [`crl_file`](Self::crl_file), from bytes (PEM or DER).
+    pub fn crl(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.client_auth.crls.push(Source::Bytes(pem_or_der.into()));
+        self
+    }
+
+    /// The most intermediate CA certificates a client may send between its certificate and a
+    /// trust anchor (`--client-verify-depth`; OpenSSL's `verify_depth`: 0 accepts only
+    /// certificates issued by an anchor itself). Default: no limit beyond rustls-webpki's own.
+    pub fn client_verify_depth(mut self, max_intermediates: usize) -> Self {
+        self.client_auth.max_intermediates = Some(max_intermediates);
+        self
+    }
+
+    /// With [`ClientAddressMode::ProxyV2`], also send the client's certificate to the backend
+    /// (`--proxy-client-cert`; default off): DER in the `PP2_SUBTYPE_SSL_CLIENT_CERT` (0x28)
+    /// sub-TLV and PEM in the custom TLV 0xE0 (as hitch). The subject CN is sent either way.
+    pub fn proxy_client_cert(mut self, yes: bool) -> Self {
+        self.proxy_client_cert = yes;
+        self
+    }
+
     /// Checks everything, loads the certificate and builds the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         if self.identities.is_empty() {
@@ -494,7 +573,13 @@ impl ConfigBuilder {
                 });
             }
         }
-        let mut warnings = Vec::new();
+        let mut warnings = self.client_auth.warnings();
+        if self.proxy_client_cert && self.client_address != ClientAddressMode::ProxyV2 {
+            warnings.push(
+                "proxy-client-cert does nothing without the PROXY v2 header (write-proxy-v2)"
+                    .into(),
+            );
+        }
         let suites = match &self.ciphers {
             None => tls::suites::default_suites(),
             Some(list) => {
@@ -521,6 +606,7 @@ impl ConfigBuilder {
             alpn: &self.alpn,
             session_tickets: self.session_tickets,
             ticket_secret: ticket_secret.as_deref(),
+            client_auth: &self.client_auth,
         })?;
         Ok(Config {
             tls: setup.config,
@@ -537,6 +623,8 @@ impl ConfigBuilder {
             to_client_budget: self.to_client_budget,
             client_address: self.client_address,
             accept_proxy_header: self.accept_proxy_header,
+            client_verify: self.client_auth.mode,
+            proxy_client_cert: self.proxy_client_cert,
             warnings,
         })
     }

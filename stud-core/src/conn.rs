@@ -196,7 +196,7 @@ impl Conn {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Result<Conn, TlsError> {
-        let tls = Session::new(&config.tls)?;
+        let tls = Session::new(&config)?;
         let handshake_deadline = now + config.handshake_timeout;
         let state = if config.accept_proxy_header {
             State::ProxyHeader
@@ -493,7 +493,8 @@ impl Conn {
         let info = mode.names_the_session().then(|| self.tls.info()).flatten();
         let n = encode_client_address(mode, self.peer, self.local, info.as_ref(), &mut buf);
         if n > 0 {
-            self.header = Some(buf[..n].into());
+            let header = crate::proxy_client_cert::finish(&self.config, &buf[..n], info.as_ref());
+            self.header = Some(header);
         }
         self.last_activity = now;
         self.update(now);

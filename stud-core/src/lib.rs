@@ -82,6 +82,7 @@
 mod config;
 mod conn;
 mod error;
+mod proxy_client_cert;
 mod proxy_header;
 mod time;
 mod tls;
@@ -98,4 +99,5 @@ pub use proxy_header::{
     PROXY_V2_SIGNATURE,
 };
 pub use time::Instant;
+pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
 pub use tls::{HandshakeInfo, TlsVersion};

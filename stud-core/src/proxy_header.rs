@@ -18,10 +18,17 @@
 //!   send them: `PP2_TYPE_ALPN` (the protocol agreed, if any), `PP2_TYPE_AUTHORITY` (the SNI host
 //!   name, if any) and `PP2_TYPE_SSL` with the `PP2_CLIENT_SSL` flag, `verify` 0 and the
 //!   sub-TLVs `PP2_SUBTYPE_SSL_VERSION` (`TLSv1.2`/`TLSv1.3`) and
-//!   `PP2_SUBTYPE_SSL_CIPHER` (the OpenSSL name of the suite). The specification reads `verify`
-//!   as "zero if the client presented a certificate and it was verified"; stud asks for no
-//!   client certificate and sends 0 as haproxy does in that case, since receivers treat any
-//!   non-zero value as a failed verification. See [`encode_proxy_v2`].
+//!   `PP2_SUBTYPE_SSL_CIPHER` (the OpenSSL name of the suite). With a client certificate, the
+//!   `client` field adds `PP2_CLIENT_CERT_SESS`, and `PP2_CLIENT_CERT_CONN` unless the session
+//!   was resumed (the certificate was then sent on an earlier connection), and the sub-TLV
+//!   `PP2_SUBTYPE_SSL_CN` carries the subject's common name. The specification reads `verify`
+//!   as "zero if the client presented a certificate and it was verified, non-zero otherwise":
+//!   stud sends 0 for a verified certificate, and 1 when it asked for a certificate
+//!   ([`ClientVerifyMode::Optional`](crate::ClientVerifyMode)) and the client sent none. When
+//!   no certificate is asked for it sends 0, as haproxy does, since receivers treat any
+//!   non-zero value as a failed verification. See [`encode_proxy_v2`]. (The whole client
+//!   certificate can follow, with
+//!   [`ConfigBuilder::proxy_client_cert`](crate::ConfigBuilder::proxy_client_cert).)
 //!
 //! The encoders write into a caller buffer of [`MAX_HEADER_LEN`] bytes and return the length, so
 //! nothing is allocated to build a header.
@@ -48,8 +55,9 @@ pub enum ClientAddressMode {
 
 /// The longest header any mode produces: a PROXY v2 header for IPv6 (16 + 36 bytes) with the
 /// longest ALPN and SNI TLVs (3 + 255 each) and the SSL TLV (3 + 5 + 3 + 7 + 3 + at most 64 for
-/// the cipher name) is 653 bytes. (A PROXY v1 line is at most 107.)
-pub const MAX_HEADER_LEN: usize = 653;
+/// the cipher name + 3 + at most 64 for the client's CN) is 720 bytes. (A PROXY v1 line is at
+/// most 107.) The client certificate itself, when asked for, is added outside this buffer.
+pub const MAX_HEADER_LEN: usize = 720;
 
 /// `AF_INET` as Linux numbers it.
 pub const AF_INET_LINUX: u8 = 2;
@@ -272,8 +280,11 @@ const PP2_TYPE_ALPN: u8 = 0x01;
 const PP2_TYPE_AUTHORITY: u8 = 0x02;
 const PP2_TYPE_SSL: u8 = 0x20;
 const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
+const PP2_SUBTYPE_SSL_CN: u8 = 0x22;
 const PP2_SUBTYPE_SSL_CIPHER: u8 = 0x23;
 const PP2_CLIENT_SSL: u8 = 0x01;
+const PP2_CLIENT_CERT_CONN: u8 = 0x02;
+const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 
 /// Encodes a PROXY v2 header: the 16-byte preamble, the addresses (TCP over IPv4 or IPv6;
 /// `AF_UNSPEC` with none when the families differ after unmapping) and, when `tls` is given, the
@@ -331,12 +342,17 @@ pub fn encode_proxy_v2(
         }
         let version = info.version.as_str().as_bytes();
         let cipher = info.cipher_suite.as_bytes();
-        let mut sub = [0u8; 3 + 7 + 3 + 64];
+        let cn = client_common_name(info);
+        let mut sub = [0u8; 3 + 7 + 3 + 64 + 3 + 64];
         let mut n = 0;
         for (kind, value) in [
             (PP2_SUBTYPE_SSL_VERSION, version),
+            (PP2_SUBTYPE_SSL_CN, cn),
             (PP2_SUBTYPE_SSL_CIPHER, cipher),
         ] {
+            if value.is_empty() && kind == PP2_SUBTYPE_SSL_CN {
+                continue;
+            }
             if value.len() > 64 || n + 3 + value.len() > sub.len() {
                 continue;
             }
@@ -345,13 +361,40 @@ pub fn encode_proxy_v2(
             sub[n + 3..n + 3 + value.len()].copy_from_slice(value);
             n += 3 + value.len();
         }
-        // client: PP2_CLIENT_SSL; verify: 0 (no client certificate is asked for).
-        w.tlv(PP2_TYPE_SSL, &[&[PP2_CLIENT_SSL, 0, 0, 0, 0], &sub[..n]]);
+        let (client, verify) = ssl_client_and_verify(info);
+        let verify = verify.to_be_bytes();
+        w.tlv(PP2_TYPE_SSL, &[&[client], &verify, &sub[..n]]);
     }
     // The length field counts every byte after the 16-byte preamble.
     let after = (w.len - 16) as u16;
     w.out[14..16].copy_from_slice(&after.to_be_bytes());
     w.len
+}
+
+/// The `client` bits and the `verify` field of the SSL TLV.
+fn ssl_client_and_verify(info: &HandshakeInfo) -> (u8, u32) {
+    let mut client = PP2_CLIENT_SSL;
+    if !info.peer_certificates.is_empty() {
+        client |= PP2_CLIENT_CERT_SESS;
+        if !info.resumed {
+            client |= PP2_CLIENT_CERT_CONN;
+        }
+    }
+    let verify = match info.client_verify {
+        Some(crate::ClientVerify::NoCertificate) => 1,
+        Some(crate::ClientVerify::Verified) | None => 0,
+    };
+    (client, verify)
+}
+
+/// The client certificate's subject CN, if it has one of at most 64 bytes (X.520's bound);
+/// empty otherwise.
+fn client_common_name(info: &HandshakeInfo) -> &[u8] {
+    info.peer_certificates
+        .first()
+        .and_then(|leaf| crate::tls::cert_subject::common_name(leaf))
+        .filter(|cn| cn.len() <= 64)
+        .map_or(&[], str::as_bytes)
 }
 
 /// Appends to a header buffer that is large enough by construction (see [`MAX_HEADER_LEN`]).
@@ -560,6 +603,8 @@ mod tests {
             version: crate::TlsVersion::Tls13,
             cipher_suite: "TLS_AES_128_GCM_SHA256",
             resumed: false,
+            peer_certificates: Vec::new(),
+            client_verify: None,
         }
     }
 
@@ -646,10 +691,12 @@ mod tests {
             got.len() - 16
         );
         assert!(got.windows(255).any(|w| w == long_name.as_bytes()));
-        // The worst case MAX_HEADER_LEN is sized for: IPv6, 255-byte ALPN and SNI, TLSv1.3 and
-        // a 64-byte cipher name, exactly.
+        // The worst case MAX_HEADER_LEN is sized for: IPv6, 255-byte ALPN and SNI, TLSv1.3, a
+        // client CN of 64 bytes and a 64-byte cipher name, exactly.
         let worst = HandshakeInfo {
             cipher_suite: "C123456789012345678901234567890123456789012345678901234567890123",
+            peer_certificates: vec![client_cert_named(&"n".repeat(64))],
+            client_verify: Some(crate::ClientVerify::Verified),
             ..longest.clone()
         };
         assert_eq!(worst.cipher_suite.len(), 64);
@@ -670,6 +717,80 @@ mod tests {
         );
         assert!(!got.windows(256).any(|w| w == too_long.as_bytes()));
         assert_eq!(got[28], 0x20);
+    }
+
+    /// A self-signed DER certificate whose subject CN is `cn`.
+    fn client_cert_named(cn: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![]).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .to_vec()
+    }
+
+    /// The SSL TLV's value (client, verify, sub-TLVs) of a header with addresses for IPv4.
+    fn ssl_tlv(header: &[u8]) -> &[u8] {
+        assert_eq!(
+            header[28], 0x20,
+            "the SSL TLV comes first without ALPN and SNI"
+        );
+        let len = u16::from_be_bytes([header[29], header[30]]) as usize;
+        &header[31..31 + len]
+    }
+
+    #[test]
+    fn proxy_v2_client_bits_verify_and_cn_follow_the_client_certificate() {
+        let leaf = client_cert_named("client-7");
+        let full = HandshakeInfo {
+            peer_certificates: vec![leaf.clone()],
+            client_verify: Some(crate::ClientVerify::Verified),
+            ..info(None, None)
+        };
+        let got = v2("10.0.0.1:1", "10.0.0.2:2", Some(&full));
+        let ssl = ssl_tlv(&got);
+        // PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS, verify 0.
+        assert_eq!(&ssl[..5], &[0x07, 0, 0, 0, 0]);
+        let mut subs = vec![0x21, 0, 7];
+        subs.extend_from_slice(b"TLSv1.3");
+        subs.extend_from_slice(&[0x22, 0, 8]);
+        subs.extend_from_slice(b"client-7");
+        subs.extend_from_slice(&[0x23, 0, 22]);
+        subs.extend_from_slice(b"TLS_AES_128_GCM_SHA256");
+        assert_eq!(&ssl[5..], &subs[..]);
+
+        // Resumed: the certificate belongs to the session, not to this connection.
+        let resumed = HandshakeInfo {
+            resumed: true,
+            ..full.clone()
+        };
+        let got = v2("10.0.0.1:1", "10.0.0.2:2", Some(&resumed));
+        assert_eq!(&ssl_tlv(&got)[..5], &[0x05, 0, 0, 0, 0]);
+
+        // Asked for, none sent: no certificate bits, verify non-zero, no CN.
+        let none = HandshakeInfo {
+            client_verify: Some(crate::ClientVerify::NoCertificate),
+            ..info(None, None)
+        };
+        let got = v2("10.0.0.1:1", "10.0.0.2:2", Some(&none));
+        let ssl = ssl_tlv(&got);
+        assert_eq!(&ssl[..5], &[0x01, 0, 0, 0, 1]);
+        assert_eq!(ssl[5], 0x21);
+        assert!(!ssl.windows(3).any(|w| w[0] == 0x22 && w[1] == 0));
+
+        // A CN longer than X.520 allows is left out, not cut.
+        let long = HandshakeInfo {
+            peer_certificates: vec![client_cert_named(&"x".repeat(65))],
+            ..full
+        };
+        let got = v2("10.0.0.1:1", "10.0.0.2:2", Some(&long));
+        assert!(!got.windows(65).any(|w| w == "x".repeat(65).as_bytes()));
+        assert_eq!(ssl_tlv(&got)[0], 0x07);
     }
 
     fn sa(s: &str) -> SocketAddr {

@@ -5,9 +5,13 @@
 //! - [`client_hello`]: the ClientHello judged before rustls sees it (alerts the RFCs name).
 //! - [`sni`]: the certificate for each handshake, by a name index built once.
 //! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
+//! - [`client_auth`]: the client-certificate policy (modes, trust anchors, CRLs, depth).
+//! - [`cert_subject`]: the subject CN of a client certificate, for the backend.
 //! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
 
 pub(crate) mod alert_scan;
+pub(crate) mod cert_subject;
+pub(crate) mod client_auth;
 pub(crate) mod client_hello;
 pub(crate) mod identity;
 pub(crate) mod sni;
@@ -55,6 +59,13 @@ pub struct HandshakeInfo {
     pub cipher_suite: &'static str,
     /// Whether the session was resumed (ticket or session ID) rather than fully negotiated.
     pub resumed: bool,
+    /// The client's certificate chain as it sent it (DER, leaf first); empty when it sent
+    /// none. For a resumed session, the chain of the handshake that made the session.
+    pub peer_certificates: Vec<Vec<u8>>,
+    /// The client-certificate outcome; `None` when no certificate was asked for
+    /// ([`ClientVerifyMode::None`](crate::ClientVerifyMode::None)). A certificate that fails
+    /// verification ends the handshake, so there is no "failed" value.
+    pub client_verify: Option<client_auth::ClientVerify>,
 }
 
 /// The crypto provider stud uses, named explicitly: aws-lc-rs.
@@ -90,6 +101,7 @@ pub(crate) struct TlsSettings<'a> {
     pub(crate) session_tickets: bool,
     /// The master secret for ticket keys (see [`tickets`]); random if `None`.
     pub(crate) ticket_secret: Option<&'a [u8]>,
+    pub(crate) client_auth: &'a client_auth::ClientAuthSpec,
 }
 
 /// The shared, immutable TLS configuration.
@@ -152,19 +164,28 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<ServerSetup, ConfigErr
             ))
         }
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let client_auth = s.client_auth.load(&provider)?;
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
-        .map_err(|e| ConfigError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .map_err(|e| ConfigError::Tls(e.to_string()))?;
+    let builder = match &client_auth {
+        Some(policy) => builder.with_client_cert_verifier(policy.verifier.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.ignore_client_order = s.prefer_server_ciphers;
     config.alpn_protocols = s.alpn.to_vec();
     if s.session_tickets {
-        let secret = match s.ticket_secret {
+        let mut secret = match s.ticket_secret {
             Some(secret) => secret.to_vec(),
             None => tickets::EpochTicketer::random_secret()
                 .ok_or_else(|| ConfigError::Tls("no randomness for session-ticket keys".into()))?,
         };
+        if let Some(policy) = &client_auth {
+            // A ticket resumes only under the client-certificate policy that issued it.
+            secret.extend_from_slice(b"client-auth policy");
+            secret.extend_from_slice(&policy.fingerprint);
+        }
         config.ticketer = Arc::new(tickets::EpochTicketer::new(secret));
     } else {
         config.send_tls13_tickets = 0;
@@ -189,14 +210,19 @@ pub(crate) struct IoState {
 /// One server-side TLS session.
 pub(crate) struct Session {
     conn: rustls::ServerConnection,
+    /// Whether the configuration asks clients for a certificate.
+    asks_for_certificate: bool,
 }
 
 impl Session {
-    pub(crate) fn new(config: &Arc<ServerConfig>) -> Result<Self, TlsError> {
-        let mut conn = rustls::ServerConnection::new(config.clone()).map_err(TlsError)?;
+    pub(crate) fn new(config: &crate::Config) -> Result<Self, TlsError> {
+        let mut conn = rustls::ServerConnection::new(config.tls.clone()).map_err(TlsError)?;
         // The engine enforces its own budgets; rustls must never refuse a write we decided on.
         conn.set_buffer_limit(None);
-        Ok(Session { conn })
+        Ok(Session {
+            conn,
+            asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
+        })
     }
 
     /// Takes ciphertext from `rd`; never call with a reader at EOF unless the peer is at EOF.
@@ -272,6 +298,28 @@ impl Session {
                 self.conn.handshake_kind(),
                 Some(rustls::HandshakeKind::Resumed)
             ),
+            peer_certificates: self.peer_certificates(),
+            client_verify: self.client_verify(),
+        })
+    }
+
+    /// The client's chain (DER, leaf first); empty when it sent none.
+    fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        self.conn
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.as_ref().to_vec())
+            .collect()
+    }
+
+    /// A chain rustls kept is one its verifier accepted (a failure ends the handshake).
+    fn client_verify(&self) -> Option<client_auth::ClientVerify> {
+        self.asks_for_certificate.then(|| {
+            match self.conn.peer_certificates().is_some_and(|c| !c.is_empty()) {
+                true => client_auth::ClientVerify::Verified,
+                false => client_auth::ClientVerify::NoCertificate,
+            }
         })
     }
 }
