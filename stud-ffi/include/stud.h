@@ -363,7 +363,8 @@ enum stud_client_address
   STUD_CLIENT_ADDRESS_PROXY_V1 = 2,
   /**
    * stud's `--write-proxy-v2`: a binary HAProxy PROXY protocol version 2 header, with TLVs
-   * for the agreed ALPN protocol, the SNI host name, and the TLS version and cipher.
+   * for the agreed ALPN protocol, the SNI host name, the TLS version and cipher, and the
+   * client certificate's CN (see also `stud_config_builder_set_proxy_client_cert`).
    */
   STUD_CLIENT_ADDRESS_PROXY_V2 = 3,
 };
@@ -372,6 +373,65 @@ enum stud_client_address
 typedef enum stud_client_address stud_client_address;
 #else
 typedef uint32_t stud_client_address;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Whether clients are asked for a certificate (`stud_config_builder_set_client_verify`).
+ */
+enum stud_client_verify_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Ask for none (default).
+   */
+  STUD_CLIENT_VERIFY_NONE = 0,
+  /**
+   * Ask for one; serve a client that sends none, refuse one whose certificate does not
+   * verify.
+   */
+  STUD_CLIENT_VERIFY_OPTIONAL = 1,
+  /**
+   * Refuse a client without a certificate that verifies.
+   */
+  STUD_CLIENT_VERIFY_REQUIRED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stud_client_verify_mode stud_client_verify_mode;
+#else
+typedef uint32_t stud_client_verify_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What became of the client's certificate (`stud_conn_client_verify`).
+ */
+enum stud_client_verify_result
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The configuration asks for no client certificate.
+   */
+  STUD_CLIENT_VERIFY_NOT_REQUESTED = 0,
+  /**
+   * A certificate was asked for and the client sent none (optional verification).
+   */
+  STUD_CLIENT_VERIFY_NO_CERTIFICATE = 1,
+  /**
+   * The client's certificate verified (for a resumed session: when the session was made).
+   */
+  STUD_CLIENT_VERIFY_VERIFIED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stud_client_verify_result stud_client_verify_result;
+#else
+typedef uint32_t stud_client_verify_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -482,6 +542,81 @@ extern "C" {
  * version is the ABI version (the soname is `libstud.so.MAJOR`).
  */
 const char *stud_version(void);
+
+/**
+ * Sets whether clients are asked for a certificate: a `stud_client_verify_mode` value
+ * (default `STUD_CLIENT_VERIFY_NONE`). Another number gives `STUD_INVALID_PARAMETER`.
+ * `OPTIONAL` and `REQUIRED` need CA certificates (`stud_config_builder_add_client_ca_*`), or
+ * the build fails with `STUD_CONFIG_INVALID`.
+ */
+stud_result stud_config_builder_set_client_verify(stud_config_builder *builder, uint32_t mode);
+
+/**
+ * Adds the CA certificates of a PEM buffer (copied) as trust anchors for client
+ * certificates. Checked by the build: no certificate in it gives
+ * `STUD_CONFIG_NO_CERTIFICATE`, a malformed one `STUD_CONFIG_PEM` or
+ * `STUD_CONFIG_BAD_CERTIFICATE`.
+ */
+stud_result stud_config_builder_add_client_ca_pem(stud_config_builder *builder,
+                                                  const uint8_t *pem,
+                                                  size_t pem_len);
+
+/**
+ * Adds the CA certificates of a PEM file as trust anchors for client certificates; read by
+ * the build (`STUD_CONFIG_READ` when it cannot be). `path` is copied.
+ */
+stud_result stud_config_builder_add_client_ca_file(stud_config_builder *builder, const char *path);
+
+/**
+ * Adds a certificate revocation list file (PEM `X509 CRL` blocks, or DER), read by the build
+ * (`STUD_CONFIG_READ`, or `STUD_CONFIG_INVALID` for a CRL that does not parse). Every build
+ * reads it again, so building a new configuration picks up a new CRL. A revoked client is
+ * refused with the `certificate_revoked` alert. `path` is copied.
+ */
+stud_result stud_config_builder_add_crl_file(stud_config_builder *builder, const char *path);
+
+/**
+ * Adds a certificate revocation list from a buffer (PEM or DER, copied); checked by the build.
+ */
+stud_result stud_config_builder_add_crl(stud_config_builder *builder,
+                                        const uint8_t *crl,
+                                        size_t crl_len);
+
+/**
+ * The most intermediate CA certificates a client may send between its certificate and a
+ * trust anchor (OpenSSL's verify depth: 0 accepts only certificates an anchor issued itself).
+ * Default: no limit beyond the verifier's own.
+ */
+stud_result stud_config_builder_set_client_verify_depth(stud_config_builder *builder,
+                                                        size_t max_intermediates);
+
+/**
+ * With `STUD_CLIENT_ADDRESS_PROXY_V2`, also sends the client's certificate to the backend
+ * (default false): DER in the SSL TLV's sub-TLV 0x28 and PEM in the custom TLV 0xE0.
+ */
+stud_result stud_config_builder_set_proxy_client_cert(stud_config_builder *builder, bool yes);
+
+/**
+ * Writes what became of the client's certificate into `*result_out`, a
+ * `stud_client_verify_result` value. `STUD_NOT_FOUND` before the handshake completed.
+ */
+stud_result stud_conn_client_verify(const stud_conn *conn, uint32_t *result_out);
+
+/**
+ * Writes how many certificates the client sent into `*count_out` (0 when none was asked for
+ * or sent). `STUD_NOT_FOUND` before the handshake completed.
+ */
+stud_result stud_conn_peer_certificate_count(const stud_conn *conn, size_t *count_out);
+
+/**
+ * Points `*der_out` at certificate number `index` of the client's chain (0 is the client's
+ * own certificate, then the intermediates it sent), DER-encoded. The bytes are borrowed: they
+ * stay valid and unchanged until the connection is freed. `STUD_NOT_FOUND` before the
+ * handshake completed or past the last certificate.
+ */
+stud_result stud_conn_peer_certificate(const stud_conn *conn,
+                                       size_t index,
+                                       stud_slice_bytes *der_out);
 
 /**
  * A new builder with stud's defaults: TLS 1.2 and 1.3, the default cipher suites, handshake

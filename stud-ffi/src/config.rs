@@ -49,7 +49,8 @@ pub enum stud_client_address {
     /// stud's `--write-proxy`: a HAProxy PROXY protocol version 1 line.
     STUD_CLIENT_ADDRESS_PROXY_V1 = 2,
     /// stud's `--write-proxy-v2`: a binary HAProxy PROXY protocol version 2 header, with TLVs
-    /// for the agreed ALPN protocol, the SNI host name, and the TLS version and cipher.
+    /// for the agreed ALPN protocol, the SNI host name, the TLS version and cipher, and the
+    /// client certificate's CN (see also `stud_config_builder_set_proxy_client_cert`).
     STUD_CLIENT_ADDRESS_PROXY_V2 = 3,
 }
 
@@ -79,7 +80,7 @@ pub(crate) fn tls_version_to_u16(v: TlsVersion) -> u16 {
 }
 
 /// Applies one `ConfigBuilder` method to the builder behind a handle.
-fn update(builder: &mut ConfigBuilder, f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) {
+pub(crate) fn update(builder: &mut ConfigBuilder, f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) {
     *builder = f(std::mem::take(builder));
 }
 

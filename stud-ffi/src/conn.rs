@@ -44,6 +44,9 @@ pub(crate) struct HandshakeC {
     pub(crate) version: u16,
     pub(crate) cipher_suite: CString,
     pub(crate) resumed: bool,
+    /// The client's chain (DER, leaf first), lent out by `stud_conn_peer_certificate`.
+    pub(crate) peer_certificates: Vec<Vec<u8>>,
+    pub(crate) client_verify: Option<stud_core::ClientVerify>,
 }
 
 impl HandshakeC {
@@ -55,6 +58,8 @@ impl HandshakeC {
             version: tls_version_to_u16(info.version),
             cipher_suite: CString::new(info.cipher_suite).unwrap_or_default(),
             resumed: info.resumed,
+            peer_certificates: info.peer_certificates,
+            client_verify: info.client_verify,
         }
     }
 }

@@ -15,8 +15,10 @@
 //! - time is `uint64_t` microseconds on the caller's monotonic clock.
 //!
 //! Module map: `ffi` (ownership casts, the only place that turns pointers into references),
-//! `panic` (the boundary), `error` (result codes), `config`, `addr` (socket addresses),
-//! `conn` (the handle and inputs), `output` (what a connection hands back), `server`.
+//! `panic` (the boundary), `error` (result codes), `config`, `client_cert` (client-certificate
+//! settings and what a connection learned of its client's certificate), `addr` (socket
+//! addresses), `conn` (the handle and inputs), `output` (what a connection hands back),
+//! `server`.
 
 // C names follow C conventions (`stud_conn`, `STUD_OK`), and they are what cbindgen writes into
 // the header, so the Rust items carry them verbatim.
@@ -26,6 +28,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod addr;
+mod client_cert;
 mod config;
 mod conn;
 mod error;
@@ -36,6 +39,7 @@ mod server;
 
 use std::ffi::c_char;
 
+pub use client_cert::*;
 pub use config::*;
 pub use conn::*;
 pub use error::*;

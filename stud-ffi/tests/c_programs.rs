@@ -333,6 +333,159 @@ fn embed_example_terminates_tls_under_valgrind() {
     run_embed(Flavor::Plain, true);
 }
 
+/// A CA (PEM) and a client certificate it issued (chain and PKCS#8 key, DER).
+fn client_ca_and_cert() -> (String, Vec<u8>, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let ca = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("client key");
+    let params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+    let cert = params.signed_by(&key, &ca).expect("client certificate");
+    (ca_cert.pem(), cert.der().to_vec(), key.serialize_der())
+}
+
+/// Connects with a client certificate and sends one line, or without one and only
+/// handshakes; returns what came back, or the client's error.
+fn client_cert_round_trip(
+    port: u16,
+    cert: &TestCert,
+    client: Option<(&[u8], &[u8])>,
+) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der.clone()).expect("server trust anchor");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("default versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((der, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from(der.to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+            )
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to the C server");
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    tcp.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set timeout");
+    let name = "localhost".try_into().expect("valid server name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    if client.is_none() {
+        // Only the handshake: the server reads the whole flight before it answers with its
+        // alert, so the alert is not lost to a reset caused by unread data.
+        let mut reply = Vec::new();
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| e.to_string())?;
+        tls.read_to_end(&mut reply).map_err(|e| e.to_string())?;
+        return Ok(reply);
+    }
+    tls.write_all(b"who am I?\n").map_err(|e| e.to_string())?;
+    tls.conn.send_close_notify();
+    tls.flush().map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    tls.read_to_end(&mut reply).map_err(|e| e.to_string())?;
+    Ok(reply)
+}
+
+/// `embed.c` with `STUD_CLIENT_CA`: a client with a certificate from that CA is served and
+/// its certificate, read through `stud_conn_peer_certificate`, is the one it sent; a client
+/// without one is refused with `certificate_required` and gets no backend.
+fn run_embed_client_cert(flavor: Flavor, under_valgrind: bool) {
+    let name = match (flavor, under_valgrind) {
+        (Flavor::Sanitized, _) => "embed-mtls-asan",
+        (Flavor::Plain, true) => "embed-mtls-valgrind",
+        (Flavor::Plain, false) => "embed-mtls",
+    };
+    let dir = support::scratch(name);
+    let lib = support::install(&dir);
+    let cert = support::test_cert();
+    write_cert_files(&dir, &cert);
+    let (ca_pem, client_der, client_key) = client_ca_and_cert();
+    std::fs::write(dir.join("clients-ca.pem"), &ca_pem).expect("write clients-ca.pem");
+    let source = [Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c/embed.c")];
+    let binary = dir.join(name);
+    support::compile(&lib, &source, &binary, flavor);
+
+    let (backend_port, accepted) = start_backend();
+    let mut cmd = if under_valgrind {
+        match support::valgrind_command(&binary) {
+            Some(cmd) => cmd,
+            None => return,
+        }
+    } else {
+        Command::new(&binary)
+    };
+    cmd.arg(dir.join("site.pem"))
+        .args(["0", "127.0.0.1"])
+        .arg(backend_port.to_string())
+        .arg("2")
+        .env("STUD_CLIENT_CA", dir.join("clients-ca.pem"));
+    if flavor == Flavor::Sanitized {
+        support::sanitizer_env(&mut cmd);
+    }
+    let (server, port) = Server::start(cmd);
+
+    let reply = client_cert_round_trip(port, &cert, Some((&client_der, &client_key)));
+    assert_eq!(reply.as_deref(), Ok(&b"who am I?\n"[..]));
+    let refused = client_cert_round_trip(port, &cert, None);
+    let error = refused.expect_err("a client without a certificate is refused");
+    assert!(error.contains("CertificateRequired"), "{error}");
+
+    let (lines, _stderr) = server.finish();
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "a backend only for the verified client"
+    );
+    let tail: String = client_der[client_der.len() - 8..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let want = format!(
+        " client=verified certs=1 leaf_len={} leaf_tail={tail}",
+        client_der.len()
+    );
+    let handshakes: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("handshake "))
+        .collect();
+    assert_eq!(handshakes.len(), 1, "{lines:?}");
+    assert!(
+        handshakes[0].ends_with(&want),
+        "{} does not end with {want}",
+        handshakes[0]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("closed reason=handshake_failed message=handshake_failed: ")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn embed_example_verifies_client_certificates_under_sanitizers() {
+    run_embed_client_cert(Flavor::Sanitized, false);
+}
+
+#[test]
+fn embed_example_verifies_client_certificates_under_valgrind() {
+    run_embed_client_cert(Flavor::Plain, true);
+}
+
 /// `server_test.c`: the stud_server API from C, with one TLS exchange through the running
 /// server while it waits for the go-ahead on its standard input.
 fn run_server_test(flavor: Flavor, under_valgrind: bool) {

@@ -12,6 +12,9 @@
  * LISTEN_PORT 0 picks a free port; the chosen one is printed as "listening on PORT". After
  * MAX_CONNECTIONS connections have closed (default: never) or on SIGTERM/SIGINT, it frees
  * everything and exits 0. One line per handshake and per close goes to standard output.
+ *
+ * With STUD_CLIENT_CA=FILE in the environment, every client must present a certificate issued
+ * by a CA in FILE (PEM); the handshake line then names it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -110,9 +113,26 @@ static void print_handshake(stud_conn *conn) {
     if (stud_conn_handshake_info(conn, &info) != STUD_OK) {
         return;
     }
-    printf("handshake sni=%s alpn=%.*s version=%04x suite=%s\n", info.sni ? info.sni : "-",
+    printf("handshake sni=%s alpn=%.*s version=%04x suite=%s", info.sni ? info.sni : "-",
            (int)info.alpn_len, info.alpn ? (const char *)info.alpn : "", info.version,
            info.cipher_suite);
+    /* The client's certificate, when one was asked for: its length and last bytes. */
+    uint32_t verify = STUD_CLIENT_VERIFY_NOT_REQUESTED;
+    size_t certs = 0;
+    stud_slice_bytes leaf = {NULL, 0};
+    if (stud_conn_client_verify(conn, &verify) == STUD_OK &&
+        verify != STUD_CLIENT_VERIFY_NOT_REQUESTED &&
+        stud_conn_peer_certificate_count(conn, &certs) == STUD_OK) {
+        printf(" client=%s certs=%zu", verify == STUD_CLIENT_VERIFY_VERIFIED ? "verified" : "none",
+               certs);
+        if (stud_conn_peer_certificate(conn, 0, &leaf) == STUD_OK && leaf.len >= 8) {
+            printf(" leaf_len=%zu leaf_tail=", leaf.len);
+            for (size_t i = leaf.len - 8; i < leaf.len; i++) {
+                printf("%02x", leaf.data[i]);
+            }
+        }
+    }
+    printf("\n");
 }
 
 /* Carries out every pending action; returns 1 once the connection is closed. */
@@ -283,6 +303,11 @@ int main(int argc, char **argv) {
     stud_config_builder_set_alpn_protocols(builder, alpn, 1);
     stud_config_builder_set_handshake_timeout_ms(builder, 10000);
     stud_config_builder_set_linger_timeout_ms(builder, 5000);
+    const char *client_ca = getenv("STUD_CLIENT_CA");
+    if (client_ca != NULL) {
+        stud_config_builder_set_client_verify(builder, STUD_CLIENT_VERIFY_REQUIRED);
+        stud_config_builder_add_client_ca_file(builder, client_ca); /* read by the build */
+    }
     const stud_config *config = NULL;
     char err[512];
     r = stud_config_builder_build(builder, err, sizeof err, &config); /* frees the builder */

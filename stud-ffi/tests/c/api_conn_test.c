@@ -251,6 +251,22 @@ void test_conn_handshake_start(void) {
     CHECK_EQ(cap, 0);
     stud_handshake_info info;
     CHECK_RESULT(stud_conn_handshake_info(conn, &info), STUD_NOT_FOUND);
+    /* Nothing is known of the client's certificate before the handshake; out-params untouched. */
+    uint32_t verify = 77;
+    size_t certs = 77;
+    stud_slice_bytes der = {NULL, 77};
+    CHECK_RESULT(stud_conn_client_verify(conn, &verify), STUD_NOT_FOUND);
+    CHECK_RESULT(stud_conn_peer_certificate_count(conn, &certs), STUD_NOT_FOUND);
+    CHECK_RESULT(stud_conn_peer_certificate(conn, 0, &der), STUD_NOT_FOUND);
+    CHECK_EQ(verify, 77);
+    CHECK_EQ(certs, 77);
+    CHECK_EQ(der.len, 77);
+    CHECK_RESULT(stud_conn_client_verify(NULL, &verify), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_client_verify(conn, NULL), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_peer_certificate_count(NULL, &certs), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_peer_certificate_count(conn, NULL), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_peer_certificate(NULL, 0, &der), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_peer_certificate(conn, 0, NULL), STUD_NULL_PARAMETER);
     char text[256];
     size_t n = 0;
     CHECK_RESULT(stud_conn_close_message(conn, text, sizeof text, &n), STUD_NOT_FOUND);

@@ -333,6 +333,77 @@ static void test_build_ok_and_warnings(void) {
     stud_config_free(config);
 }
 
+/* Client certificates: NULL and bad arguments, build errors that name the file, a good build. */
+static void test_client_verify_settings(void) {
+    char err[512];
+    static const uint8_t not_a_crl[] = {0x30, 0x03, 0x02, 0x01, 0x05};
+
+    CHECK_RESULT(stud_config_builder_set_client_verify(NULL, STUD_CLIENT_VERIFY_REQUIRED),
+                 STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_client_ca_pem(NULL, cert.data, cert.len),
+                 STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_client_ca_file(NULL, cert_path), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_crl_file(NULL, cert_path), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_crl(NULL, not_a_crl, sizeof not_a_crl),
+                 STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_set_client_verify_depth(NULL, 1), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_set_proxy_client_cert(NULL, true), STUD_NULL_PARAMETER);
+    stud_config_builder *b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_set_client_verify(b, 3), STUD_INVALID_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_client_ca_pem(b, NULL, 4), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_client_ca_file(b, NULL), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_crl_file(b, NULL), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_config_builder_add_crl(b, NULL, 1), STUD_NULL_PARAMETER);
+    stud_config_builder_free(b);
+
+    /* Verification without a CA to verify against. */
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_verify(b, STUD_CLIENT_VERIFY_REQUIRED), STUD_OK);
+    CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_INVALID);
+    CHECK(strstr(err, "client-verify-ca") != NULL);
+
+    /* A CA file that is not there, named in the message. */
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_verify(b, STUD_CLIENT_VERIFY_OPTIONAL), STUD_OK);
+    CHECK_RESULT(stud_config_builder_add_client_ca_file(b, "/nonexistent/clients-ca.pem"),
+                 STUD_OK);
+    CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_READ);
+    CHECK(strstr(err, "/nonexistent/clients-ca.pem") != NULL);
+
+    /* A CA buffer with no certificate in it (a key). */
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_verify(b, STUD_CLIENT_VERIFY_OPTIONAL), STUD_OK);
+    CHECK_RESULT(stud_config_builder_add_client_ca_pem(b, key.data, key.len), STUD_OK);
+    CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_NO_CERTIFICATE);
+
+    /* A CRL that does not parse. */
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_verify(b, STUD_CLIENT_VERIFY_REQUIRED), STUD_OK);
+    CHECK_RESULT(stud_config_builder_add_client_ca_file(b, cert_path), STUD_OK);
+    CHECK_RESULT(stud_config_builder_add_crl(b, not_a_crl, sizeof not_a_crl), STUD_OK);
+    CHECK_RESULT(build_err(b, err, sizeof err), STUD_CONFIG_INVALID);
+    CHECK(strstr(err, "CRL") != NULL);
+
+    /* Every setting at once builds, without warnings. */
+    b = stud_config_builder_new();
+    CHECK_RESULT(stud_config_builder_add_pem(b, pem.data, pem.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_verify(b, STUD_CLIENT_VERIFY_REQUIRED), STUD_OK);
+    CHECK_RESULT(stud_config_builder_add_client_ca_file(b, cert_path), STUD_OK);
+    CHECK_RESULT(stud_config_builder_add_client_ca_pem(b, cert.data, cert.len), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_verify_depth(b, 2), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_client_address(b, STUD_CLIENT_ADDRESS_PROXY_V2), STUD_OK);
+    CHECK_RESULT(stud_config_builder_set_proxy_client_cert(b, true), STUD_OK);
+    const stud_config *config = build_ok(b);
+    size_t count = 99;
+    CHECK_RESULT(stud_config_warning_count(config, &count), STUD_OK);
+    CHECK_EQ(count, 0);
+    stud_config_free(config);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: %s SITE_PEM CERT_PEM KEY_PEM CLIENT_HELLO\n", argv[0]);
@@ -350,6 +421,7 @@ int main(int argc, char **argv) {
     test_builder_null_and_invalid();
     test_build_errors();
     test_build_ok_and_warnings();
+    test_client_verify_settings();
     test_conn_new_and_addresses();
     test_conn_null_handles();
     test_conn_handshake_start();
