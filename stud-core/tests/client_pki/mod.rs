@@ -19,6 +19,9 @@ pub struct ClientId {
     pub chain: Vec<CertificateDer<'static>>,
     pub key_der: Vec<u8>,
     pub serial: u64,
+    /// The leaf and the key as PEM, for command-line clients.
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 impl ClientId {
@@ -61,7 +64,7 @@ fn client(
     serial: u64,
     issuer: &Issuer<'_, KeyPair>,
     expired: bool,
-) -> (CertificateDer<'static>, Vec<u8>) {
+) -> (CertificateDer<'static>, Vec<u8>, String, String) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("client key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -73,7 +76,12 @@ fn client(
         params.not_after = rcgen::date_time_ymd(2020, 1, 1);
     }
     let cert = params.signed_by(&key, issuer).expect("client certificate");
-    (cert.der().clone(), key.serialize_der())
+    (
+        cert.der().clone(),
+        key.serialize_der(),
+        cert.pem(),
+        key.serialize_pem(),
+    )
 }
 
 impl Pki {
@@ -94,10 +102,12 @@ impl Pki {
             .expect("intermediate certificate");
         let inter = Issuer::new(inter_params, inter_key);
 
-        let id = |(cert, key): (CertificateDer<'static>, Vec<u8>), serial| ClientId {
+        let id = |(cert, key, cert_pem, key_pem), serial| ClientId {
             chain: vec![cert],
             key_der: key,
             serial,
+            cert_pem,
+            key_pem,
         };
         let good = id(client("client-good", 101, &ca, false), 101);
         let expired = id(client("client-expired", 102, &ca, true), 102);
