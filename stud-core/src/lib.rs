@@ -71,7 +71,10 @@
 //! [`Config::builder`] takes the certificate chain and key (one stud-style PEM or separate files;
 //! RSA, ECDSA P-256/P-384, Ed25519), protocol versions (TLS 1.2 and 1.3 — rustls speaks nothing
 //! older), an OpenSSL-style cipher list, timeouts, per-direction buffer budgets and the
-//! [`ClientAddressMode`]. Cryptography is rustls with the aws-lc-rs provider.
+//! [`ClientAddressMode`]. It can also ask clients for a certificate ([`ClientVerifyMode`], with
+//! CA certificates, CRLs and a depth limit); what was verified reaches the embedder in
+//! [`HandshakeInfo`] and the backend in the PROXY v2 header. Cryptography is rustls with the
+//! aws-lc-rs provider.
 
 // The engine has no unsafe code. `deny` rather than `forbid` lets the driver's two socket calls
 // that need it (polling's `Poller::add`, one setsockopt socket2 lacks) opt out locally, each

@@ -5,7 +5,9 @@
 //! [`encode_proxy_v2`](crate::encode_proxy_v2) writes it, its SSL TLV included) and the leaf
 //! certificate (DER), and returns the header with two additions:
 //! - the sub-TLV `PP2_SUBTYPE_SSL_CLIENT_CERT` (0x28) at the end of the `PP2_TYPE_SSL` TLV,
-//!   holding the DER certificate (as haproxy and ghostunnel send it);
+//!   holding the DER certificate. The published specification defines SSL sub-types up to
+//!   0x27 (`PP2_SUBTYPE_SSL_SIG_SCHEME`) and not this one; a receiver that does not know it
+//!   skips it, as the specification requires of unknown TLVs;
 //! - the custom TLV 0xE0 after every other TLV, holding the certificate as PEM
 //!   (`-----BEGIN CERTIFICATE-----`, base64 in lines of 64, `-----END CERTIFICATE-----\n`),
 //!   as hitch's `proxy-client-cert` sends it.

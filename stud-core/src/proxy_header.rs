@@ -48,8 +48,8 @@ pub enum ClientAddressMode {
     WriteIp,
     /// HAProxy PROXY protocol version 1 (a text line).
     ProxyV1,
-    /// HAProxy PROXY protocol version 2 (binary), with TLVs for ALPN, SNI and the TLS version
-    /// and cipher.
+    /// HAProxy PROXY protocol version 2 (binary), with TLVs for ALPN, SNI, the TLS version
+    /// and cipher, and the client certificate (see [`encode_proxy_v2`]).
     ProxyV2,
 }
 
@@ -289,8 +289,14 @@ const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 /// Encodes a PROXY v2 header: the 16-byte preamble, the addresses (TCP over IPv4 or IPv6;
 /// `AF_UNSPEC` with none when the families differ after unmapping) and, when `tls` is given, the
 /// TLVs naming the session (ALPN and authority when present, and the SSL TLV). Values longer
-/// than a TLS field can carry (255 bytes for ALPN and SNI, 64 for the cipher name) are left out
-/// rather than cut, so the header always fits [`MAX_HEADER_LEN`].
+/// than a TLS field can carry (255 bytes for ALPN and SNI, 64 for the cipher name and the
+/// client's CN) are left out rather than cut, so the header always fits [`MAX_HEADER_LEN`].
+///
+/// The SSL TLV's `client` field is `PP2_CLIENT_SSL`, plus `PP2_CLIENT_CERT_SESS` when the client
+/// has a certificate and `PP2_CLIENT_CERT_CONN` when it sent it on this connection (not on a
+/// resumed session); `verify` is 0, or 1 when a certificate was asked for and none was sent; the
+/// sub-TLVs are the version, the client's CN (`PP2_SUBTYPE_SSL_CN`, when it has one) and the
+/// cipher.
 ///
 /// ```
 /// use stud_core::{encode_proxy_v2, PROXY_V2_SIGNATURE};
