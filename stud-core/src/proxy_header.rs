@@ -396,9 +396,7 @@ fn ssl_client_and_verify(info: &HandshakeInfo) -> (u8, u32) {
 /// The client certificate's subject CN, if it has one of at most 64 bytes (X.520's bound);
 /// empty otherwise.
 fn client_common_name(info: &HandshakeInfo) -> &[u8] {
-    info.peer_certificates
-        .first()
-        .and_then(|leaf| crate::tls::cert_subject::common_name(leaf))
+    info.client_common_name()
         .filter(|cn| cn.len() <= 64)
         .map_or(&[], str::as_bytes)
 }

@@ -153,6 +153,7 @@ fn required_serves_a_good_certificate_and_reports_its_chain_leaf_first() {
     assert_eq!(want.len(), 2);
     assert_eq!(info.peer_certificates, want);
     assert_eq!(info.client_verify, Some(ClientVerify::Verified));
+    assert_eq!(info.client_common_name(), Some("client-deep"));
 }
 
 #[test]
@@ -213,6 +214,7 @@ fn optional_serves_a_client_without_certificate_and_says_so() {
     let info = served(&out);
     assert!(info.peer_certificates.is_empty());
     assert_eq!(info.client_verify, Some(ClientVerify::NoCertificate));
+    assert_eq!(info.client_common_name(), None);
 }
 
 #[test]

@@ -68,6 +68,17 @@ pub struct HandshakeInfo {
     pub client_verify: Option<client_auth::ClientVerify>,
 }
 
+impl HandshakeInfo {
+    /// The subject common name (CN) of the client's certificate, if it sent one that has a CN
+    /// in a text type (the first CN when there are several). The text is as the certificate
+    /// holds it: escape it before writing it into a line-based log.
+    pub fn client_common_name(&self) -> Option<&str> {
+        self.peer_certificates
+            .first()
+            .and_then(|leaf| cert_subject::common_name(leaf))
+    }
+}
+
 /// The crypto provider stud uses, named explicitly: aws-lc-rs.
 pub(crate) fn provider(suites: Vec<rustls::SupportedCipherSuite>) -> CryptoProvider {
     CryptoProvider {
