@@ -20,8 +20,9 @@
 //!   depth, anchors and CRLs) is mixed into the session-ticket secret, so a ticket issued under
 //!   another policy (another frontend, or before a CA or CRL change) does not open and the client
 //!   makes a full handshake. rustls restores the certificate chain of a resumed session (TLS 1.2
-//!   and 1.3): it is reported, but its revocation is not checked again until the ticket expires
-//!   or the policy changes.
+//!   and 1.3): it is reported, but neither its expiry nor its revocation is checked again while
+//!   the ticket still opens (its key's epoch and the two after it, see `tickets.rs`) unless the
+//!   policy changes. Turn session tickets off where that window matters.
 
 use std::fmt;
 use std::path::PathBuf;
