@@ -3,12 +3,14 @@
 //!
 //! - [`identity`]: PEM → certificate chain + signing key.
 //! - [`client_hello`]: the ClientHello judged before rustls sees it (alerts the RFCs name).
+//! - [`early_data`]: 0-RTT data stud rejects, dropped before rustls charges it twice.
 //! - [`sni`]: the certificate for each handshake, by a name index built once.
 //! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
 //! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
 
 pub(crate) mod alert_scan;
 pub(crate) mod client_hello;
+pub(crate) mod early_data;
 pub(crate) mod identity;
 pub(crate) mod sni;
 pub(crate) mod suites;
