@@ -22,6 +22,8 @@
 
 use std::sync::Arc;
 
+use rustls::pki_types::DnsName;
+
 use super::sni::NameIndex;
 
 /// Alert descriptions (RFC 8446 §6).
@@ -383,8 +385,10 @@ fn check_parsed(hello: &Hello<'_>, policy: &HelloPolicy) -> Verdict {
         );
     }
     if let (Some(names), Some(data)) = (&policy.strict_names, hello.server_name) {
-        let covered = host_name(data).is_some_and(|name| names.covers(name));
-        if !covered {
+        // Only a DNS name is judged here; anything else (an IP address some clients send) is
+        // no server name to rustls, and gets the default certificate as before.
+        let dns = host_name(data).filter(|name| DnsName::try_from(*name).is_ok());
+        if dns.is_some_and(|name| !names.covers(name)) {
             return refuse(
                 alert::UNRECOGNIZED_NAME,
                 "no certificate covers the server name",
@@ -638,5 +642,11 @@ mod tests {
             Some(alert::UNRECOGNIZED_NAME)
         );
         assert_eq!(judge(&unknown, &BOTH), Verdict::Pass);
+        let ip = record(22, &modern(&[sni("192.0.2.1")]));
+        assert_eq!(
+            judge(&ip, &policy),
+            Verdict::Pass,
+            "an IP address is no name"
+        );
     }
 }
