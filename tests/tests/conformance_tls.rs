@@ -367,3 +367,55 @@ fn sixteen_kib_of_undecryptable_early_data_is_skipped_and_the_handshake_complete
     tls.read_exact(&mut echo).expect("echo");
     assert_eq!(&echo, b"ping");
 }
+
+/// A known gap, pinned so a rustls upgrade that closes it shows: after the server's flight, a
+/// plaintext handshake record (an unencrypted Finished) must get `unexpected_message`; the alert
+/// must be encrypted, so only rustls can send it, and rustls 0.23 tries to decrypt the record and
+/// answers `bad_record_mac`.
+#[test]
+fn an_unencrypted_finished_gets_bad_record_mac_from_rustls() {
+    use std::io::{Read, Write};
+    let (pki, stud) = start();
+    let config = net::client_config_speaking(&pki.ca_der, &[&rustls::version::TLS13]);
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut client = ClientConnection::new(config, name).expect("client");
+    let mut tcp = stud_tests::hostile::raw_connect(stud.addr).expect("connect");
+    tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).expect("to a Vec");
+    }
+    tcp.write_all(&hello).expect("hello");
+    // Read the server's flight until the client has its Finished ready (and does not send it).
+    let mut buf = [0u8; 16 * 1024];
+    while !client.wants_write() {
+        let n = tcp.read(&mut buf).expect("server flight");
+        assert!(n > 0, "stud closed during its flight");
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            client.read_tls(&mut rest).expect("read_tls");
+            client.process_new_packets().expect("a valid server flight");
+        }
+    }
+    let mut fake = vec![20, 0, 0, 32];
+    fake.extend_from_slice(&[0x77; 32]);
+    tcp.write_all(&record(22, 0x0303, &fake))
+        .expect("a plaintext Finished");
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    let mut rest = &answer[..];
+    let mut outcome = Ok(());
+    while !rest.is_empty() && outcome.is_ok() {
+        if client.read_tls(&mut rest).is_err() {
+            break;
+        }
+        outcome = client.process_new_packets().map(|_| ());
+    }
+    assert_eq!(
+        outcome,
+        Err(rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadRecordMac
+        )),
+        "the answer to an unencrypted Finished changed: update docs/RELIABILITY.md"
+    );
+}
