@@ -150,9 +150,10 @@ pub struct Conn {
     alert_scan: AlertScan,
     /// Whether the ClientHello was judged (see [`client_hello`]) and handed to rustls.
     hello_judged: bool,
-    /// The client's first bytes while its ClientHello arrives in pieces (at most 64 KiB of
-    /// hello in a bounded number of records); empty once judged.
+    /// The client's first bytes while its ClientHello arrives in pieces (bounded: a hello
+    /// needing more than 128 KiB of records is refused); empty once judged.
     hello_in: Vec<u8>,
+    /// Where the judging of those bytes has got to, so each record is read once.
     hello_reader: HelloReader,
     /// Drops the early data that follows a ClientHello offering it, until stud's first flight
     /// is out (see [`EarlyDataSkip`]); `None` otherwise.
