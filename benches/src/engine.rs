@@ -69,12 +69,36 @@ impl Bench {
         })
     }
 
+    /// `count` certificates (at least one): the first is [`Bench::new`]'s for `localhost`, the
+    /// others name `host1.example.test`, `host2.example.test`, … (one key shared, to set up
+    /// quickly; the engine's choice depends on the names alone).
+    pub fn with_certificates(count: usize) -> io::Result<Bench> {
+        let mut builder = Config::builder().pem(certificate_pem().map_err(io::Error::other)?);
+        let key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
+        let key_pem = key.serialize_pem();
+        for i in 1..count {
+            let cert = rcgen::CertificateParams::new(vec![format!("host{i}.example.test")])
+                .and_then(|params| params.self_signed(&key))
+                .map_err(io::Error::other)?;
+            builder = builder.pem(format!("{}{key_pem}", cert.pem()));
+        }
+        Ok(Bench {
+            server: Arc::new(builder.build().map_err(io::Error::other)?),
+            client: client::config(false).map_err(io::Error::other)?,
+        })
+    }
+
     /// A full TLS 1.3 handshake through the engine, up to an established backend.
     pub fn handshake(&self) -> io::Result<Pair> {
+        self.handshake_for("localhost")
+    }
+
+    /// A full TLS 1.3 handshake for the server name `sni`.
+    pub fn handshake_for(&self, sni: &str) -> io::Result<Pair> {
         let peer: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40000));
         let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 443));
         let conn = engine_new(&self.server, peer, local)?;
-        let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+        let name = ServerName::try_from(sni.to_owned()).map_err(io::Error::other)?;
         let client = ClientConnection::new(self.client.clone(), name).map_err(io::Error::other)?;
         let mut pair = Pair {
             conn,
@@ -237,5 +261,13 @@ mod tests {
         let mut pair = bench.handshake().expect("handshake");
         pair.download(1 << 20).expect("download");
         pair.upload(1 << 20).expect("upload");
+    }
+
+    #[test]
+    fn many_certificates_serve_every_name() {
+        let bench = Bench::with_certificates(50).expect("bench setup");
+        for name in ["localhost", "host49.example.test", "unknown.example.test"] {
+            bench.handshake_for(name).expect("handshake");
+        }
     }
 }

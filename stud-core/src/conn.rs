@@ -10,6 +10,7 @@ use crate::proxy_header::{
 };
 use crate::tls::alert_scan::AlertScan;
 use crate::tls::client_hello::{self, HelloReader, Refusal, Verdict};
+use crate::tls::early_data::EarlyDataSkip;
 use crate::tls::{HandshakeInfo, IoState, Session};
 use crate::{CloseReason, Config, Instant, TlsError};
 
@@ -149,10 +150,14 @@ pub struct Conn {
     alert_scan: AlertScan,
     /// Whether the ClientHello was judged (see [`client_hello`]) and handed to rustls.
     hello_judged: bool,
-    /// The client's first bytes while its ClientHello arrives in pieces (at most 64 KiB of
-    /// hello in a bounded number of records); empty once judged.
+    /// The client's first bytes while its ClientHello arrives in pieces (bounded: a hello
+    /// needing more than 128 KiB of records is refused); empty once judged.
     hello_in: Vec<u8>,
+    /// Where the judging of those bytes has got to, so each record is read once.
     hello_reader: HelloReader,
+    /// Drops the early data that follows a ClientHello offering it, until stud's first flight
+    /// is out (see [`EarlyDataSkip`]); `None` otherwise.
+    early: Option<EarlyDataSkip>,
     /// A plaintext alert stud sends itself (refusing a ClientHello), and how much of it is sent.
     own_alert: Option<([u8; 7], usize)>,
     event: Option<Box<HandshakeInfo>>,
@@ -219,6 +224,7 @@ impl Conn {
             hello_judged: false,
             hello_in: Vec::new(),
             hello_reader: HelloReader::default(),
+            early: None,
             own_alert: None,
             event: None,
             pending: Pending::default(),
@@ -303,7 +309,7 @@ impl Conn {
         if !self.hello_judged {
             return self.judge_hello(now, &data[..take]);
         }
-        self.feed_tls(now, &data[..take]);
+        self.feed_client(now, &data[..take]);
         self.last_activity = now;
         self.update(now);
         take
@@ -328,7 +334,14 @@ impl Conn {
             }
             Verdict::Pass => {
                 self.hello_judged = true;
-                self.feed_tls(now, buf);
+                if self.hello_reader.offers_early_data() {
+                    let (hello, after) = buf.split_at(self.hello_reader.hello_end().min(buf.len()));
+                    self.feed_tls(now, hello);
+                    self.early = Some(EarlyDataSkip::default());
+                    self.feed_client(now, after);
+                } else {
+                    self.feed_tls(now, buf);
+                }
                 self.update(now);
             }
             Verdict::Refuse(refusal) => self.refuse_hello(now, refusal),
@@ -420,6 +433,22 @@ impl Conn {
                 }
                 take
             }
+        }
+    }
+
+    /// Gives the client's bytes to rustls, less the early data being skipped.
+    fn feed_client(&mut self, now: Instant, data: &[u8]) {
+        let Some(mut skip) = self.early.take() else {
+            self.feed_tls(now, data);
+            return;
+        };
+        skip.filter(data, &mut |piece| {
+            if matches!(self.state, State::Handshaking) && !self.io.peer_closed {
+                self.feed_tls(now, piece);
+            }
+        });
+        if skip.is_active() && self.state == State::Handshaking {
+            self.early = Some(skip);
         }
     }
 
@@ -718,6 +747,10 @@ impl Conn {
 
     fn after_client_flush(&mut self, now: Instant, n: usize) {
         if n > 0 {
+            if let Some(skip) = self.early.as_mut() {
+                // The server's flight is out: the client's Finished may come next.
+                skip.finish();
+            }
             self.last_activity = now;
             self.refresh_io(now);
             self.update(now);
@@ -865,6 +898,7 @@ impl Conn {
             State::ProxyHeader => {}
             State::Handshaking => {
                 if !self.tls.is_handshaking() {
+                    self.early = None;
                     self.event = self.tls.info().map(Box::new);
                     self.pending.connect = true;
                     self.state = State::Connecting;
@@ -927,6 +961,7 @@ impl Conn {
         self.pending = Pending::default();
         self.header = None;
         self.hello_in = Vec::new();
+        self.early = None;
         self.own_alert = None;
         self.state = State::Closed;
         self.close = Some(reason);

@@ -279,3 +279,143 @@ fn sni_nomatch_abort_answers_an_unknown_name_with_unrecognized_name() {
         seen.reply
     );
 }
+
+/// Moves everything `from` wants to send into `to`, in memory.
+fn pump(from: &mut rustls::Connection, to: &mut rustls::Connection) {
+    let mut bytes = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut bytes).expect("to a Vec");
+    }
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        to.read_tls(&mut rest).expect("read_tls");
+        to.process_new_packets().expect("in-memory TLS");
+    }
+}
+
+/// A client config for `localhost` trusting the test CA, holding a ticket that allows 16 KiB of
+/// early data: got from an in-memory rustls server that accepts 0-RTT with stud's certificate.
+fn client_with_early_data_ticket(pki: &Pki) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = std::fs::read(&pki.site_pem).expect("site.pem");
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .expect("chain");
+    let key = PrivateKeyDer::from_pem_slice(&pem).expect("key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    server.max_early_data_size = 16_384;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).expect("anchor");
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.enable_early_data = true;
+    let client = Arc::new(client);
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut c =
+        rustls::Connection::from(ClientConnection::new(client.clone(), name).expect("client"));
+    let mut s =
+        rustls::Connection::from(rustls::ServerConnection::new(Arc::new(server)).expect("server"));
+    for _ in 0..10 {
+        pump(&mut c, &mut s);
+        pump(&mut s, &mut c);
+    }
+    assert!(!c.is_handshaking(), "ticket handshake");
+    client
+}
+
+#[test]
+fn sixteen_kib_of_undecryptable_early_data_is_skipped_and_the_handshake_completes() {
+    use std::io::{Read, Write};
+    let pki = Pki::new();
+    let (backend, _) = counting_backend();
+    let stud = start_stud!(&pki, backend, &[]);
+    let config = client_with_early_data_ticket(&pki);
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut conn = ClientConnection::new(config, name).expect("client");
+    assert!(conn.early_data().is_some(), "the hello offers early data");
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight).expect("to a Vec");
+    }
+    // Four application-data records of garbage: 16,384 bytes of early data once the 17 bytes
+    // of tag and content type each TLS 1.3 record carries are left out.
+    for i in 0..4u8 {
+        flight.extend_from_slice(&record(23, 0x0303, &[0xa0 + i; 4096 + 17]));
+    }
+    let mut tcp = stud_tests::hostile::raw_connect(stud.addr).expect("connect");
+    tcp.write_all(&flight).expect("hello and early data");
+    tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("the 1-RTT handshake completes");
+    }
+    assert!(!tls.conn.is_early_data_accepted());
+    tls.write_all(b"ping").expect("write");
+    let mut echo = [0u8; 4];
+    tls.read_exact(&mut echo).expect("echo");
+    assert_eq!(&echo, b"ping");
+}
+
+/// A known gap, pinned so a rustls upgrade that closes it shows: after the server's flight, a
+/// plaintext handshake record (an unencrypted Finished) must get `unexpected_message`; the alert
+/// must be encrypted, so only rustls can send it, and rustls 0.23 tries to decrypt the record and
+/// answers `bad_record_mac`.
+#[test]
+fn an_unencrypted_finished_gets_bad_record_mac_from_rustls() {
+    use std::io::{Read, Write};
+    let (pki, stud) = start();
+    let config = net::client_config_speaking(&pki.ca_der, &[&rustls::version::TLS13]);
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut client = ClientConnection::new(config, name).expect("client");
+    let mut tcp = stud_tests::hostile::raw_connect(stud.addr).expect("connect");
+    tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).expect("to a Vec");
+    }
+    tcp.write_all(&hello).expect("hello");
+    // Read the server's flight until the client has its Finished ready (and does not send it).
+    let mut buf = [0u8; 16 * 1024];
+    while !client.wants_write() {
+        let n = tcp.read(&mut buf).expect("server flight");
+        assert!(n > 0, "stud closed during its flight");
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            client.read_tls(&mut rest).expect("read_tls");
+            client.process_new_packets().expect("a valid server flight");
+        }
+    }
+    let mut fake = vec![20, 0, 0, 32];
+    fake.extend_from_slice(&[0x77; 32]);
+    tcp.write_all(&record(22, 0x0303, &fake))
+        .expect("a plaintext Finished");
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    let mut rest = &answer[..];
+    let mut outcome = Ok(());
+    while !rest.is_empty() && outcome.is_ok() {
+        if client.read_tls(&mut rest).is_err() {
+            break;
+        }
+        outcome = client.process_new_packets().map(|_| ());
+    }
+    assert_eq!(
+        outcome,
+        Err(rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadRecordMac
+        )),
+        "the answer to an unencrypted Finished changed: update docs/RELIABILITY.md"
+    );
+}

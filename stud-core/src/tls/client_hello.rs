@@ -22,6 +22,8 @@
 
 use std::sync::Arc;
 
+use rustls::pki_types::DnsName;
+
 use super::sni::NameIndex;
 
 /// Alert descriptions (RFC 8446 §6).
@@ -64,6 +66,7 @@ const EXT_SERVER_NAME: u16 = 0;
 const EXT_SUPPORTED_GROUPS: u16 = 10;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
 const EXT_KEY_SHARE: u16 = 51;
+const EXT_EARLY_DATA: u16 = 42;
 
 /// What the server accepts, as far as the ClientHello can be judged by it.
 #[derive(Clone, Debug, Default)]
@@ -118,6 +121,8 @@ pub(crate) struct HelloReader {
     head: [u8; 4],
     /// Empty handshake records seen.
     empty: usize,
+    /// Set when the whole hello passed: a TLS 1.3 hello asking to send early data.
+    early_data: bool,
 }
 
 /// After this many empty handshake records the bytes go to rustls, which refuses a run of
@@ -185,12 +190,27 @@ impl HelloReader {
         }
     }
 
+    /// Where the ClientHello's last record ends in the bytes judged: what follows is the
+    /// client's next flight (early data, when it asked to send some). Meaningful once
+    /// [`judge`](HelloReader::judge) returned [`Verdict::Pass`] for a whole hello.
+    pub(crate) fn hello_end(&self) -> usize {
+        self.pos
+    }
+
+    /// Whether the hello that passed offers TLS 1.3 early data (0-RTT), which stud always
+    /// rejects, so records of it will follow that no key decrypts.
+    pub(crate) fn offers_early_data(&self) -> bool {
+        self.early_data
+    }
+
     /// Checks the hello once its last byte is in: in place when the first record holds it
     /// all, else joined from its records.
-    fn whole(&self, bytes: &[u8], body_len: usize, policy: &HelloPolicy) -> Verdict {
+    fn whole(&mut self, bytes: &[u8], body_len: usize, policy: &HelloPolicy) -> Verdict {
         let first_len = usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
         if first_len >= 4 + body_len {
-            return check_hello(&bytes[9..9 + body_len], policy);
+            let (verdict, early) = check_hello(&bytes[9..9 + body_len], policy);
+            self.early_data = early;
+            return verdict;
         }
         let mut message = Vec::with_capacity(self.collected);
         let mut at = 0;
@@ -199,7 +219,9 @@ impl HelloReader {
             message.extend_from_slice(&bytes[at + 5..at + 5 + len]);
             at += 5 + len;
         }
-        check_hello(&message[4..4 + body_len], policy)
+        let (verdict, early) = check_hello(&message[4..4 + body_len], policy);
+        self.early_data = early;
+        verdict
     }
 }
 
@@ -256,6 +278,7 @@ struct Hello<'a> {
     supported_versions: Option<&'a [u8]>,
     supported_groups: bool,
     key_share: bool,
+    early_data: bool,
     server_name: Option<&'a [u8]>,
 }
 
@@ -284,6 +307,7 @@ fn parse(body: &[u8]) -> Option<Hello<'_>> {
             EXT_SUPPORTED_GROUPS => hello.supported_groups = true,
             EXT_SUPPORTED_VERSIONS => hello.supported_versions = Some(data),
             EXT_KEY_SHARE => hello.key_share = true,
+            EXT_EARLY_DATA => hello.early_data = true,
             _ => {}
         }
     }
@@ -303,17 +327,23 @@ fn host_name(data: &[u8]) -> Option<&str> {
     None
 }
 
-fn check_hello(body: &[u8], policy: &HelloPolicy) -> Verdict {
+/// The verdict on a whole hello, and whether it is TLS 1.3 asking to send early data.
+fn check_hello(body: &[u8], policy: &HelloPolicy) -> (Verdict, bool) {
     let Some(hello) = parse(body) else {
-        return Verdict::Pass; // malformed: rustls names the fault
+        return (Verdict::Pass, false); // malformed: rustls names the fault
     };
-    if hello.legacy_version <= 0x0300 {
-        return refuse(
-            alert::PROTOCOL_VERSION,
-            "ClientHello legacy_version is SSL 3.0 or older",
-        );
-    }
-    let (offers12, offers13) = match hello.supported_versions {
+    let verdict = check_parsed(&hello, policy);
+    let early = verdict == Verdict::Pass && hello.early_data && offers_tls13(&hello, policy);
+    (verdict, early)
+}
+
+fn offers_tls13(hello: &Hello<'_>, policy: &HelloPolicy) -> bool {
+    policy.tls13 && versions_offered(hello).1
+}
+
+/// (TLS 1.2, TLS 1.3) as the client offers them.
+fn versions_offered(hello: &Hello<'_>) -> (bool, bool) {
+    match hello.supported_versions {
         Some(data) => {
             let list = Reader(data).vec8().unwrap_or(&[]);
             let has = |v: u16| {
@@ -323,7 +353,17 @@ fn check_hello(body: &[u8], policy: &HelloPolicy) -> Verdict {
             (has(TLS12), has(TLS13))
         }
         None => (hello.legacy_version >= TLS12, false),
-    };
+    }
+}
+
+fn check_parsed(hello: &Hello<'_>, policy: &HelloPolicy) -> Verdict {
+    if hello.legacy_version <= 0x0300 {
+        return refuse(
+            alert::PROTOCOL_VERSION,
+            "ClientHello legacy_version is SSL 3.0 or older",
+        );
+    }
+    let (offers12, offers13) = versions_offered(hello);
     let tls13 = policy.tls13 && offers13;
     let tls12 = policy.tls12 && offers12;
     if !tls13 && !tls12 {
@@ -345,8 +385,10 @@ fn check_hello(body: &[u8], policy: &HelloPolicy) -> Verdict {
         );
     }
     if let (Some(names), Some(data)) = (&policy.strict_names, hello.server_name) {
-        let covered = host_name(data).is_some_and(|name| names.covers(name));
-        if !covered {
+        // Only a DNS name is judged here; anything else (an IP address some clients send) is
+        // no server name to rustls, and gets the default certificate as before.
+        let dns = host_name(data).filter(|name| DnsName::try_from(*name).is_ok());
+        if dns.is_some_and(|name| !names.covers(name)) {
             return refuse(
                 alert::UNRECOGNIZED_NAME,
                 "no certificate covers the server name",
@@ -600,5 +642,11 @@ mod tests {
             Some(alert::UNRECOGNIZED_NAME)
         );
         assert_eq!(judge(&unknown, &BOTH), Verdict::Pass);
+        let ip = record(22, &modern(&[sni("192.0.2.1")]));
+        assert_eq!(
+            judge(&ip, &policy),
+            Verdict::Pass,
+            "an IP address is no name"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`identity`]: PEM → certificate chain + signing key.
 //! - [`client_hello`]: the ClientHello judged before rustls sees it (alerts the RFCs name).
+//! - [`early_data`]: 0-RTT data stud rejects, dropped before rustls charges it twice.
 //! - [`sni`]: the certificate for each handshake, by a name index built once.
 //! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
 //! - [`client_auth`]: the client-certificate policy (modes, trust anchors, CRLs, depth).
@@ -13,6 +14,7 @@ pub(crate) mod alert_scan;
 pub(crate) mod cert_subject;
 pub(crate) mod client_auth;
 pub(crate) mod client_hello;
+pub(crate) mod early_data;
 pub(crate) mod identity;
 pub(crate) mod sni;
 pub(crate) mod suites;
