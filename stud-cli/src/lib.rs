@@ -13,6 +13,7 @@ mod args;
 mod listen;
 mod log;
 mod setup;
+mod signals;
 mod sink;
 mod supervisor;
 mod sys;
@@ -27,6 +28,12 @@ use crate::args::{Args, Command};
 
 /// Runs `stud` with the process's arguments and returns its exit status.
 pub fn main() -> i32 {
+    // First of all, before even the flags are read (a thousand PEM names take a while to parse):
+    // from here on a signal is held for the supervisor, never fatal.
+    let signals = match signals::Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => return fail(&format!("cannot set up signal handling: {e}")),
+    };
     let raw = std::env::args_os().skip(1).collect();
     match args::parse(raw) {
         Err(e) => fail(&e),
@@ -38,7 +45,7 @@ pub fn main() -> i32 {
             println!("stud {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Ok(Command::Run(args)) => match run(*args) {
+        Ok(Command::Run(args)) => match run(*args, signals) {
             Ok(code) => code,
             Err(e) => fail(&e),
         },
@@ -75,7 +82,10 @@ fn fail(message: &str) -> i32 {
     2
 }
 
-fn run(mut args: Args) -> Result<i32, String> {
+/// What `run` says when SIGTERM or SIGINT came before the workers started.
+const STOPPED_IN_START_UP: &str = "stopped by SIGTERM or SIGINT during start-up";
+
+fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     sys::ignore_sigpipe().map_err(|e| format!("cannot ignore SIGPIPE: {e}"))?;
     setup::absolute_paths(&mut args)?;
     if args.ticket_secret_bytes.is_none() && args.ticket_secret.is_none() {
@@ -94,6 +104,10 @@ fn run(mut args: Args) -> Result<i32, String> {
         if args.syslog || args.log_filename.is_some() {
             log::warning(warning);
         }
+    }
+    if signals.stop_requested() {
+        log::info(STOPPED_IN_START_UP);
+        return Ok(0);
     }
     let backends = setup::backends(&args)?;
     let privileges = setup::resolve_privileges(&args)?;
@@ -120,6 +134,10 @@ fn run(mut args: Args) -> Result<i32, String> {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    if signals.stop_requested() {
+        log::info(STOPPED_IN_START_UP);
+        return Ok(0);
+    }
     let detached = if args.daemon {
         Some(setup::daemonize()?)
     } else {
@@ -174,9 +192,11 @@ fn run(mut args: Args) -> Result<i32, String> {
         reload,
         watchdog,
         privileges,
-        collector,
-    )
-    .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+        supervisor::Inputs {
+            signals,
+            log: collector,
+        },
+    );
     let backend_list = backends
         .iter()
         .map(ToString::to_string)

@@ -184,23 +184,42 @@ pub(crate) fn log(level: Level, message: &str) {
             unix_millis: now,
             message: &message,
         }),
-        Route::Pipe { tx, dropped } => {
-            if *dropped > 0 {
-                let notice = format!(
-                    "{dropped} log line{} dropped: the supervisor was not reading them fast enough",
-                    if *dropped == 1 { "" } else { "s" }
-                );
-                if !send(tx, &encode(Level::Warning, pid, now, &notice)) {
-                    *dropped += 1;
-                    return;
-                }
-                *dropped = 0;
-            }
-            if !send(tx, &encode(level, pid, now, &message)) {
-                *dropped += 1;
-            }
-        }
+        Route::Pipe { tx, dropped } => send_line(
+            tx,
+            dropped,
+            &Line {
+                level,
+                pid,
+                unix_millis: now,
+                message: &message,
+            },
+        ),
     });
+}
+
+/// A worker's line into the pipe, preceded by the count of lines dropped before it when there
+/// were some; a line the pipe cannot take at once is dropped and counted in `dropped`.
+fn send_line(tx: &File, dropped: &mut u64, line: &Line<'_>) {
+    if *dropped > 0 {
+        let notice = format!(
+            "{dropped} log line{} dropped: the supervisor was not reading them fast enough",
+            if *dropped == 1 { "" } else { "s" }
+        );
+        if !send(
+            tx,
+            &encode(Level::Warning, line.pid, line.unix_millis, &notice),
+        ) {
+            *dropped += 1;
+            return;
+        }
+        *dropped = 0;
+    }
+    if !send(
+        tx,
+        &encode(line.level, line.pid, line.unix_millis, line.message),
+    ) {
+        *dropped += 1;
+    }
 }
 
 /// Logs a routine event (silenced by `-q`).
@@ -428,6 +447,45 @@ mod tests {
         let record = encode(Level::Info, u32::MAX, u64::MAX, &clean(&long));
         assert!(record.len() < 4096, "{}", record.len());
         assert!(clean("a\nb").find('\n').is_none());
+    }
+
+    #[test]
+    fn a_worker_drops_what_a_full_pipe_cannot_take_and_then_says_how_many() {
+        let (rx, tx) = sys::pipe().expect("pipe");
+        sys::set_pipe_size(&tx, 4096);
+        let (mut rx, tx) = (File::from(rx), File::from(tx));
+        let line = |message| Line {
+            level: Level::Info,
+            pid: 7,
+            unix_millis: 1,
+            message,
+        };
+        let filler = "x".repeat(1000);
+        let mut dropped = 0;
+        let mut sent = 0;
+        while dropped == 0 {
+            send_line(&tx, &mut dropped, &line(&filler));
+            sent += 1;
+            assert!(sent < 1000, "a 4 KiB pipe never filled");
+        }
+        send_line(&tx, &mut dropped, &line("lost too"));
+        assert_eq!(dropped, 2);
+        // The supervisor catches up; the next line brings the count along.
+        let mut buf = vec![0u8; 1 << 16];
+        while rx.read(&mut buf).is_ok_and(|n| n > 0) {}
+        send_line(&tx, &mut dropped, &line("after"));
+        assert_eq!(dropped, 0);
+        let n = rx.read(&mut buf).expect("the notice and the line");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let records: Vec<&str> = text.lines().collect();
+        assert_eq!(records.len(), 2, "{text}");
+        let notice = decode(records[0].as_bytes()).expect("a record");
+        assert_eq!(notice.level, Level::Warning);
+        assert!(notice.message.starts_with("2 log lines dropped"), "{text}");
+        assert_eq!(
+            decode(records[1].as_bytes()).expect("a record").message,
+            "after"
+        );
     }
 
     #[test]

@@ -238,6 +238,7 @@ pub(crate) fn daemonize() -> Result<Detached, String> {
     match sys::fork().map_err(|e| format!("cannot fork: {}", describe(&e)))? {
         sys::Forked::Parent(_) => {
             drop(tx);
+            let _ = sys::restore_default_signals();
             let mut file = std::fs::File::from(rx);
             let mut byte = [0u8; 1];
             loop {

@@ -162,6 +162,17 @@ struct Syslog {
 
 impl Destination for Syslog {
     fn put(&mut self, line: &Line<'_>) -> io::Result<()> {
+        self.put_to(line, Some(DEV_LOG))
+    }
+
+    fn name(&self) -> String {
+        format!("syslog at {DEV_LOG}")
+    }
+}
+
+impl Syslog {
+    /// Sends `line` to `path`, or where the socket is connected when `None`.
+    fn put_to(&self, line: &Line<'_>, path: Option<&str>) -> io::Result<()> {
         let severity = match line.level {
             Level::Error => sys::LOG_ERR,
             Level::Warning => sys::LOG_WARNING,
@@ -183,13 +194,11 @@ impl Destination for Syslog {
             line.level.tag(),
             line.message
         );
-        self.socket
-            .send_to(datagram.as_bytes(), DEV_LOG)
-            .map(|_| ())
-    }
-
-    fn name(&self) -> String {
-        format!("syslog at {DEV_LOG}")
+        match path {
+            Some(path) => self.socket.send_to(datagram.as_bytes(), path),
+            None => self.socket.send(datagram.as_bytes()),
+        }
+        .map(|_| ())
     }
 }
 
@@ -277,5 +286,90 @@ impl Sinks {
         })?;
         lossy.out.file = file;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A destination that refuses the first `refuse` lines, then records what it takes.
+    struct Flaky {
+        refuse: usize,
+        taken: Vec<String>,
+    }
+
+    impl Destination for Flaky {
+        fn put(&mut self, line: &Line<'_>) -> io::Result<()> {
+            if self.refuse > 0 {
+                self.refuse -= 1;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.taken.push(line.text());
+            Ok(())
+        }
+
+        fn name(&self) -> String {
+            "the test destination".into()
+        }
+    }
+
+    fn line(message: &str) -> Line<'_> {
+        Line {
+            level: Level::Info,
+            pid: 42,
+            unix_millis: 1_795_982_483_456,
+            message,
+        }
+    }
+
+    #[test]
+    fn lines_a_destination_cannot_take_are_counted_then_reported_once() {
+        let mut sink = Lossy::new(Flaky {
+            refuse: 3,
+            taken: Vec::new(),
+        });
+        for m in ["one", "two", "three", "four", "five"] {
+            sink.write(&line(m));
+        }
+        let taken = &sink.out.taken;
+        assert_eq!(taken.len(), 3, "{taken:?}");
+        assert!(
+            taken[0].contains(
+                "warning: 3 log lines were lost: the test destination (its reader was not keeping up)"
+            ),
+            "{taken:?}"
+        );
+        assert_eq!(
+            taken[1], "2026-11-29T20:01:23.456Z stud[42]: four\n",
+            "{taken:?}"
+        );
+        assert!(taken[2].ends_with("stud[42]: five\n"), "{taken:?}");
+        assert_eq!(sink.lost, 0);
+    }
+
+    #[test]
+    fn syslog_datagrams_carry_facility_severity_and_the_lines_pid() {
+        let dir = std::env::temp_dir().join(format!("stud-sink-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("log");
+        let receiver = UnixDatagram::bind(&path).expect("bind");
+        let socket = UnixDatagram::unbound().expect("socket");
+        socket.connect(&path).expect("connect");
+        let syslog = Syslog {
+            socket,
+            facility: libc::LOG_LOCAL3,
+        };
+        syslog
+            .put_to(&line("hello"), None)
+            .expect("the datagram is sent");
+        let mut buf = [0u8; 512];
+        let n = receiver.recv(&mut buf).expect("received");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        // local3 (19 << 3) | info (6) = 158.
+        assert!(text.starts_with("<158>"), "{text}");
+        assert!(text.ends_with("stud[42]: hello"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

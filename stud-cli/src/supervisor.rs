@@ -18,18 +18,17 @@
 //! period; the parent looks every half second and kills a worker whose cell is older than the
 //! timeout, which the usual crash path then replaces.
 //!
-//! Signals reach the loop through a self-pipe: the handlers write the signal number, the loop
-//! blocks in poll(2) on the read end with a timeout set by the next restart or kill deadline.
+//! Signals reach the loop through a self-pipe ([`Signals`], installed at the start of `run`): the
+//! handlers write the signal number, the loop blocks in poll(2) on the read end (and on the
+//! workers' log pipe) with a timeout set by the next restart or kill deadline.
 
-use std::fs::File;
-use std::io::Read as _;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::process::ExitStatusExt as _;
 use std::time::{Duration, Instant};
 
 use crate::log;
 use crate::setup::Privileges;
+use crate::signals::Signals;
 use crate::sys;
 use crate::worker::{self, WorkerSetup};
 
@@ -94,22 +93,18 @@ struct Retired {
     kill_at: Instant,
 }
 
-/// What the signals since the last look ask for.
-#[derive(Debug, Default, Clone, Copy)]
-struct Signals {
-    /// SIGTERM or SIGINT: drain and exit.
-    stop: bool,
-    /// SIGHUP: reload (and reopen the log file).
-    hangup: bool,
-    /// SIGUSR1: reopen the log file.
-    reopen: bool,
+/// What wakes the supervisor besides its deadlines: signals, and its workers' log lines.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    pub(crate) signals: Signals,
+    pub(crate) log: log::Collector,
 }
 
 /// The supervisor's state.
 pub(crate) struct Supervisor {
-    /// The self-pipe: signal handlers write into `.1`, the loop reads `.0`. `None` only in a
-    /// freshly forked child, which closes its copy.
-    pipe: Option<(File, OwnedFd)>,
+    /// The self-pipe the signal handlers write into. `None` only in a freshly forked child,
+    /// which closes its copy.
+    signals: Option<Signals>,
     slots: Vec<Slot>,
     /// One group per frontend: one listener shared by all workers, or (with `--reuseport`) one
     /// per slot.
@@ -146,15 +141,12 @@ impl Supervisor {
         reload: Reload,
         watchdog: Option<Watchdog>,
         privileges: Privileges,
-        collector: log::Collector,
-    ) -> std::io::Result<Supervisor> {
-        let (rx, tx) = sys::pipe()?;
-        // Handlers go in now, before anyone is told we are listening: a signal sent from then
-        // on must reach the loop, not kill the process by its default action.
-        sys::install_parent_handlers(tx.as_raw_fd())?;
+        inputs: Inputs,
+    ) -> Supervisor {
+        let Inputs { signals, log } = inputs;
         let now = Instant::now();
-        Ok(Supervisor {
-            pipe: Some((File::from(rx), tx)),
+        Supervisor {
+            signals: Some(signals),
             slots: (0..workers)
                 .map(|_| Slot {
                     pid: None,
@@ -171,8 +163,8 @@ impl Supervisor {
             watchdog,
             generation: 0,
             privileges,
-            collector: Some(collector),
-        })
+            collector: Some(log),
+        }
     }
 
     /// Supervises until told to stop; returns the process exit status.
@@ -201,17 +193,17 @@ impl Supervisor {
                     .min(),
             };
             let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
-            let Some((rx, _)) = &self.pipe else {
+            let Some(signals) = &self.signals else {
                 return 1;
             };
-            let mut fds = vec![rx.as_raw_fd()];
+            let mut fds = vec![signals.raw_fd()];
             fds.extend(self.collector.as_ref().map(log::Collector::raw_fd));
             if let Err(e) = sys::wait_any_readable(&fds, timeout) {
                 log::error(&format!("waiting for signals failed: {e}"));
                 return 1;
             }
             self.drain_log();
-            let signals = self.drain_signals();
+            let signals = self.signals.as_mut().map(Signals::take).unwrap_or_default();
             let stop = signals.stop;
             if signals.hangup || signals.reopen {
                 // logrotate's usual postrotate is a SIGHUP (hitch's) or SIGUSR1.
@@ -364,28 +356,6 @@ impl Supervisor {
         }
     }
 
-    /// Reads every pending signal byte. SIGCHLD needs no flag: the loop reaps after every
-    /// wake-up.
-    fn drain_signals(&mut self) -> Signals {
-        let mut seen = Signals::default();
-        let Some((rx, _)) = &self.pipe else {
-            return seen;
-        };
-        let mut rx: &File = rx;
-        let mut buf = [0u8; 64];
-        while let Ok(n @ 1..) = rx.read(&mut buf) {
-            for &signal in &buf[..n] {
-                match i32::from(signal) {
-                    sys::SIGTERM | sys::SIGINT => seen.stop = true,
-                    sys::SIGHUP => seen.hangup = true,
-                    sys::SIGUSR1 => seen.reopen = true,
-                    _ => {}
-                }
-            }
-        }
-        seen
-    }
-
     /// Collects every exited child and schedules replacements (unless stopping).
     fn reap(&mut self, stopping: bool) {
         loop {
@@ -488,7 +458,7 @@ impl Supervisor {
                     .collect();
                 let setup = self.setup.clone();
                 // The parent's self-pipe is not ours to keep.
-                drop(self.pipe.take());
+                drop(self.signals.take());
                 // From here on this process's lines go to the supervisor.
                 if let Some(collector) = self.collector.take() {
                     collector.into_worker();

@@ -93,6 +93,17 @@ pub(crate) fn install_parent_handlers(pipe: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// The foreground half of `--daemon`, which only waits: the parent's signals go back to their
+/// default actions, so they end the waiting process rather than reach the daemon through the
+/// pipe both inherited.
+pub(crate) fn restore_default_signals() -> io::Result<()> {
+    PARENT_SIGNAL_FD.store(-1, Ordering::Relaxed);
+    for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+        set_disposition(s, Disposition::Default)?;
+    }
+    Ok(())
+}
+
 /// Worker: SIGTERM and SIGINT write `g` (graceful stop) into the driver's stop pipe; SIGCHLD
 /// goes back to its default; SIGHUP and SIGUSR1 are ignored (reloading and reopening the log
 /// are the parent's business).

@@ -3,7 +3,7 @@
 //! captured in memory from a rustls client.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,12 +34,73 @@ pub fn start_with(bin: &std::path::Path, pki: &Pki, backend: SocketAddr, extra: 
     Stud::start(bin, &args)
 }
 
+/// A loopback of one address family. The battery's supervision and resource tests run over
+/// both at once (stud listening on each, clients and backends split between them), so IPv6 is
+/// covered without running each test twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// 127.0.0.1
+    V4,
+    /// ::1
+    V6,
+}
+
+impl Family {
+    /// Both, IPv4 first (the order of [`start_dual`]'s `addrs`).
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The loopback address.
+    pub fn loopback(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Family::V6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        }
+    }
+
+    /// A free port on the loopback, as stud's `-f` takes it.
+    pub fn frontend(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.1,0",
+            Family::V6 => "[::1]:0",
+        }
+    }
+}
+
+/// Starts the binary under test on a free port of each loopback (`stud.addrs[0]` is IPv4,
+/// `stud.addrs[1]` IPv6) with `backend`, `extra` flags and the test certificate.
+pub fn start_dual(bin: &std::path::Path, pki: &Pki, backend: SocketAddr, extra: &[&str]) -> Stud {
+    let b = backend.to_string();
+    let mut args = vec![
+        "-f",
+        Family::V4.frontend(),
+        "-f",
+        Family::V6.frontend(),
+        "-b",
+        &b,
+    ];
+    args.extend_from_slice(extra);
+    args.push(pki.site_pem.to_str().expect("temp paths are UTF-8"));
+    let stud = Stud::start(bin, &args);
+    assert!(
+        stud.addrs.len() == 2 && stud.addrs[0].is_ipv4() && stud.addrs[1].is_ipv6(),
+        "not listening on both loopbacks: {:?}",
+        stud.addrs
+    );
+    stud
+}
+
 /// An echo backend that counts the connections it accepted: proof that stud did or did not
 /// reach the backend.
 pub fn counting_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    counting_backend_on(Family::V4)
+}
+
+/// [`counting_backend`] on the loopback of `family`.
+pub fn counting_backend_on(family: Family) -> (SocketAddr, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
-    let addr = net::backend(move |conn| {
+    let bind = SocketAddr::new(family.loopback(), 0).to_string();
+    let addr = net::backend_on(&bind, move |conn| {
         seen.fetch_add(1, Ordering::SeqCst);
         net::echo(conn);
     });

@@ -1,5 +1,7 @@
 //! Resource exhaustion and churn: out of file descriptors under `prlimit`, and thousands of short
 //! connections, a third of them reset, after which descriptors and memory return to baseline.
+//! stud listens on both loopbacks and the clients alternate between IPv4 and IPv6 (the churn's
+//! backend is on ::1), so both families meet the same exhaustion in the same wall time.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -7,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stud_tests::hostile::{self, client_hello, counting_backend, raw_connect, served, start_with};
+use stud_tests::hostile::{
+    self, client_hello, counting_backend, counting_backend_on, raw_connect, served, start_dual,
+    Family,
+};
 use stud_tests::net::{self, connect};
 use stud_tests::pki::Pki;
 use stud_tests::procfs::{cpu_share, report, sample, wait_for};
@@ -44,7 +49,9 @@ fn out_of_descriptors_the_worker_idles_logs_sparingly_and_recovers() {
             "--ssl-handshake-timeout",
             "60",
             "-f",
-            "127.0.0.1,0",
+            Family::V4.frontend(),
+            "-f",
+            Family::V6.frontend(),
             "-b",
             &b,
             pki.site_pem.to_str().expect("UTF-8 path"),
@@ -52,11 +59,15 @@ fn out_of_descriptors_the_worker_idles_logs_sparingly_and_recovers() {
     );
     let worker = stud.worker_pids(1)[0];
     let config = net::client_config(&pki.ca_der);
-    served(stud.addr, &config).expect("served before the flood");
+    assert_eq!(stud.addrs.len(), 2, "listening on {:?}", stud.addrs);
+    for addr in &stud.addrs {
+        served(*addr, &config).expect("served before the flood");
+    }
 
-    // Idle TCP connections, each costing the worker a descriptor once accepted, until it has none.
+    // Idle TCP connections over both families, each costing the worker a descriptor once
+    // accepted, until it has none.
     let held: Vec<TcpStream> = (0..HELD)
-        .map(|_| raw_connect(stud.addr).expect("the kernel queues the connection"))
+        .map(|i| raw_connect(stud.addrs[i % 2]).expect("the kernel queues the connection"))
         .collect();
     let exhausted = wait_for(TIMEOUT, || {
         sample(worker).filter(|s| s.fds + 2 >= LIMIT).map(|s| s.fds)
@@ -95,12 +106,14 @@ fn out_of_descriptors_the_worker_idles_logs_sparingly_and_recovers() {
 
     // Descriptors free up: service resumes (the queued connections are closed ones by now).
     drop(held);
-    let recovered = wait_for(TIMEOUT, || served(stud.addr, &config).ok());
-    assert!(
-        recovered.is_some(),
-        "not served once descriptors freed up:\n{}",
-        stud.output()
-    );
+    for addr in &stud.addrs {
+        let recovered = wait_for(TIMEOUT, || served(*addr, &config).ok());
+        assert!(
+            recovered.is_some(),
+            "not served at {addr} once descriptors freed up:\n{}",
+            stud.output()
+        );
+    }
     assert_eq!(stud.worker_pids(1), vec![worker], "the worker was replaced");
 }
 
@@ -142,14 +155,14 @@ fn thousands_of_short_connections_a_third_reset_leave_no_trace() {
     const CONNECTIONS: usize = 3000;
     const THREADS: usize = 4;
     let pki = Pki::new();
-    let (backend, _) = counting_backend();
-    let stud = start_with(&stud_bin!(), &pki, backend, &["-n", "1", "-B", "512"]);
+    let (backend, _) = counting_backend_on(Family::V6);
+    let stud = start_dual(&stud_bin!(), &pki, backend, &["-n", "1", "-B", "512"]);
     let worker = stud.worker_pids(1)[0];
     let config = net::client_config(&pki.ca_der);
     let hello = client_hello(&config);
     // Warm up so the allocator and the kernel have settled before the baseline.
     for i in 0..150 {
-        short_connection(stud.addr, &config, &hello, i).expect("warm-up");
+        short_connection(stud.addrs[i / 3 % 2], &config, &hello, i).expect("warm-up");
     }
     std::thread::sleep(Duration::from_millis(500));
     let base = sample(worker).expect("worker");
@@ -159,10 +172,11 @@ fn thousands_of_short_connections_a_third_reset_leave_no_trace() {
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..THREADS)
-        .map(|_| {
+        .map(|t| {
             let (next, failed, config, hello) =
                 (next.clone(), failed.clone(), config.clone(), hello.clone());
-            let addr = stud.addr;
+            // Half the threads on each family.
+            let addr = stud.addrs[t % 2];
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= CONNECTIONS || started.elapsed() > Duration::from_secs(150) {
@@ -206,5 +220,7 @@ fn thousands_of_short_connections_a_third_reset_leave_no_trace() {
         "parent descriptors changed"
     );
     assert_eq!(stud.worker_pids(1), vec![worker], "the worker was replaced");
-    served(stud.addr, &config).expect("served after the churn");
+    for addr in &stud.addrs {
+        served(*addr, &config).expect("served after the churn");
+    }
 }

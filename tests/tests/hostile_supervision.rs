@@ -2,7 +2,9 @@
 //! a bounded rate, leave no zombies and cost the parent no descriptors; a parent killed under
 //! load takes its workers down after they finish what is in flight.
 //!
-//! `supervision.rs` covers the same events on an idle daemon; these add the load.
+//! `supervision.rs` covers the same events on an idle daemon; these add the load. stud listens
+//! on both loopbacks and the clients (and, in two of the tests, the backend) are split between
+//! IPv4 and IPv6, so both families are under the same events in the same wall time.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
@@ -10,12 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stud_tests::hostile::{counting_backend, served};
-use stud_tests::net::{self, backend, connect, pattern, sha256};
+use stud_tests::hostile::{counting_backend, counting_backend_on, served, start_dual, Family};
+use stud_tests::net::{self, backend_on, connect, pattern, sha256};
 use stud_tests::pki::Pki;
 use stud_tests::process::{alive, send_signal, Stud};
 use stud_tests::procfs::{children, report, sample, wait_for, Tree};
-use stud_tests::{start_stud, TIMEOUT};
+use stud_tests::{stud_bin, TIMEOUT};
 
 /// Clients opening short connections in a loop until stopped, counting outcomes.
 struct Load {
@@ -26,14 +28,16 @@ struct Load {
 }
 
 impl Load {
-    fn start(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, threads: usize) -> Load {
+    /// `threads` clients, thread `i` on `addrs[i % addrs.len()]`.
+    fn start(addrs: &[SocketAddr], config: &Arc<rustls::ClientConfig>, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicUsize::new(0));
         let threads = (0..threads)
-            .map(|_| {
+            .map(|i| {
                 let (stop, ok, failed, config) =
                     (stop.clone(), ok.clone(), failed.clone(), config.clone());
+                let addr = addrs[i % addrs.len()];
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let counter = if served(addr, &config).is_ok() {
@@ -90,13 +94,15 @@ fn replaced(stud: &Stud, workers: usize, gone: &[i32]) -> Vec<i32> {
 #[test]
 fn workers_killed_under_load_are_replaced_without_zombies_or_parent_descriptor_growth() {
     let pki = Pki::new();
-    let (backend, _) = counting_backend();
-    let stud = start_stud!(&pki, backend, &["-n", "2"]);
+    let (backend, _) = counting_backend_on(Family::V6);
+    let stud = start_dual(&stud_bin!(), &pki, backend, &["-n", "2"]);
     let mut workers = stud.worker_pids(2);
     let config = net::client_config(&pki.ca_der);
-    served(stud.addr, &config).expect("served");
+    for addr in &stud.addrs {
+        served(*addr, &config).expect("served");
+    }
     let parent_before = sample(stud.pid()).expect("parent");
-    let load = Load::start(stud.addr, &config, 3);
+    let load = Load::start(&stud.addrs, &config, 3);
 
     // Kill one worker at a time, each once the previous replacement serves.
     let mut killed = Vec::new();
@@ -134,17 +140,19 @@ fn workers_killed_under_load_are_replaced_without_zombies_or_parent_descriptor_g
         "{failed} failures for {} kills",
         killed.len()
     );
-    served(stud.addr, &config).expect("served after the kills");
+    for addr in &stud.addrs {
+        served(*addr, &config).expect("served after the kills");
+    }
 }
 
 #[test]
 fn a_crash_loop_under_load_is_rate_limited() {
     let pki = Pki::new();
     let (backend, _) = counting_backend();
-    let stud = start_stud!(&pki, backend, &["-n", "1"]);
+    let stud = start_dual(&stud_bin!(), &pki, backend, &["-n", "1"]);
     let first = stud.worker_pids(1)[0];
     let config = net::client_config(&pki.ca_der);
-    let load = Load::start(stud.addr, &config, 2);
+    let load = Load::start(&stud.addrs, &config, 2);
     // Kill every worker the moment it appears, for three seconds.
     let window = Duration::from_secs(3);
     let start = Instant::now();
@@ -193,7 +201,7 @@ fn a_parent_killed_under_load_takes_its_workers_down_after_in_flight_transfers()
     const LEN: usize = 20 * 64 * 1024;
     let pki = Pki::new();
     // A transfer of about two seconds: 20 chunks of 64 KiB, 100 ms apart.
-    let addr = backend(|mut conn| {
+    let addr = backend_on("[::1]:0", |mut conn| {
         let mut go = [0u8; 1];
         if conn.read_exact(&mut go).is_err() {
             return;
@@ -207,13 +215,18 @@ fn a_parent_killed_under_load_takes_its_workers_down_after_in_flight_transfers()
         }
         let _ = conn.shutdown(Shutdown::Write);
     });
-    let mut stud = start_stud!(&pki, addr, &["-n", "2", "--drain-timeout", "10"]);
+    let mut stud = start_dual(
+        &stud_bin!(),
+        &pki,
+        addr,
+        &["-n", "2", "--drain-timeout", "10"],
+    );
     let workers = stud.worker_pids(2);
-    let port = stud.addr.port();
+    let frontends = stud.addrs.clone();
     let config = net::client_config(&pki.ca_der);
     let mut transfers = Vec::new();
-    for _ in 0..4 {
-        let mut tls = connect(stud.addr, &config).expect("handshake");
+    for i in 0..4 {
+        let mut tls = connect(frontends[i % 2], &config).expect("handshake");
         tls.write_all(b"g").expect("go");
         transfers.push(std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -242,9 +255,11 @@ fn a_parent_killed_under_load_takes_its_workers_down_after_in_flight_transfers()
         ),
     );
     assert!(gone.is_some(), "orphaned workers {workers:?} still running");
-    // Nothing holds the listening port any more.
-    assert!(
-        TcpListener::bind(("127.0.0.1", port)).is_ok(),
-        "the frontend port is still held after the tree died"
-    );
+    // Nothing holds the listening ports any more.
+    for frontend in frontends {
+        assert!(
+            TcpListener::bind(frontend).is_ok(),
+            "the frontend {frontend} is still held after the tree died"
+        );
+    }
 }

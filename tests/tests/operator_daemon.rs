@@ -45,6 +45,8 @@ fn a_daemon_resolves_relative_paths_against_its_start_directory_on_start_and_on_
             &b,
             "--ticket-secret",
             "tickets.key",
+            "-l",
+            "stud.log",
             "site.pem",
         ],
         "stud.pid".as_ref(),
@@ -63,6 +65,10 @@ fn a_daemon_resolves_relative_paths_against_its_start_directory_on_start_and_on_
         b"new",
     );
     assert!(daemon.stop(), "the pidfile outlived the daemon");
+    let log = std::fs::read_to_string(dir.path().join("stud.log")).expect("the log file");
+    for line in ["listening on", "reloaded the configuration", "stopped"] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
 }
 
 #[test]
@@ -245,4 +251,41 @@ fn a_worker_that_cannot_drop_privileges_exits_instead_of_serving_as_root() {
         "a worker served without dropping privileges"
     );
     assert!(alive(stud.pid()), "the supervisor gave up");
+}
+
+#[test]
+fn unprivileged_workers_still_die_with_their_parent() {
+    if !root() {
+        return;
+    }
+    let pki = Pki::new();
+    let jail = TempDir::new();
+    let mut stud = Stud::serve(
+        &stud_bin!(),
+        &pki.site_pem,
+        echo_backend(),
+        &[
+            "-n",
+            "2",
+            "-u",
+            "nobody",
+            "-r",
+            jail.path().to_str().expect("utf-8"),
+        ],
+    );
+    let workers = stud.worker_pids(2);
+    // Both have dropped privileges (a change of credentials clears the parent-death signal,
+    // so it must be asked for after it).
+    stud_tests::procfs::wait_for(TIMEOUT, || {
+        workers
+            .iter()
+            .all(|w| status_field(*w, "Uid:") == "65534")
+            .then_some(())
+    })
+    .expect("the workers never dropped privileges");
+    stud.signal(libc::SIGKILL);
+    let _ = stud.wait_exit(TIMEOUT);
+    let gone =
+        stud_tests::procfs::wait_for(TIMEOUT, || workers.iter().all(|w| !alive(*w)).then_some(()));
+    assert!(gone.is_some(), "workers {workers:?} outlived their parent");
 }
