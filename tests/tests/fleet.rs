@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -120,6 +120,8 @@ struct Fleet {
     studs: [Option<Stud>; 2],
     haproxy: Haproxy,
     seen: Mutex<Receiver<Result<Seen, String>>>,
+    /// The ticket secret file both instances read.
+    secret: PathBuf,
     _dir: TempDir,
 }
 
@@ -144,6 +146,7 @@ impl Fleet {
             "tickets.key",
             "b25lIHNlY3JldCBmb3IgdGhlIHdob2xlIGZsZWV0LCBhdCBsZWFzdCAzMiBieXRlcw==\n",
         );
+        let secret_path = secret.clone();
         let secret = secret.to_str().expect("UTF-8 path");
         let (tx, rx) = mpsc::channel();
         let flags = [
@@ -175,6 +178,7 @@ impl Fleet {
             studs: [Some(a), Some(b)],
             haproxy,
             seen: Mutex::new(rx),
+            secret: secret_path,
             _dir: dir,
         }
     }
@@ -246,20 +250,68 @@ fn a_session_made_on_one_instance_resumes_on_the_other() {
     assert_eq!(kind, HandshakeKind::Full);
     // Round robin sends a later connection to the other instance; until then every ticket the
     // client holds was issued by the first.
-    for i in 1..8 {
-        let (_, kind, seen) = fleet.connect(&config).expect("connection");
-        if seen.instance != first.instance {
-            assert_eq!(
-                kind,
-                HandshakeKind::Resumed,
-                "instance {} did not resume a session from instance {} (connection {i})",
-                seen.instance,
-                first.instance
-            );
-            return;
+    assert_eq!(
+        kind_on_the_other_instance(&fleet, &config, first.instance),
+        HandshakeKind::Resumed,
+        "the other instance did not resume a session made on instance {}",
+        first.instance
+    );
+}
+
+/// Connects with `config` until an instance other than `first` serves; returns how that
+/// handshake went.
+fn kind_on_the_other_instance(
+    fleet: &Fleet,
+    config: &Arc<ClientConfig>,
+    first: &str,
+) -> HandshakeKind {
+    for _ in 0..8 {
+        let (_, kind, seen) = fleet.connect(config).expect("connection");
+        if seen.instance != first {
+            return kind;
         }
     }
-    panic!("the balancer never sent a connection to the other instance");
+    panic!("the balancer never sent a connection to the instance other than {first}");
+}
+
+#[test]
+fn a_new_ticket_secret_on_every_instance_costs_one_full_handshake_then_resumes_across() {
+    if !optional_tool("haproxy") {
+        return;
+    }
+    let fleet = Fleet::start();
+    let config = net::client_config(&fleet.pki.ca_der);
+    let (_, kind, first) = fleet.connect(&config).expect("first connection");
+    assert_eq!(kind, HandshakeKind::Full);
+    assert_eq!(
+        kind_on_the_other_instance(&fleet, &config, first.instance),
+        HandshakeKind::Resumed
+    );
+
+    // The new secret goes to every host first, then each instance reloads.
+    std::fs::write(
+        &fleet.secret,
+        "YSBuZXcgc2VjcmV0IGZvciB0aGUgZmxlZXQsIGFmdGVyIHRoZSByb3RhdGlvbg==\n",
+    )
+    .expect("write the new secret");
+    for index in 0..2 {
+        let stud = fleet.stud(index);
+        stud.signal(libc::SIGHUP);
+        // The old worker has stopped accepting once it has drained (nothing is held open).
+        stud.wait_line(|l| l.contains("finished draining"), TIMEOUT)
+            .unwrap_or_else(|| panic!("instance {index} did not reload:\n{}", stud.output()));
+    }
+
+    // Tickets sealed under the old secret no longer open: one full handshake, not a failure.
+    let (_, kind, first) = fleet
+        .connect(&config)
+        .expect("first connection after the rotation");
+    assert_eq!(kind, HandshakeKind::Full, "an old ticket still opened");
+    assert_eq!(
+        kind_on_the_other_instance(&fleet, &config, first.instance),
+        HandshakeKind::Resumed,
+        "a ticket under the new secret does not resume across instances"
+    );
 }
 
 #[test]
