@@ -288,6 +288,18 @@ fn a_new_ticket_secret_on_every_instance_costs_one_full_handshake_then_resumes_a
         HandshakeKind::Resumed
     );
 
+    // A secret too short to use: the reload fails and the instance keeps the secret it has.
+    std::fs::write(&fleet.secret, "too short\n").expect("write a short secret");
+    let a = fleet.stud(0);
+    a.signal(libc::SIGHUP);
+    a.wait_line(|l| l.contains("reload failed"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no failed reload logged:\n{}", a.output()));
+    assert_eq!(
+        kind_on_the_other_instance(&fleet, &config, "b"),
+        HandshakeKind::Resumed,
+        "instance a lost its secret in a failed reload"
+    );
+
     // The new secret goes to every host first, then each instance reloads.
     std::fs::write(
         &fleet.secret,
