@@ -3,6 +3,7 @@
 //! bounded by a timeout.
 
 pub mod daemon;
+pub mod haproxy;
 pub mod hostile;
 pub mod net;
 pub mod pki;

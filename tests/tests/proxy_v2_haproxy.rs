@@ -4,32 +4,16 @@
 //! test. `--accept-proxy` fed by a real sender: haproxy in front with `send-proxy-v2`.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use stud_tests::haproxy::Haproxy;
 use stud_tests::net::{self, connect};
-use stud_tests::pki::{Pki, TempDir};
+use stud_tests::pki::Pki;
 use stud_tests::process::Stud;
 use stud_tests::{optional_tool, stud_bin, TIMEOUT};
 
-/// haproxy in the foreground, killed on drop.
-struct Haproxy {
-    child: Child,
-    addr: SocketAddr,
-    _dir: TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts haproxy answering every request with what it read from the PROXY header.
 fn start_haproxy() -> Haproxy {
-    start_haproxy_with(|addr| {
+    Haproxy::start(|addr| {
         format!(
             "global\n  maxconn 100\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
@@ -38,43 +22,6 @@ fn start_haproxy() -> Haproxy {
              \"src=%[src]:%[src_port] dst=%[dst]:%[dst_port] authority=%[fc_pp_authority]\\n\"\n"
         )
     })
-}
-
-/// Starts haproxy with the configuration `config` makes for its listening address. The port is
-/// found free first; should another process take it before haproxy binds, haproxy exits and the
-/// start is tried again on a new port (bounded). Callers check `optional_tool("haproxy")` first.
-fn start_haproxy_with(config: impl Fn(SocketAddr) -> String) -> Haproxy {
-    for _ in 0..5 {
-        let dir = TempDir::new();
-        let addr = SocketAddr::from(([127, 0, 0, 1], net::free_port()));
-        let cfg = dir.write("haproxy.cfg", config(addr));
-        let mut child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Haproxy {
-                    child,
-                    addr,
-                    _dir: dir,
-                };
-            }
-            if child.try_wait().expect("haproxy status").is_some() || Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("haproxy did not start in five tries");
 }
 
 #[test]
@@ -125,7 +72,7 @@ fn accept_proxy_reads_haproxys_send_proxy_v2() {
     );
     let stud_addr = stud.addr;
     // haproxy in front, passing the TLS bytes through and announcing each client with PROXY v2.
-    let haproxy = start_haproxy_with(|addr| {
+    let haproxy = Haproxy::start(|addr| {
         format!(
             "global\n  maxconn 100\n\
              defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
