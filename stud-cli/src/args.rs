@@ -39,6 +39,8 @@ pub(crate) struct Args {
     pub(crate) syslog_facility: String,
     /// Log lines are appended to this file (`-l`), reopened on SIGHUP and SIGUSR1.
     pub(crate) log_filename: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`--metrics`).
+    pub(crate) metrics: Option<Endpoint>,
     pub(crate) daemon: bool,
     pub(crate) pidfile: Option<PathBuf>,
     pub(crate) test_only: bool,
@@ -388,6 +390,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     })?
     .unwrap_or_else(|| "daemon".into());
     let log_filename = last(&mut args, &["-l", "--log-filename"], path)?;
+    let metrics = last(&mut args, &["--metrics"], parse_endpoint)?;
     let quiet = count(&mut args, &["-q", "--quiet"]);
     let log_conns = count(&mut args, &["--log-conns"]);
     let syslog = count(&mut args, &["-s", "--syslog"]);
@@ -439,6 +442,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         syslog,
         syslog_facility,
         log_filename,
+        metrics,
         daemon,
         pidfile,
         test_only,
@@ -517,6 +521,11 @@ Logging:
       --syslog-facility=NAME    syslog facility [default: daemon]
   -l, --log-filename=FILE       append log lines to FILE instead of stderr; SIGHUP and
                                 SIGUSR1 reopen it (for log rotation)
+
+Monitoring:
+      --metrics=HOST,PORT       serve Prometheus metrics over plain HTTP at
+                                http://HOST:PORT/metrics (keep it on loopback or a private
+                                network: it is not authenticated)
 
 Special:
       --write-ip                send the client's address to the backend first (family octet

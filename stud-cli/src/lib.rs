@@ -12,6 +12,8 @@
 mod args;
 mod listen;
 mod log;
+mod metrics;
+mod notify;
 mod setup;
 mod signals;
 mod sink;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stud_core::driver::Options;
+use stud_core::CloseReason;
 
 use crate::args::{Args, Command};
 
@@ -116,13 +119,38 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         println!("stud: configuration OK");
         return Ok(0);
     }
+    // The service manager's channel and sockets, taken before anything forks.
+    let announcer = notify::Announcer::from_env()?;
+    let mut inherited = notify::listen_fds()?;
     let sockets = if args.reuseport { args.workers } else { 1 };
-    // One group per frontend: one shared socket, or (--reuseport) one per worker.
+    // One group per frontend: one shared socket, or (--reuseport) one per worker; a socket the
+    // service manager passed for the frontend's address replaces binding it.
     let listeners = args
         .frontends
         .iter()
-        .map(|f| listen::bind(f, args.backlog, sockets, args.reuseport))
+        .map(|f| match notify::take_inherited(&mut inherited, f)? {
+            Some(socket) => Ok(vec![socket]),
+            None => listen::bind(f, args.backlog, sockets, args.reuseport),
+        })
         .collect::<Result<Vec<_>, _>>()?;
+    notify::no_inherited_left(&inherited)?;
+    let endpoint = args
+        .metrics
+        .as_ref()
+        .map(|m| {
+            listen::bind(m, args.backlog, 1, false)
+                .and_then(|mut l| l.pop().ok_or_else(|| format!("cannot listen on {m}")))
+                .and_then(|l| {
+                    metrics::Endpoint::new(l)
+                        .map_err(|e| format!("cannot serve metrics on {m}: {e}"))
+                })
+        })
+        .transpose()?;
+    let board = metrics::Board::new(
+        metrics::Layout::new(CloseReason::NAMES, &stud_core::cipher_suite_names()),
+        args.workers * 4,
+    )
+    .map_err(|e| format!("cannot map the metrics board: {e}"))?;
     let local = listeners
         .iter()
         .zip(&args.frontends)
@@ -163,6 +191,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         config: Arc::new(config),
         options: options.clone(),
         log_conns,
+        expiry: setup::certificate_expiry(&args.pems),
     };
     // SIGHUP rebuilds the configuration from the same flags (files are read again). The
     // session-ticket secret stays the one made at start, so sessions resume across reloads.
@@ -176,6 +205,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             config: Arc::new(config),
             options: options.clone(),
             log_conns,
+            expiry: setup::certificate_expiry(&reload_args.pems),
         })
     });
     let watchdog = args
@@ -195,6 +225,9 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         supervisor::Inputs {
             signals,
             log: collector,
+            announcer,
+            board,
+            endpoint,
         },
     );
     let backend_list = backends
@@ -207,6 +240,9 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         args.workers,
         if args.workers == 1 { "" } else { "s" }
     ));
+    if let Some(addr) = supervisor.metrics_addr() {
+        log::info(&format!("serving metrics on http://{addr}/metrics"));
+    }
     for pem in &args.pems {
         if let Some(ocsp) = setup::ocsp_beside(pem) {
             log::info(&format!(

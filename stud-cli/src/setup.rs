@@ -90,6 +90,22 @@ pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String>
     Ok((config, warnings))
 }
 
+/// When the first certificate of each PEM file expires, for the metrics. A file whose
+/// certificate cannot be read here (it loaded, so this is rare) is left out.
+pub(crate) fn certificate_expiry(pems: &[PathBuf]) -> Vec<crate::metrics::Expiry> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    pems.iter()
+        .filter_map(|pem| {
+            let leaf = CertificateDer::pem_file_iter(pem).ok()?.next()?.ok()?;
+            Some(crate::metrics::Expiry {
+                file: pem.display().to_string(),
+                not_after: crate::metrics::not_after(&leaf)?,
+            })
+        })
+        .collect()
+}
+
 /// `PEM.ocsp` if that file exists: the OCSP response to staple for the certificate in `PEM`.
 pub(crate) fn ocsp_beside(pem: &Path) -> Option<PathBuf> {
     let mut name = pem.as_os_str().to_owned();

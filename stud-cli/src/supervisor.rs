@@ -27,6 +27,8 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::time::{Duration, Instant};
 
 use crate::log;
+use crate::metrics;
+use crate::notify::Announcer;
 use crate::setup::Privileges;
 use crate::signals::Signals;
 use crate::sys;
@@ -51,6 +53,10 @@ struct Slot {
     backoff: Duration,
     /// The watchdog killed this worker; it is reported once and waited for.
     wedged: bool,
+    /// Its block of the metrics board (`None`: it counts into the shared overflow block).
+    block: Option<usize>,
+    /// When it was forked ([`sys::monotonic_millis`]): a beat after this says it serves.
+    spawned_ms: u64,
 }
 
 /// The parent's watchdog: the board the workers beat on, and how long a silence it tolerates.
@@ -81,6 +87,9 @@ impl Watchdog {
 
 /// How often the parent looks at the board.
 const WATCHDOG_CHECK: Duration = Duration::from_millis(500);
+/// A worker whose loop beat this recently is alive, for the service manager's watchdog (workers
+/// beat at least once a second).
+const ALIVE_WITHIN_MS: u64 = 3_000;
 
 /// Builds a fresh worker configuration (on SIGHUP); errors are one-line messages.
 pub(crate) type Reload = Box<dyn Fn() -> Result<WorkerSetup, String>>;
@@ -89,15 +98,22 @@ pub(crate) type Reload = Box<dyn Fn() -> Result<WorkerSetup, String>>;
 #[derive(Debug)]
 struct Retired {
     pid: i32,
+    /// Its block of the metrics board.
+    block: Option<usize>,
     /// When it is killed if it has not finished by then.
     kill_at: Instant,
 }
 
-/// What wakes the supervisor besides its deadlines: signals, and its workers' log lines.
+/// What the supervisor serves besides its workers: signals and its workers' log lines (which
+/// wake it), the service manager's protocol, and the metrics board the workers count into,
+/// with its endpoint.
 #[derive(Debug)]
 pub(crate) struct Inputs {
     pub(crate) signals: Signals,
     pub(crate) log: log::Collector,
+    pub(crate) announcer: Announcer,
+    pub(crate) board: metrics::Board,
+    pub(crate) endpoint: Option<metrics::Endpoint>,
 }
 
 /// The supervisor's state.
@@ -121,6 +137,14 @@ pub(crate) struct Supervisor {
     /// The read end of the workers' log pipe (and the write end each new worker inherits).
     /// `None` only in a freshly forked child, which takes it.
     collector: Option<log::Collector>,
+    /// What the service manager hears (readiness, reload, stop, watchdog).
+    announcer: Announcer,
+    /// The metrics board every worker counts into, whether or not it is served.
+    board: metrics::Board,
+    /// Blocks of the board no live worker uses.
+    free_blocks: Vec<usize>,
+    /// The `--metrics` endpoint, served from this loop.
+    endpoint: Option<metrics::Endpoint>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -143,7 +167,13 @@ impl Supervisor {
         privileges: Privileges,
         inputs: Inputs,
     ) -> Supervisor {
-        let Inputs { signals, log } = inputs;
+        let Inputs {
+            signals,
+            log,
+            announcer,
+            board,
+            endpoint,
+        } = inputs;
         let now = Instant::now();
         Supervisor {
             signals: Some(signals),
@@ -154,6 +184,8 @@ impl Supervisor {
                     restart_at: Some(now),
                     backoff: Duration::ZERO,
                     wedged: false,
+                    block: None,
+                    spawned_ms: 0,
                 })
                 .collect(),
             listeners,
@@ -164,7 +196,16 @@ impl Supervisor {
             generation: 0,
             privileges,
             collector: Some(log),
+            free_blocks: (0..board.blocks()).rev().collect(),
+            announcer,
+            board,
+            endpoint,
         }
+    }
+
+    /// Where `--metrics` is served, if it is.
+    pub(crate) fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint.as_ref().and_then(|e| e.local_addr().ok())
     }
 
     /// Supervises until told to stop; returns the process exit status.
@@ -190,15 +231,27 @@ impl Supervisor {
                     .filter_map(|s| s.restart_at)
                     .chain(self.retired.iter().map(|r| r.kill_at))
                     .chain(watch)
+                    .chain(self.announcer.next_wake(now))
                     .min(),
             };
+            let next = next
+                .into_iter()
+                .chain(
+                    self.endpoint
+                        .as_ref()
+                        .and_then(metrics::Endpoint::next_deadline),
+                )
+                .min();
             let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
             let Some(signals) = &self.signals else {
                 return 1;
             };
-            let mut fds = vec![signals.raw_fd()];
-            fds.extend(self.collector.as_ref().map(log::Collector::raw_fd));
-            if let Err(e) = sys::wait_any_readable(&fds, timeout) {
+            let mut fds = vec![(signals.raw_fd(), false)];
+            fds.extend(self.collector.as_ref().map(|c| (c.raw_fd(), false)));
+            if let Some(endpoint) = &self.endpoint {
+                fds.extend(endpoint.interest());
+            }
+            if let Err(e) = sys::wait_any(&fds, timeout) {
                 log::error(&format!("waiting for signals failed: {e}"));
                 return 1;
             }
@@ -213,13 +266,20 @@ impl Supervisor {
             if signals.hangup && !stop && stop_deadline.is_none() {
                 self.reload();
             }
+            self.serve_metrics();
             self.kill_overdue_retired();
             if stop_deadline.is_none() {
                 self.kill_wedged();
+                let (serving, alive) = (self.serving(), self.alive());
+                let board = &self.board;
+                let workers = self.slots.len();
+                self.announcer
+                    .tick(Instant::now(), serving, alive, || board.status(workers));
             }
             if stop && stop_deadline.is_none() {
                 let deadline = Instant::now() + self.setup.options.drain_timeout + STOP_MARGIN;
                 stop_deadline = Some(deadline);
+                self.announcer.stopping();
                 log::info("stopping: draining workers");
                 // Close our copies of the listeners: once the workers close theirs, new clients
                 // are refused at once instead of waiting in a backlog nobody will accept from.
@@ -259,15 +319,20 @@ impl Supervisor {
     /// SIGHUP: a new generation of workers with a freshly built configuration, the old one
     /// draining; or, if the configuration does not build, nothing changes.
     fn reload(&mut self) {
+        self.announcer.reloading();
         let setup = match (self.reload)() {
             Ok(setup) => setup,
             Err(e) => {
                 log::error(&format!(
                     "reload failed, still serving the previous configuration: {e}"
                 ));
+                self.board.reloaded(false);
+                self.announcer.reload_failed(&e);
                 return;
             }
         };
+        self.board.reloaded(true);
+        self.announcer.reloaded();
         self.setup = setup;
         // The new generation beats in the other half of the board.
         self.generation += 1;
@@ -276,7 +341,12 @@ impl Supervisor {
         for slot in &mut self.slots {
             if let Some(pid) = slot.pid.take() {
                 let _ = sys::kill(pid, sys::SIGTERM);
-                self.retired.push(Retired { pid, kill_at });
+                let block = slot.block.take();
+                self.retired.push(Retired {
+                    pid,
+                    block,
+                    kill_at,
+                });
                 retiring += 1;
             }
             // A new worker at once, even for a slot that was waiting out a back-off: the
@@ -369,7 +439,8 @@ impl Supervisor {
             };
             let status = std::process::ExitStatus::from_raw(raw);
             if let Some(i) = self.retired.iter().position(|r| r.pid == pid) {
-                self.retired.swap_remove(i);
+                let old = self.retired.swap_remove(i);
+                self.release(old.block);
                 log::info(&format!(
                     "old worker (pid {pid}) finished draining ({status})"
                 ));
@@ -384,12 +455,14 @@ impl Supervisor {
                 continue; // not a worker (cannot happen: we fork nothing else)
             };
             slot.pid = None;
+            let block = slot.block.take();
             if stopping {
                 if status.success() {
                     log::info(&format!("worker {index} (pid {pid}) exited"));
                 } else {
                     log::warning(&format!("worker {index} (pid {pid}) ended: {status}"));
                 }
+                self.release(block);
                 continue;
             }
             let lived = slot.started.elapsed();
@@ -404,6 +477,8 @@ impl Supervisor {
                 lived.as_secs_f64(),
                 slot.backoff.as_secs_f64()
             ));
+            self.release(block);
+            self.board.restarted();
         }
     }
 
@@ -417,9 +492,15 @@ impl Supervisor {
             board: w.board.clone(),
             cell: self.cell(index),
         });
+        let spawned_ms = sys::monotonic_millis();
         if let Some(h) = &heartbeat {
-            h.board.beat(h.cell, sys::monotonic_millis());
+            // A millisecond early, so the worker's first beat, even in the same millisecond,
+            // shows it started its loop.
+            h.board.beat(h.cell, spawned_ms.saturating_sub(1));
         }
+        let block = self.free_blocks.pop();
+        // Out of blocks (reloads faster than drains): count into the overflow block.
+        let counters = self.board.worker(block.unwrap_or(self.board.blocks()));
         let mask = match sys::block_signals() {
             Ok(mask) => mask,
             Err(e) => {
@@ -430,6 +511,7 @@ impl Supervisor {
         match sys::fork() {
             Err(e) => {
                 let _ = sys::unblock_signals(&mask);
+                self.release(block);
                 self.retry_later(index, &format!("cannot fork worker {index}: {e}"));
             }
             Ok(sys::Forked::Parent(pid)) => {
@@ -439,6 +521,8 @@ impl Supervisor {
                 slot.started = Instant::now();
                 slot.restart_at = None;
                 slot.wedged = false;
+                slot.block = block;
+                slot.spawned_ms = spawned_ms;
                 log::info(&format!("worker {index} started (pid {pid})"));
             }
             Ok(sys::Forked::Child) => {
@@ -470,9 +554,56 @@ impl Supervisor {
                     &mask,
                     heartbeat,
                     &self.privileges,
+                    Some(counters),
                 ))
             }
         }
+    }
+
+    /// Folds a finished worker's block into the board's totals and frees it.
+    fn release(&mut self, block: Option<usize>) {
+        if let Some(block) = block {
+            self.board.fold(block);
+            self.free_blocks.push(block);
+        }
+    }
+
+    /// Whether every worker position has a worker that has started its event loop (it beat
+    /// after it was forked). Without the watchdog's board, a forked worker counts as serving.
+    fn serving(&self) -> bool {
+        self.slots.iter().enumerate().all(|(index, slot)| {
+            slot.pid.is_some()
+                && self
+                    .watchdog
+                    .as_ref()
+                    .is_none_or(|w| w.board.last(self.cell(index)) >= slot.spawned_ms)
+        })
+    }
+
+    /// Whether every worker position has a live worker whose loop beat within the last few
+    /// seconds: what the service manager's watchdog is told.
+    fn alive(&self) -> bool {
+        let now = sys::monotonic_millis();
+        self.slots.iter().enumerate().all(|(index, slot)| {
+            slot.pid.is_some()
+                && !slot.wedged
+                && self.watchdog.as_ref().is_none_or(|w| {
+                    now.saturating_sub(w.board.last(self.cell(index))) < ALIVE_WITHIN_MS
+                })
+        })
+    }
+
+    /// Answers what scrapes are ready, never waiting.
+    fn serve_metrics(&mut self) {
+        let Some(endpoint) = &mut self.endpoint else {
+            return;
+        };
+        let view = metrics::View {
+            board: self.board.clone(),
+            certificates: self.setup.expiry.clone(),
+            workers: self.slots.len(),
+        };
+        endpoint.service(&view, Instant::now());
     }
 
     fn retry_later(&mut self, index: usize, why: &str) {

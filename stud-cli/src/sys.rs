@@ -260,17 +260,21 @@ pub(crate) fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Res
     }
 }
 
-/// Waits until any of `fds` is readable or `timeout` passes (`None` = forever). EINTR counts as
-/// a wake-up, as in [`wait_readable`].
-pub(crate) fn wait_any_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<()> {
+/// Waits until any of `fds` is ready or `timeout` passes (`None` = forever): readable, or also
+/// writable where its flag is set. EINTR counts as a wake-up, as in [`wait_readable`].
+pub(crate) fn wait_any(fds: &[(RawFd, bool)], timeout: Option<Duration>) -> io::Result<()> {
     let ms = timeout.map_or(-1, |t| {
         i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
     });
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
+        .map(|&(fd, write)| libc::pollfd {
             fd,
-            events: libc::POLLIN,
+            events: if write {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            },
             revents: 0,
         })
         .collect();
@@ -463,35 +467,89 @@ pub(crate) fn monotonic_millis() -> u64 {
     secs.saturating_mul(1000).saturating_add(nanos / 1_000_000)
 }
 
-/// Heartbeat cells shared by the parent and every worker it forks: an anonymous `MAP_SHARED`
-/// mapping, so a worker's store is seen by the parent. Each cell holds the
-/// [`monotonic_millis`] of a worker's last sign of life.
-pub(crate) struct Heartbeats {
+/// Heartbeat cells shared by the parent and every worker it forks ([`SharedCells`]): each
+/// holds the [`monotonic_millis`] of a worker's last sign of life.
+#[derive(Debug)]
+pub(crate) struct Heartbeats(SharedCells);
+
+impl Heartbeats {
+    /// Maps `len` zeroed cells, shared with every process forked afterwards.
+    pub(crate) fn new(len: usize) -> io::Result<Heartbeats> {
+        SharedCells::new(len).map(Heartbeats)
+    }
+
+    /// Records a sign of life in `cell` (ignored if out of range).
+    pub(crate) fn beat(&self, cell: usize, millis: u64) {
+        if let Some(c) = self.0.cells().get(cell) {
+            c.store(millis, Ordering::Relaxed);
+        }
+    }
+
+    /// The last sign of life in `cell` (0 if none, or out of range).
+    pub(crate) fn last(&self, cell: usize) -> u64 {
+        self.0
+            .cells()
+            .get(cell)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Microseconds on `CLOCK_MONOTONIC`, the clock the service manager's `MONOTONIC_USEC=` uses.
+pub(crate) fn monotonic_micros() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000).saturating_add(nanos / 1_000)
+}
+
+/// Takes ownership of descriptor `fd`, inherited open from the process that started us (socket
+/// activation), and marks it close-on-exec. Fails if `fd` is not open.
+///
+/// The caller must be the descriptor's only owner: it was passed to this process for it alone,
+/// and nothing else in stud opens, wraps or closes inherited descriptors.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD/F_SETFD only read and set the descriptor's flags; a closed `fd` gives EBADF.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+    // SAFETY: `fd` is open (checked above) and, per this function's contract, owned by no one
+    // else in this process, so wrapping it in an OwnedFd that closes it once is sound.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Counters shared by the parent and every process it forks afterwards: an anonymous
+/// `MAP_SHARED` mapping of zeroed `AtomicU64`s, so a store in one process is seen by all.
+pub(crate) struct SharedCells {
     cells: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
     len: usize,
 }
 
 // SAFETY: the cells are atomics in memory that lives until drop; sharing them across threads
 // is as sound as sharing `&[AtomicU64]`.
-unsafe impl Send for Heartbeats {}
+unsafe impl Send for SharedCells {}
 // SAFETY: as above; every access goes through atomic operations.
-unsafe impl Sync for Heartbeats {}
+unsafe impl Sync for SharedCells {}
 
-impl std::fmt::Debug for Heartbeats {
+impl std::fmt::Debug for SharedCells {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Heartbeats")
+        f.debug_struct("SharedCells")
             .field("len", &self.len)
             .finish()
     }
 }
 
-impl Heartbeats {
-    /// Maps `len` zeroed cells, shared with every process forked afterwards.
-    pub(crate) fn new(len: usize) -> io::Result<Heartbeats> {
+impl SharedCells {
+    /// Maps `len` zeroed cells (at least one).
+    pub(crate) fn new(len: usize) -> io::Result<SharedCells> {
         let len = len.max(1);
         let bytes = len
             .checked_mul(std::mem::size_of::<u64>())
-            .ok_or_else(|| io::Error::other("heartbeat board too large"))?;
+            .ok_or_else(|| io::Error::other("shared memory board too large"))?;
         // SAFETY: an anonymous mapping with no address hint; the result is checked below.
         let ptr = unsafe {
             libc::mmap(
@@ -510,32 +568,19 @@ impl Heartbeats {
         // never returns null on success.
         let cells = std::ptr::NonNull::new(ptr.cast::<std::sync::atomic::AtomicU64>())
             .ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Heartbeats { cells, len })
+        Ok(SharedCells { cells, len })
     }
 
-    fn cells(&self) -> &[std::sync::atomic::AtomicU64] {
+    /// Every cell.
+    pub(crate) fn cells(&self) -> &[std::sync::atomic::AtomicU64] {
         // SAFETY: `cells` points to a mapping of exactly `len * 8` bytes (the product checked in
         // `new`), zero-filled and page-aligned, so `len` initialised AtomicU64s that live as
         // long as `self`; atomics may be shared and mutated through `&`.
         unsafe { std::slice::from_raw_parts(self.cells.as_ptr(), self.len) }
     }
-
-    /// Records a sign of life in `cell` (ignored if out of range).
-    pub(crate) fn beat(&self, cell: usize, millis: u64) {
-        if let Some(c) = self.cells().get(cell) {
-            c.store(millis, Ordering::Relaxed);
-        }
-    }
-
-    /// The last sign of life in `cell` (0 if none, or out of range).
-    pub(crate) fn last(&self, cell: usize) -> u64 {
-        self.cells()
-            .get(cell)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
 }
 
-impl Drop for Heartbeats {
+impl Drop for SharedCells {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once; nothing borrows it past `self`.
         unsafe {

@@ -4,12 +4,13 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use stud_core::driver::{ConnStats, Observer, Options, Server};
-use stud_core::{CloseReason, Config};
+use stud_core::{CloseReason, Config, HandshakeInfo};
 
 use crate::log::{self, RateLimit};
+use crate::metrics::WorkerCounters;
 use crate::setup::{self, Privileges};
 use crate::sys;
 
@@ -25,6 +26,8 @@ struct LogObserver {
     heartbeat: Option<Heartbeat>,
     /// Log every finished connection (`--log-conns`).
     log_conns: bool,
+    /// This worker's block of the metrics board.
+    counters: Option<WorkerCounters>,
 }
 
 /// A worker's cell on the board the parent's watchdog reads.
@@ -35,7 +38,28 @@ pub(crate) struct Heartbeat {
 }
 
 impl Observer for LogObserver {
+    fn accepted(&mut self, _peer: SocketAddr) {
+        if let Some(c) = &self.counters {
+            c.accepted();
+        }
+    }
+
+    fn handshake(&mut self, _peer: SocketAddr, info: &HandshakeInfo, elapsed: Duration) {
+        if let Some(c) = &self.counters {
+            c.handshake(info, elapsed);
+        }
+    }
+
+    fn accept_paused(&mut self, _pause: Duration) {
+        if let Some(c) = &self.counters {
+            c.accept_paused();
+        }
+    }
+
     fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, stats: &ConnStats) {
+        if let Some(c) = &self.counters {
+            c.closed(reason, stats);
+        }
         if self.log_conns && !reason.is_handshake_failure() {
             // Connections that got past the handshake cost their client a handshake each, so
             // these lines are not throttled; handshake failures, which cost a client nothing,
@@ -92,13 +116,16 @@ pub(crate) struct WorkerSetup {
     pub(crate) options: Options,
     /// One log line per finished connection.
     pub(crate) log_conns: bool,
+    /// When each certificate of this configuration expires (for the metrics).
+    pub(crate) expiry: Vec<crate::metrics::Expiry>,
 }
 
 /// Runs a worker in a freshly forked child and returns its exit status.
 ///
 /// `parent` is the pid of the supervisor that forked us; `mask` is the signal mask to restore
 /// once our own handlers are in place (the parent blocked everything around fork); `privileges`
-/// is what to become before anything else.
+/// is what to become before anything else; `counters` is this worker's block of the metrics
+/// board.
 pub(crate) fn run(
     setup: WorkerSetup,
     listeners: Vec<TcpListener>,
@@ -106,6 +133,7 @@ pub(crate) fn run(
     mask: &sys::SignalMask,
     heartbeat: Option<Heartbeat>,
     privileges: &Privileges,
+    counters: Option<WorkerCounters>,
 ) -> i32 {
     // First, while no client byte has been read. Before prctl too: a change of credentials
     // clears the parent-death signal.
@@ -134,6 +162,7 @@ pub(crate) fn run(
         handshake_failures: RateLimit::new(HANDSHAKE_LINES_PER_SECOND, Instant::now()),
         heartbeat,
         log_conns: setup.log_conns,
+        counters,
     }));
     let stop = server.stop_handle();
     if let Err(e) = sys::install_worker_handlers(stop.raw_fd()) {

@@ -149,6 +149,24 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every name [`CloseReason::as_str`] can return, in declaration order: the label set of a
+    /// metric counted by close reason.
+    pub const NAMES: &'static [&'static str] = &[
+        "completed",
+        "handshake_failed",
+        "handshake_timeout",
+        "client_closed_in_handshake",
+        "backend_connect_failed",
+        "backend_connect_timeout",
+        "idle_timeout",
+        "linger_timeout",
+        "client_reset",
+        "backend_reset",
+        "protocol_error",
+        "aborted",
+        "bad_proxy_header",
+    ];
+
     /// A short stable name for logs and metrics (`"completed"`, `"handshake_failed"`, …).
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -189,5 +207,32 @@ impl fmt::Display for CloseReason {
             CloseReason::BadProxyHeader(why) => write!(f, "{}: {why}", self.as_str()),
             other => f.write_str(other.as_str()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lists_every_close_reason_once() {
+        let tls = || TlsError(rustls::Error::DecryptError);
+        let all = [
+            CloseReason::Completed,
+            CloseReason::HandshakeFailed(tls()),
+            CloseReason::HandshakeTimeout,
+            CloseReason::ClientClosedInHandshake,
+            CloseReason::BackendConnectFailed,
+            CloseReason::BackendConnectTimeout,
+            CloseReason::IdleTimeout,
+            CloseReason::LingerTimeout,
+            CloseReason::ClientReset,
+            CloseReason::BackendReset,
+            CloseReason::ProtocolError(tls()),
+            CloseReason::Aborted,
+            CloseReason::BadProxyHeader("x"),
+        ];
+        let names: Vec<&str> = all.iter().map(CloseReason::as_str).collect();
+        assert_eq!(names, CloseReason::NAMES);
     }
 }

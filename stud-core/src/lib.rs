@@ -103,4 +103,4 @@ pub use proxy_header::{
 };
 pub use time::Instant;
 pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
-pub use tls::{HandshakeInfo, TlsVersion};
+pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};

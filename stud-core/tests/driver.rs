@@ -36,7 +36,14 @@ fn handshake_then_request_and_response_are_relayed() {
         stats.bytes_from_client > 18 && stats.bytes_to_client > 18,
         "{stats:?}"
     );
-    assert_eq!(server.record.lock().expect("record").handshakes.len(), 1);
+    {
+        let record = server.record.lock().expect("record");
+        assert_eq!(record.handshakes.len(), 1);
+        // The observer heard of the accept, and of the handshake with the time it took.
+        assert_eq!(record.accepted, vec![closes[0].0]);
+        let took = record.handshake_times[0];
+        assert!(took > Duration::ZERO && took < TIMEOUT, "{took:?}");
+    }
     server.stop.stop();
     server.join(TIMEOUT).expect("run");
 }

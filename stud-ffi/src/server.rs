@@ -74,7 +74,7 @@ impl CallbackObserver {
 }
 
 impl Observer for CallbackObserver {
-    fn handshake(&mut self, peer: SocketAddr, info: &HandshakeInfo) {
+    fn handshake(&mut self, peer: SocketAddr, info: &HandshakeInfo, _elapsed: Duration) {
         let alpn = info.alpn.as_deref().map_or_else(
             || "-".to_owned(),
             |p| String::from_utf8_lossy(p).into_owned(),

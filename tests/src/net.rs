@@ -203,7 +203,11 @@ pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// Connects to `addr` and completes the handshake for `localhost`.
 pub fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<Tls> {
-    let tcp = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    handshake_over(TcpStream::connect_timeout(&addr, TIMEOUT)?, config)
+}
+
+/// Completes a handshake for `localhost` over a connection already made.
+pub fn handshake_over(tcp: TcpStream, config: &Arc<ClientConfig>) -> io::Result<Tls> {
     tcp.set_read_timeout(Some(TIMEOUT))?;
     tcp.set_write_timeout(Some(TIMEOUT))?;
     tcp.set_nodelay(true)?;

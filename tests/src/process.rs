@@ -70,14 +70,22 @@ fn collect(stream: impl std::io::Read + Send + 'static, lines: Lines) {
 impl Stud {
     /// Starts `stud` with `args` and returns at once.
     pub fn spawn(bin: &Path, args: &[&str]) -> Stud {
-        let mut child = Command::new(bin)
-            .args(args)
+        let mut command = Command::new(bin);
+        command.args(args);
+        Stud::spawn_command(command)
+    }
+
+    /// Starts a prepared command (a `stud` with extra environment or inherited descriptors, or
+    /// a shell that execs one) and returns at once.
+    pub fn spawn_command(mut command: Command) -> Stud {
+        let shown = format!("{command:?}");
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
         let lines: Lines = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
         if let Some(stderr) = child.stderr.take() {
             collect(stderr, lines.clone());
@@ -113,7 +121,15 @@ impl Stud {
 
     /// Starts `stud` and waits for it to listen, learning the frontend address from its log.
     pub fn start(bin: &Path, args: &[&str]) -> Stud {
-        let mut stud = Stud::spawn(bin, args);
+        Stud::start_spawned(Stud::spawn(bin, args))
+    }
+
+    /// Starts a prepared command as [`Stud::spawn_command`] does and waits for it to listen.
+    pub fn start_command(command: Command) -> Stud {
+        Stud::start_spawned(Stud::spawn_command(command))
+    }
+
+    fn start_spawned(mut stud: Stud) -> Stud {
         let line = stud
             .wait_line(|l| l.contains("listening on "), TIMEOUT)
             .unwrap_or_else(|| panic!("stud did not start; its stderr:\n{}", stud.output()));

@@ -206,14 +206,26 @@ impl Options {
 ///
 /// The methods run on the driver's thread, inside its loop: keep them short.
 pub trait Observer: Send {
-    /// A client completed its TLS handshake.
-    fn handshake(&mut self, peer: SocketAddr, info: &crate::HandshakeInfo) {
-        let _ = (peer, info);
+    /// A client connection was accepted and its session started. Every accepted connection is
+    /// later reported once by [`Observer::closed`], so accepted minus closed is the number open.
+    fn accepted(&mut self, peer: SocketAddr) {
+        let _ = peer;
+    }
+
+    /// A client completed its TLS handshake, `elapsed` after its connection was accepted.
+    fn handshake(&mut self, peer: SocketAddr, info: &crate::HandshakeInfo, elapsed: Duration) {
+        let _ = (peer, info, elapsed);
     }
 
     /// A connection ended; `stats` holds its totals.
     fn closed(&mut self, peer: SocketAddr, reason: &crate::CloseReason, stats: &ConnStats) {
         let _ = (peer, reason, stats);
+    }
+
+    /// Accepting stopped for `pause` because the process or the system ran out of file
+    /// descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM). Called once per pause, unthrottled.
+    fn accept_paused(&mut self, pause: Duration) {
+        let _ = pause;
     }
 
     /// Rare operational problems (accept failing with EMFILE, a backend refusing). The driver already

@@ -468,6 +468,7 @@ impl Server {
                     AcceptFailure::Skip => {}
                     AcceptFailure::Exhausted => {
                         let pause = self.backoff.trigger(now);
+                        self.observer.accept_paused(pause);
                         self.warn(WarningKind::Accept, now, || {
                             format!(
                                 "accept failed: {e}; not accepting for {} ms",
@@ -515,6 +516,7 @@ impl Server {
         let keys = (key(index, TAG_CLIENT), key(index, TAG_BACKEND));
         self.slots.entries[index] = Some(Session::new(conn, stream, keys, now));
         self.slots.live += 1;
+        self.observer.accepted(peer);
         // Registers the client socket for the handshake and schedules the handshake deadline.
         self.with_session(index, now, false, |_, _| {});
     }

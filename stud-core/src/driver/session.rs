@@ -383,7 +383,8 @@ impl Session {
             // Events added later are of no interest to this driver.
             #[allow(irrefutable_let_patterns)]
             if let Event::HandshakeComplete(info) = event {
-                ctx.observer.handshake(self.conn.peer_addr(), &info);
+                ctx.observer
+                    .handshake(self.conn.peer_addr(), &info, ctx.now - self.started);
             }
         }
         while self.closed.is_none() {

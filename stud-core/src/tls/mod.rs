@@ -81,6 +81,15 @@ impl HandshakeInfo {
     }
 }
 
+/// The OpenSSL-style names of every cipher suite stud can offer, most preferred first: the
+/// values [`HandshakeInfo::cipher_suite`] takes.
+pub fn cipher_suite_names() -> Vec<&'static str> {
+    suites::default_suites()
+        .into_iter()
+        .map(suites::openssl_name)
+        .collect()
+}
+
 /// The crypto provider stud uses, named explicitly: aws-lc-rs.
 pub(crate) fn provider(suites: Vec<rustls::SupportedCipherSuite>) -> CryptoProvider {
     CryptoProvider {

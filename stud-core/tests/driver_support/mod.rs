@@ -90,6 +90,12 @@ pub fn client_config() -> Arc<rustls::ClientConfig> {
 #[derive(Debug, Default)]
 pub struct Record {
     pub handshakes: Vec<(SocketAddr, HandshakeInfo)>,
+    /// How long after accept each handshake completed, in the order of `handshakes`.
+    pub handshake_times: Vec<Duration>,
+    /// Every accepted client, in order.
+    pub accepted: Vec<SocketAddr>,
+    /// Every accept pause, with its length.
+    pub accept_pauses: Vec<Duration>,
     pub closes: Vec<(SocketAddr, CloseReason, ConnStats)>,
     pub warnings: Vec<String>,
     /// When each heartbeat came.
@@ -100,12 +106,16 @@ pub struct Record {
 pub struct Recorder(pub Arc<Mutex<Record>>);
 
 impl Observer for Recorder {
-    fn handshake(&mut self, peer: SocketAddr, info: &HandshakeInfo) {
-        self.0
-            .lock()
-            .expect("record")
-            .handshakes
-            .push((peer, info.clone()));
+    fn accepted(&mut self, peer: SocketAddr) {
+        self.0.lock().expect("record").accepted.push(peer);
+    }
+    fn handshake(&mut self, peer: SocketAddr, info: &HandshakeInfo, elapsed: Duration) {
+        let mut record = self.0.lock().expect("record");
+        record.handshakes.push((peer, info.clone()));
+        record.handshake_times.push(elapsed);
+    }
+    fn accept_paused(&mut self, pause: Duration) {
+        self.0.lock().expect("record").accept_pauses.push(pause);
     }
     fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, stats: &ConnStats) {
         self.0
