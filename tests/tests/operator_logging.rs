@@ -239,3 +239,64 @@ fn log_filename_gets_timestamped_lines_and_is_reopened_on_usr1_and_hup() {
     }
     assert!(alive(stud.pid()));
 }
+
+#[test]
+fn a_log_file_that_cannot_be_opened_stops_the_start_naming_it() {
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let missing = dir.path().join("no-such-dir").join("stud.log");
+    let out = process::run(
+        &stud_bin!(),
+        &[
+            "-l",
+            missing.to_str().expect("utf-8"),
+            "-f",
+            "127.0.0.1,0",
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    let expected = format!("stud: error: cannot open log file {}:", missing.display());
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+}
+
+#[test]
+fn a_log_file_that_cannot_be_reopened_keeps_the_old_one_and_says_so() {
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("log directory");
+    let log = logs.join("stud.log");
+    let port = net::free_port();
+    let f = format!("127.0.0.1,{port}");
+    let b = echo_backend().to_string();
+    let stud = Stud::spawn(
+        &stud_bin!(),
+        &[
+            "--log-conns",
+            "-l",
+            log.to_str().expect("utf-8"),
+            "-f",
+            &f,
+            "-b",
+            &b,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    wait_in_file(&log, "listening on");
+    // The whole directory goes away: the file cannot be made again where it was.
+    let moved = dir.path().join("logs.old");
+    std::fs::rename(&logs, &moved).expect("move the directory");
+    stud.signal(libc::SIGUSR1);
+    let old = moved.join("stud.log");
+    let text = wait_in_file(&old, "cannot reopen log file");
+    assert!(text.contains(&log.display().to_string()), "{text}");
+    // And it keeps logging there.
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    echoes(
+        &mut served_with(addr, &net::client_config(&pki.ca_der)),
+        b"hi",
+    );
+    wait_in_file(&old, "closed: ");
+    assert!(alive(stud.pid()));
+}

@@ -134,6 +134,8 @@ fn chrooted_workers_keep_logging_to_syslog_across_a_syslog_restart() {
     let pki = Pki::new();
     let dev = TempDir::new();
     let jail = TempDir::new();
+    let files = TempDir::new();
+    let log_file = files.path().join("stud.log");
     let log = dev.path().join("log");
     let syslogd = Syslogd::bind(&log);
     let port = net::free_port();
@@ -145,6 +147,8 @@ fn chrooted_workers_keep_logging_to_syslog_across_a_syslog_restart() {
             "-s",
             "--syslog-facility=local3",
             "--log-conns",
+            "-l",
+            log_file.to_str().expect("utf-8"),
             "-u",
             "nobody",
             "-r",
@@ -175,6 +179,16 @@ fn chrooted_workers_keep_logging_to_syslog_across_a_syslog_restart() {
     assert!(
         !closed.contains(&format!("stud[{}]", stud.pid())),
         "a worker's line under the supervisor's pid: {closed}"
+    );
+    // With -l too, every line goes to both.
+    let in_file = stud_tests::procfs::wait_for(TIMEOUT, || {
+        std::fs::read_to_string(&log_file)
+            .ok()
+            .filter(|t| t.contains("closed: ") && t.contains("listening on"))
+    });
+    assert!(
+        in_file.is_some(),
+        "the -l file does not have the lines syslog got"
     );
 
     // The syslog daemon restarts: a new socket at the same path.
