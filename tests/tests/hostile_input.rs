@@ -3,7 +3,8 @@
 //! mid-handshake, and hundreds of mutated real ClientHellos.
 //!
 //! Each must end in an alert or a close within the handshake timeout, the backend must never be
-//! contacted, no worker may die, and a normal client is served right after.
+//! contacted, no worker may die, and a normal client is served right after. stud listens on both
+//! loopbacks: every malformed case is sent over IPv4 and IPv6 at once, and the mutants alternate.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use stud_tests::hostile::{
     self, accepted, client_hello, counting_backend, hello_handshake, probe, raw_connect, record,
-    records, watch, Ending, Observed, Rng,
+    records, start_dual, watch, Ending, Observed, Rng,
 };
 use stud_tests::net;
 use stud_tests::pki::Pki;
 use stud_tests::process::alive;
 use stud_tests::procfs::report;
-use stud_tests::start_stud;
+use stud_tests::{start_stud, stud_bin};
 
 /// The handshake timeout these tests give stud, in seconds.
 const HANDSHAKE_SECS: u64 = 3;
@@ -189,7 +190,12 @@ fn malformed_handshakes_end_in_alert_or_close_and_never_reach_the_backend() {
     let pki = Pki::new();
     let (backend, count) = counting_backend();
     let hs = HANDSHAKE_SECS.to_string();
-    let stud = start_stud!(&pki, backend, &["-n", "2", "--ssl-handshake-timeout", &hs]);
+    let stud = start_dual(
+        &stud_bin!(),
+        &pki,
+        backend,
+        &["-n", "2", "--ssl-handshake-timeout", &hs],
+    );
     let workers = stud.worker_pids(2);
     let config = net::client_config(&pki.ca_der);
     let hello = client_hello(&config);
@@ -199,14 +205,18 @@ fn malformed_handshakes_end_in_alert_or_close_and_never_reach_the_backend() {
         "captured hello"
     );
 
-    // All cases at once, each on its own thread: the slowest bounds the test.
+    // All cases at once, each on its own thread and over each family: the slowest bounds the
+    // test.
     let within = Duration::from_secs(HANDSHAKE_SECS) + SLACK;
-    let addr = stud.addr;
     let mut threads = Vec::new();
-    for (name, payload, expect) in cases(&hello) {
-        threads.push(std::thread::spawn(move || {
-            (name, expect, probe(addr, &payload, within))
-        }));
+    for addr in stud.addrs.clone() {
+        let family = if addr.is_ipv6() { "IPv6" } else { "IPv4" };
+        for (name, payload, expect) in cases(&hello) {
+            let name = format!("{name} ({family})");
+            threads.push(std::thread::spawn(move || {
+                (name, expect, probe(addr, &payload, within))
+            }));
+        }
     }
     let mid: [(&str, Vec<u8>, bool); 4] = [
         (
@@ -226,7 +236,10 @@ fn malformed_handshakes_end_in_alert_or_close_and_never_reach_the_backend() {
             false,
         ),
     ];
-    for (name, then, fin) in mid {
+    for (i, (name, then, fin)) in mid.into_iter().enumerate() {
+        // Alternating families: each mid-handshake case once.
+        let addr = stud.addrs[i % 2];
+        let name = format!("{name} ({addr})");
         let hello = hello.clone();
         threads.push(std::thread::spawn(move || {
             let (seen, flight) = mid_handshake(addr, &hello, &then, fin);
@@ -280,8 +293,10 @@ fn malformed_handshakes_end_in_alert_or_close_and_never_reach_the_backend() {
         assert!(alive(*pid), "worker {pid} died");
     }
     assert_eq!(stud.worker_pids(2), workers, "a worker was replaced");
-    hostile::served(stud.addr, &config).expect("a normal client is served right after");
-    assert_eq!(accepted(&count), 1);
+    for addr in &stud.addrs {
+        hostile::served(*addr, &config).expect("a normal client is served right after");
+    }
+    assert_eq!(accepted(&count), 2);
 }
 
 #[test]
@@ -327,10 +342,11 @@ fn hundreds_of_mutated_client_hellos_are_refused_and_logged_sparingly() {
     const BATCH: usize = 100;
     let pki = Pki::new();
     let (backend, count) = counting_backend();
-    let stud = start_stud!(
+    let stud = start_dual(
+        &stud_bin!(),
         &pki,
         backend,
-        &["-n", "1", "-B", "512", "--ssl-handshake-timeout", "2"]
+        &["-n", "1", "-B", "512", "--ssl-handshake-timeout", "2"],
     );
     let workers = stud.worker_pids(1);
     let config = net::client_config(&pki.ca_der);
@@ -344,7 +360,7 @@ fn hundreds_of_mutated_client_hellos_are_refused_and_logged_sparingly() {
         let mut open = Vec::new();
         for i in 0..BATCH {
             let mutant = hostile::mutate(&hello, &mut rng);
-            let mut tcp = raw_connect(stud.addr).expect("connect");
+            let mut tcp = raw_connect(stud.addrs[i % 2]).expect("connect");
             let _ = tcp.write_all(&mutant);
             open.push((batch * BATCH + i, tcp, mutant));
         }

@@ -1,5 +1,7 @@
 //! Slow peers: handshakes that trickle or stall are cut at `--ssl-handshake-timeout`, and a
 //! client or backend that stops reading costs stud no memory while the other side keeps pushing.
+//! The trickles run over IPv4 and IPv6 at once; the stalled client's transfer runs over IPv6
+//! (client and backend), the stalled backend's over IPv4.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -8,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use stud_tests::hostile::{
-    accepted, client_hello, counting_backend, raw_connect, record, watch, Ending,
+    accepted, client_hello, counting_backend, raw_connect, record, start_dual, watch, Ending,
 };
-use stud_tests::net::{self, backend, connect, pattern, sha256};
+use stud_tests::net::{self, backend, backend_on, connect, pattern, sha256};
 use stud_tests::pki::Pki;
 use stud_tests::procfs::{report, sample};
-use stud_tests::{start_stud, TIMEOUT};
+use stud_tests::{start_stud, stud_bin, TIMEOUT};
 
 const HANDSHAKE: Duration = Duration::from_secs(2);
 
@@ -50,10 +52,14 @@ fn trickle(addr: SocketAddr, prefix: &[u8], bytes: &[u8], gap: Duration) -> (End
 fn slow_and_silent_handshakes_are_cut_at_the_handshake_timeout() {
     let pki = Pki::new();
     let (backend, count) = counting_backend();
-    let stud = start_stud!(&pki, backend, &["--ssl-handshake-timeout", "2"]);
+    let stud = start_dual(
+        &stud_bin!(),
+        &pki,
+        backend,
+        &["--ssl-handshake-timeout", "2"],
+    );
     let config = net::client_config(&pki.ca_der);
     let hello = client_hello(&config);
-    let addr = stud.addr;
     // After a whole hello: the middlebox CCS and the header and body of an encrypted record,
     // all legal so far, a byte at a time.
     let mut after_hello = record(20, 0x0303, &[1]);
@@ -92,10 +98,16 @@ fn slow_and_silent_handshakes_are_cut_at_the_handshake_timeout() {
             Duration::from_secs(1),
         ),
     ];
-    let threads: Vec<_> = cases
-        .into_iter()
-        .map(|(name, prefix, bytes, gap)| {
-            std::thread::spawn(move || (name, trickle(addr, &prefix, &bytes, gap)))
+    // Every case over each family, all at once.
+    let threads: Vec<_> = stud
+        .addrs
+        .iter()
+        .flat_map(|&addr| {
+            cases.iter().map(move |(name, prefix, bytes, gap)| {
+                let name = format!("{name} ({addr})");
+                let (prefix, bytes, gap) = (prefix.clone(), bytes.clone(), *gap);
+                std::thread::spawn(move || (name, trickle(addr, &prefix, &bytes, gap)))
+            })
         })
         .collect();
     let mut failures = Vec::new();
@@ -141,7 +153,7 @@ fn a_client_that_stops_reading_costs_no_memory_and_then_gets_every_byte() {
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     // Waits for the client's go, then pushes 64 MiB as fast as stud takes them.
-    let addr = backend(move |mut conn| {
+    let addr = backend_on("[::1]:0", move |mut conn| {
         let mut go = [0u8; 1];
         if conn.read_exact(&mut go).is_err() {
             return;
@@ -153,10 +165,10 @@ fn a_client_that_stops_reading_costs_no_memory_and_then_gets_every_byte() {
             let _ = tx.send(ok);
         }
     });
-    let stud = start_stud!(&pki, addr, &["-n", "1"]);
+    let stud = start_dual(&stud_bin!(), &pki, addr, &["-n", "1"]);
     let worker = stud.worker_pids(1)[0];
     let config = net::client_config(&pki.ca_der);
-    let mut tls = connect(stud.addr, &config).expect("handshake");
+    let mut tls = connect(stud.addrs[1], &config).expect("handshake over IPv6");
     tls.write_all(b"g").expect("go");
     tls.flush().expect("flush");
     std::thread::sleep(Duration::from_millis(300));
