@@ -114,6 +114,7 @@ fn a_log_reader_that_stops_reading_costs_no_worker_and_no_connection() {
         .lines()
         .find(|l| l.contains("were lost"))
         .expect("the notice");
+    eprintln!("once read again: {notice}");
     assert!(notice.contains("warning: "), "{notice}");
     assert!(alive(stud.pid()));
 }
