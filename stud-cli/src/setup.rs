@@ -21,7 +21,8 @@ use crate::sys;
 
 /// Makes every path the configuration names absolute, against the directory stud was started
 /// in: `--daemon` changes directory to `/` and a reload reads the files again from there, so a
-/// relative path would name another file (or none) by then.
+/// relative path would name another file (or none) by then. Every option that names a file or
+/// directory belongs in the list below.
 pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
     let absolute = |path: &mut PathBuf| -> Result<(), String> {
         *path = std::path::absolute(&*path)

@@ -72,13 +72,14 @@ fn a_daemon_resolves_relative_paths_against_its_start_directory_on_start_and_on_
 }
 
 #[test]
-fn a_chrooted_daemon_starts_and_serves() {
+fn a_daemon_chrooted_to_a_relative_directory_starts_and_serves() {
     if !root() {
         return;
     }
     let pki = Pki::new();
     let dir = TempDir::new();
-    let jail = TempDir::new();
+    let jail = dir.path().join("jail");
+    std::fs::create_dir(&jail).expect("jail");
     let port = net::free_port();
     let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
@@ -87,7 +88,7 @@ fn a_chrooted_daemon_starts_and_serves() {
         dir.path(),
         &[
             "-r",
-            jail.path().to_str().expect("utf-8"),
+            "jail",
             "-p",
             "stud.pid",
             "-f",
@@ -103,7 +104,11 @@ fn a_chrooted_daemon_starts_and_serves() {
         &mut served_with(addr, &net::client_config(&pki.ca_der)),
         b"jailed",
     );
-    daemon.stop();
+    for worker in children(daemon.pid) {
+        let root = std::fs::read_link(format!("/proc/{worker}/root")).expect("root link");
+        assert_eq!(root, jail.canonicalize().expect("jail"), "worker {worker}");
+    }
+    assert!(daemon.stop(), "the pidfile outlived the daemon");
 }
 
 /// A field of /proc/PID/status, its first value.
