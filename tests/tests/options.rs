@@ -167,6 +167,11 @@ fn workers_drop_privileges_after_binding_and_the_supervisor_keeps_them() {
         ],
     );
     let worker = stud.worker_pids(1)[0];
+    // The worker drops privileges as its first act after fork; give it that moment.
+    let deadline = Instant::now() + TIMEOUT;
+    while status_field(worker, "Uid:") != "65534" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(status_field(worker, "Uid:"), "65534", "uid of the worker");
     assert_eq!(status_field(worker, "Gid:"), "65534", "gid of the worker");
     let root = std::fs::read_link(format!("/proc/{worker}/root")).expect("root link");
