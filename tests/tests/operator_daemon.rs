@@ -294,3 +294,34 @@ fn unprivileged_workers_still_die_with_their_parent() {
         stud_tests::procfs::wait_for(TIMEOUT, || workers.iter().all(|w| !alive(*w)).then_some(()));
     assert!(gone.is_some(), "workers {workers:?} outlived their parent");
 }
+
+#[test]
+fn a_daemon_that_cannot_write_its_pidfile_fails_naming_it_and_leaves_nothing_running() {
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let port = net::free_port();
+    let f = format!("127.0.0.1,{port}");
+    let out = stud_tests::process::run_in(
+        &stud_bin!(),
+        Some(dir.path()),
+        &[
+            "--daemon",
+            "-p",
+            "no-such-dir/stud.pid",
+            "-f",
+            &f,
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    let expected = format!(
+        "stud: error: cannot write pidfile {}:",
+        dir.path().join("no-such-dir/stud.pid").display()
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    // The daemon is gone and its port with it.
+    let free = stud_tests::procfs::wait_for(TIMEOUT, || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+    });
+    assert!(free.is_some(), "the failed daemon still holds its port");
+}
