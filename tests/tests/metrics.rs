@@ -263,3 +263,48 @@ fn a_silent_scraper_delays_neither_other_scrapes_nor_reloads() {
     let _ = other.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
 }
+
+#[test]
+fn running_out_of_descriptors_shows_as_accept_pauses() {
+    if !stud_tests::optional_tool("prlimit") {
+        return;
+    }
+    const LIMIT: usize = 48;
+    let pki = Pki::new();
+    let bin = stud_bin!();
+    let backend = echo_backend().to_string();
+    let limit = format!("--nofile={LIMIT}:{LIMIT}");
+    // prlimit execs stud, so the limit is the whole tree's.
+    let stud = Stud::start(
+        std::path::Path::new("prlimit"),
+        &[
+            &limit,
+            "--",
+            bin.to_str().expect("UTF-8 path"),
+            "-B",
+            "256",
+            "--metrics=127.0.0.1,0",
+            "-f",
+            "127.0.0.1,0",
+            "-b",
+            &backend,
+            pki.site_pem.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let line = stud
+        .wait_line(|l| l.contains("serving metrics on http://"), TIMEOUT)
+        .expect("metrics line");
+    let metrics: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect("metrics address");
+    let _held: Vec<TcpStream> = (0..LIMIT + 20)
+        .map(|_| TcpStream::connect(stud.addr).expect("the kernel queues the connection"))
+        .collect();
+    stud.wait_line(|l| l.contains("accept failed"), TIMEOUT)
+        .unwrap_or_else(|| panic!("the worker never ran out:\n{}", stud.output()));
+    let text = scrape_until(metrics, "stud_accept_pauses_total", 1.0);
+    assert!(value(&text, "stud_accept_pauses_total") >= 1.0, "{text}");
+}
