@@ -1,7 +1,7 @@
 # Builds and installs stud where a distribution expects it: the daemon, its manual page (section
 # 8, like hitch's), libstud (shared library with its soname links, static library, header and
-# pkg-config file), the systemd service with its sysusers.d entry and options file, the license
-# and the documentation.
+# pkg-config file), the systemd service and socket with the service's sysusers.d entry and
+# options file, the license and the documentation.
 #
 #   make                                        # cargo build --release, stud with jemalloc
 #   make install                                # under /usr/local
@@ -56,6 +56,7 @@ install:
 	sed -e 's|/usr/sbin/stud|$(SBINDIR)/stud|g' -e 's|/etc/default/stud|$(SYSCONFDIR)/default/stud|g' \
 	    contrib/stud.service > "$(DESTDIR)$(SYSTEMDUNITDIR)/stud.service"
 	chmod 0644 "$(DESTDIR)$(SYSTEMDUNITDIR)/stud.service"
+	$(INSTALL) -m 0644 contrib/stud.socket "$(DESTDIR)$(SYSTEMDUNITDIR)/stud.socket"
 	$(INSTALL) -m 0644 contrib/stud.sysusers "$(DESTDIR)$(SYSUSERSDIR)/stud.conf"
 	@# The options file is the operator's: installed once, never overwritten.
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/default/stud" ]; then \
@@ -70,6 +71,7 @@ uninstall:
 	rm -f "$(DESTDIR)$(SBINDIR)/stud" "$(DESTDIR)$(MANDIR)/man8/stud.8" \
 	    "$(DESTDIR)$(LIBDIR)"/libstud.so* "$(DESTDIR)$(LIBDIR)/libstud.a" \
 	    "$(DESTDIR)$(LIBDIR)/pkgconfig/stud.pc" "$(DESTDIR)$(INCLUDEDIR)/stud.h" \
-	    "$(DESTDIR)$(SYSTEMDUNITDIR)/stud.service" "$(DESTDIR)$(SYSUSERSDIR)/stud.conf"
+	    "$(DESTDIR)$(SYSTEMDUNITDIR)/stud.service" "$(DESTDIR)$(SYSTEMDUNITDIR)/stud.socket" \
+	    "$(DESTDIR)$(SYSUSERSDIR)/stud.conf"
 	rm -rf "$(DESTDIR)$(DOCDIR)"
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/default/stud (remove it by hand if you no longer want it)"

@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use stud_tests::activation::socket_activated;
 use stud_tests::net::{self, connect, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
 use stud_tests::process::{effective_uid, run, Stud};
@@ -167,6 +168,7 @@ fn make_install_puts_every_file_where_a_distribution_expects_it() {
         &format!("usr/lib/libstud.so.{version}"),
         "usr/lib/pkgconfig/stud.pc",
         "usr/lib/systemd/system/stud.service",
+        "usr/lib/systemd/system/stud.socket",
         "usr/lib/sysusers.d/stud.conf",
         "usr/share/doc/stud/LICENSE",
         "usr/share/doc/stud/README.md",
@@ -275,7 +277,7 @@ fn make_install_without_a_build_says_to_run_make_first() {
 }
 
 #[test]
-fn the_installed_service_passes_systemd_analyze_verify() {
+fn the_installed_service_and_socket_pass_systemd_analyze_verify() {
     if !optional_tool("make") || !optional_tool("systemd-analyze") {
         return;
     }
@@ -291,10 +293,11 @@ fn the_installed_service_passes_systemd_analyze_verify() {
             ("BUILD_DIR", build.path()),
         ],
     );
-    let unit = prefix.path().join("lib/systemd/system/stud.service");
+    let units = prefix.path().join("lib/systemd/system");
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
-        .arg(&unit)
+        .arg(units.join("stud.service"))
+        .arg(units.join("stud.socket"))
         .output()
         .expect("run systemd-analyze");
     let text = format!(
@@ -306,6 +309,147 @@ fn the_installed_service_passes_systemd_analyze_verify() {
     assert!(
         text.trim().is_empty(),
         "systemd-analyze verify complained:\n{text}"
+    );
+
+    // systemd's own rating of the sandbox: 0 is fully confined, 10 not at all (Debian's hitch
+    // unit rates 8.5). docs/deployment.md quotes this bound.
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(units.join("stud.service"))
+        .output()
+        .expect("run systemd-analyze security");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for stud.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(exposure <= 2.0, "exposure {exposure}:\n{text}");
+}
+
+/// Every system call in a systemd syscall-filter set, its nested `@groups` expanded.
+fn syscall_set(name: &str) -> BTreeSet<String> {
+    let out = Command::new("systemd-analyze")
+        .args(["syscall-filter", "--no-pager", name])
+        .output()
+        .expect("run systemd-analyze syscall-filter");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut calls = BTreeSet::new();
+    for word in text.lines().skip(1).map(str::trim) {
+        if word.is_empty() || word.starts_with('#') {
+            continue;
+        }
+        if word.starts_with('@') {
+            calls.extend(syscall_set(word));
+        } else {
+            calls.insert(word.to_owned());
+        }
+    }
+    assert!(!calls.is_empty(), "systemd-analyze knows no {name}");
+    calls
+}
+
+/// The system calls `SystemCallFilter=` lines allow: allowed sets, less every set on a line
+/// that starts with `~`.
+fn allowed_syscalls(unit: &str) -> BTreeSet<String> {
+    let mut allowed = BTreeSet::new();
+    let lines: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+        .collect();
+    for line in lines.iter().filter(|l| !l.starts_with('~')) {
+        for set in line.split_whitespace() {
+            allowed.extend(syscall_set(set));
+        }
+    }
+    for line in lines.iter().filter_map(|l| l.strip_prefix('~')) {
+        for set in line.split_whitespace() {
+            allowed = &allowed - &syscall_set(set);
+        }
+    }
+    allowed
+}
+
+#[test]
+fn every_system_call_stud_makes_passes_the_services_filter() {
+    if !optional_tool("strace") || !optional_tool("systemd-analyze") {
+        return;
+    }
+    let unit = std::fs::read_to_string(root().join("contrib/stud.service")).expect("unit");
+    let allowed = allowed_syscalls(&unit);
+
+    // stud under strace through a start with two workers, handshakes, a reload and a stop.
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let trace = dir.path().join("trace");
+    let bin = stud_bin!();
+    let backend = echo_backend().to_string();
+    let mut stud = Stud::start(
+        Path::new("strace"),
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            trace.to_str().expect("UTF-8 path"),
+            bin.to_str().expect("UTF-8 path"),
+            "-n",
+            "2",
+            "-f",
+            "127.0.0.1,0",
+            "-b",
+            &backend,
+            pki.site_pem.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let config = net::client_config(&pki.ca_der);
+    let ping = |stud: &Stud| {
+        let mut tls = connect(stud.addr, &config).expect("handshake");
+        tls.write_all(b"ping").expect("write");
+        assert_eq!(net::read_exact(&mut tls, 4).expect("echo"), b"ping");
+    };
+    ping(&stud);
+    // The test started strace; stud is its child, and names its pid in its log lines.
+    let stud_pid = stud
+        .wait_line(|l| l.contains("listening on "), stud_tests::TIMEOUT)
+        .and_then(|l| {
+            let start = l.find("stud[")? + "stud[".len();
+            l[start..].split(']').next()?.parse::<i32>().ok()
+        })
+        .unwrap_or_else(|| panic!("no pid in stud's log:\n{}", stud.output()));
+    assert!(stud_tests::process::send_signal(stud_pid, libc::SIGHUP));
+    stud.wait_line(
+        |l| l.contains("reloaded the configuration"),
+        stud_tests::TIMEOUT,
+    )
+    .unwrap_or_else(|| panic!("no reload:\n{}", stud.output()));
+    ping(&stud);
+    assert!(stud_tests::process::send_signal(stud_pid, libc::SIGTERM));
+    assert!(
+        stud.wait_exit(stud_tests::TIMEOUT).is_some(),
+        "stud did not stop:\n{}",
+        stud.output()
+    );
+
+    let log = std::fs::read_to_string(&trace).expect("strace's output");
+    let used: BTreeSet<String> = log
+        .lines()
+        .filter_map(|l| {
+            let call = l.split_whitespace().nth(1)?;
+            let (name, _) = call.split_once('(')?;
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                .then(|| name.to_owned())
+        })
+        .collect();
+    assert!(
+        used.contains("accept4"),
+        "the trace saw no accept: {used:?}"
+    );
+    let denied: Vec<&String> = used.iter().filter(|c| !allowed.contains(*c)).collect();
+    assert!(
+        denied.is_empty(),
+        "stud.service's SystemCallFilter denies {denied:?}, which stud calls"
     );
 }
 
@@ -412,5 +556,67 @@ fn published_crates_carry_the_license_and_publishing_metadata() {
         }
         assert!(package.contains("license.workspace = true"), "{krate}");
         assert!(dir.join("README.md").is_file(), "{krate}/README.md");
+    }
+}
+
+/// The value of the first `key=` line of a unit or options file.
+fn first_value(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= line"))
+        .to_owned()
+}
+
+#[test]
+fn the_socket_stud_socket_describes_is_taken_by_the_frontend_stud_default_names() {
+    let contrib = root().join("contrib");
+    let socket_unit = std::fs::read_to_string(contrib.join("stud.socket")).expect("stud.socket");
+    let options = std::fs::read_to_string(contrib.join("stud.default")).expect("stud.default");
+    // A bare port: systemd binds the IPv6 wildcard, and with BindIPv6Only=both one socket takes
+    // IPv4 too.
+    let port: u16 = first_value(&socket_unit, "ListenStream")
+        .parse()
+        .expect("ListenStream= is a bare port");
+    assert_eq!(first_value(&socket_unit, "BindIPv6Only"), "both");
+    let flags = first_value(&options, "STUD_OPTIONS");
+    assert!(
+        flags.contains(&format!("-f *,{port} ")),
+        "STUD_OPTIONS names the socket's frontend: {flags}"
+    );
+
+    // The same socket on a free port, passed as systemd passes it.
+    let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)
+        .expect("an IPv6 socket");
+    socket.set_only_v6(false).expect("dual-stack");
+    let any: SocketAddr = "[::]:0".parse().expect("address");
+    if socket.bind(&any.into()).is_err() {
+        let _ = writeln!(std::io::stderr(), "skipped: no IPv6 on this machine");
+        return;
+    }
+    socket.listen(128).expect("listen");
+    let listener: TcpListener = socket.into();
+    let free = listener.local_addr().expect("address").port();
+    let pki = Pki::new();
+    let args: Vec<String> = [
+        "-f",
+        &format!("*,{free}"),
+        "-b",
+        &echo_backend().to_string(),
+        pki.site_pem.to_str().expect("UTF-8 path"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let stud = Stud::start_command(socket_activated(&stud_bin!(), &listener, &args));
+    drop(listener);
+    let config = net::client_config(&pki.ca_der);
+    for addr in [
+        SocketAddr::from(([127, 0, 0, 1], free)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, free)),
+    ] {
+        let mut tls =
+            connect(addr, &config).unwrap_or_else(|e| panic!("{addr}: {e}\n{}", stud.output()));
+        tls.write_all(b"ping").expect("write");
+        assert_eq!(net::read_exact(&mut tls, 4).expect("echo"), b"ping");
     }
 }
