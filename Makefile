@@ -29,6 +29,8 @@ CARGO ?= cargo
 # stud on the system allocator.
 FEATURES ?= jemalloc
 CARGO_TARGET_DIR ?= target
+# cargo builds where install looks, whether the directory was set here or in the environment.
+export CARGO_TARGET_DIR
 BUILD_DIR ?= $(CARGO_TARGET_DIR)/release
 
 INSTALL ?= install
