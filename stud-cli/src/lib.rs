@@ -9,6 +9,7 @@
 //! error (bad flag, unreadable certificate, port in use, …), reported on one line as
 //! `stud: error: …`; 1 if the supervisor itself fails at run time.
 
+mod allocator;
 mod args;
 mod listen;
 mod log;
@@ -46,6 +47,13 @@ pub fn main() -> i32 {
         }
         Ok(Command::Version) => {
             println!("stud {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "rustls {} with aws-lc-rs {} (aws-lc-sys {})",
+                env!("STUD_RUSTLS_VERSION"),
+                env!("STUD_AWS_LC_RS_VERSION"),
+                env!("STUD_AWS_LC_SYS_VERSION")
+            );
+            println!("allocator: {}", allocator::DESCRIPTION);
             0
         }
         Ok(Command::Run(args)) => match run(*args, signals) {

@@ -1,10 +1,5 @@
-//! `stud`: the Scalable TLS Unwrapping Daemon. Everything lives in the `stud_cli` library.
-
-/// jemalloc reuses rustls' per-record buffers while they are still in cache; see
-/// docs/PERFORMANCE.md ("Allocator") for the measurements behind the choice.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+//! `stud`: the Scalable TLS Unwrapping Daemon. Everything lives in the `stud_cli` library,
+//! the choice of memory allocator included (`stud_cli`'s `allocator` module).
 
 fn main() {
     std::process::exit(stud_cli::main());

@@ -9,7 +9,15 @@
 //!   side, [`Action`]s (connect the backend, shut a write side, close with a [`CloseReason`]), the
 //!   handshake [`Event`], the next deadline and which sockets it wants to read or write. The same
 //!   `Conn` runs under the reference driver, under your own event loop, and under C via libstud.
-//! - [`driver`] (feature `driver`, on by default): a single-threaded poll loop with nonblocking
+// The driver's entry links to it only where it is built (docs without default features).
+#![cfg_attr(
+    feature = "driver",
+    doc = " - [`driver`] (feature `driver`, on by default): a single-threaded poll loop with nonblocking"
+)]
+#![cfg_attr(
+    not(feature = "driver"),
+    doc = " - `driver` (feature `driver`, on by default): a single-threaded poll loop with nonblocking"
+)]
 //!   sockets that runs many `Conn`s — the heart of the `stud` daemon.
 //!
 //! ```text
@@ -81,6 +89,8 @@
 // with its SAFETY note, in `driver/sockets.rs`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs marks what needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod conn;
@@ -91,6 +101,7 @@ mod time;
 mod tls;
 
 #[cfg(feature = "driver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "driver")))]
 pub mod driver;
 
 pub use config::{Config, ConfigBuilder, MAX_RECORD_PLAINTEXT};

@@ -2,6 +2,7 @@
 //! clients. Everything runs on loopback with ports chosen by the kernel, and every wait is
 //! bounded by a timeout.
 
+pub mod activation;
 pub mod daemon;
 pub mod haproxy;
 pub mod hostile;
