@@ -41,6 +41,8 @@ pub(crate) struct Args {
     pub(crate) log_filename: Option<PathBuf>,
     /// Where to serve Prometheus metrics (`--metrics`).
     pub(crate) metrics: Option<Endpoint>,
+    /// Log lines as JSON objects (`--log-format=json`).
+    pub(crate) log_json: bool,
     pub(crate) daemon: bool,
     pub(crate) pidfile: Option<PathBuf>,
     pub(crate) test_only: bool,
@@ -391,6 +393,14 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
     .unwrap_or_else(|| "daemon".into());
     let log_filename = last(&mut args, &["-l", "--log-filename"], path)?;
     let metrics = last(&mut args, &["--metrics"], parse_endpoint)?;
+    let log_json = last(&mut args, &["--log-format"], |s| match s {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        other => Err(format!(
+            "invalid --log-format '{other}': expected text or json"
+        )),
+    })?
+    .unwrap_or(false);
     let quiet = count(&mut args, &["-q", "--quiet"]);
     let log_conns = count(&mut args, &["--log-conns"]);
     let syslog = count(&mut args, &["-s", "--syslog"]);
@@ -443,6 +453,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         syslog_facility,
         log_filename,
         metrics,
+        log_json,
         daemon,
         pidfile,
         test_only,
@@ -516,11 +527,15 @@ Security:
 Logging:
   -q, --quiet                   log only warnings and errors
       --log-conns               one line per connection that got past its handshake: client,
-                                reason, duration, bytes each way
+                                reason, duration, bytes each way, version, suite, SNI, ALPN,
+                                client certificate
   -s, --syslog                  log to syslog instead of stderr
       --syslog-facility=NAME    syslog facility [default: daemon]
   -l, --log-filename=FILE       append log lines to FILE instead of stderr; SIGHUP and
                                 SIGUSR1 reopen it (for log rotation)
+      --log-format=FORMAT       text, or json: one JSON object per line (the --log-conns
+                                lines with SNI, ALPN, version, suite and client CN as fields)
+                                [default: text]
 
 Monitoring:
       --metrics=HOST,PORT       serve Prometheus metrics over plain HTTP at

@@ -104,6 +104,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         args.ticket_secret_bytes = Some(setup::random_secret()?);
     }
     let (config, warnings) = setup::build_config(&args)?;
+    log::set_json(args.log_json);
     let log_warnings = log::init(
         args.quiet,
         args.log_filename.as_deref(),

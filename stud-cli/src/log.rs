@@ -46,6 +46,15 @@ impl Level {
         }
     }
 
+    /// The level's name in a JSON line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+        }
+    }
+
     fn from_digit(d: u8) -> Option<Level> {
         match d {
             b'0' => Some(Level::Error),
@@ -71,6 +80,39 @@ enum Route {
 
 static ROUTE: Mutex<Option<Route>> = Mutex::new(None);
 static QUIET: AtomicBool = AtomicBool::new(false);
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Writes every line as a JSON object from now on (`--log-format=json`); set before the first
+/// fork, so workers inherit it.
+pub(crate) fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
+
+/// Whether lines are JSON objects.
+pub(crate) fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// `text` as a JSON string literal, quotes included.
+pub(crate) fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 /// Runs `f` on this process's route (standard error until [`init`]). Poisoning is ignored: a
 /// route is valid whatever a panicking writer left half done.
@@ -141,10 +183,18 @@ fn clean(message: &str) -> String {
     out
 }
 
-/// A worker's record: `L<pid> <unix millis> <message>\n`.
-fn encode(level: Level, pid: u32, unix_millis: u64, message: &str) -> Vec<u8> {
-    let mut record = vec![level.digit()];
-    record.extend_from_slice(format!("{pid} {unix_millis} {message}\n").as_bytes());
+/// A worker's record: `L<pid> <unix millis> <message>\n`, or for an event's JSON fields
+/// `LJ<pid> <unix millis> <fields>\n`.
+fn encode(line: &Line<'_>) -> Vec<u8> {
+    let mut record = vec![line.level.digit()];
+    let text = match line.fields {
+        Some(fields) => {
+            record.push(b'J');
+            fields
+        }
+        None => line.message,
+    };
+    record.extend_from_slice(format!("{} {} {text}\n", line.pid, line.unix_millis).as_bytes());
     record
 }
 
@@ -152,6 +202,10 @@ fn encode(level: Level, pid: u32, unix_millis: u64, message: &str) -> Vec<u8> {
 fn decode(record: &[u8]) -> Option<Line<'_>> {
     let (&digit, rest) = record.split_first()?;
     let level = Level::from_digit(digit)?;
+    let (structured, rest) = match rest.split_first() {
+        Some((b'J', rest)) => (true, rest),
+        _ => (false, rest),
+    };
     let text = std::str::from_utf8(rest).ok()?;
     let (pid, rest) = text.split_once(' ')?;
     let (millis, message) = rest.split_once(' ')?;
@@ -160,6 +214,7 @@ fn decode(record: &[u8]) -> Option<Line<'_>> {
         pid: pid.parse().ok()?,
         unix_millis: millis.parse().ok()?,
         message,
+        fields: structured.then_some(message),
     })
 }
 
@@ -171,29 +226,32 @@ fn send(mut tx: &File, record: &[u8]) -> bool {
 
 /// Logs `message` at `level`.
 pub(crate) fn log(level: Level, message: &str) {
+    write(level, message, None);
+}
+
+/// Logs an event: `message` as text, or with `--log-format=json` its `fields`, the members of a
+/// JSON object (`"client":"…","reason":"…"`, each value already JSON; see [`json_string`]).
+pub(crate) fn event(level: Level, message: &str, fields: &str) {
+    write(level, message, json().then_some(fields));
+}
+
+fn write(level: Level, message: &str, fields: Option<&str>) {
     if level == Level::Info && QUIET.load(Ordering::Relaxed) {
         return;
     }
     let message = clean(message);
-    let now = unix_millis();
-    let pid = std::process::id();
+    // Fields are JSON already, without control characters; only their length is bounded.
+    let fields = fields.filter(|f| f.len() <= MAX_MESSAGE);
+    let line = Line {
+        level,
+        pid: std::process::id(),
+        unix_millis: unix_millis(),
+        message: &message,
+        fields,
+    };
     with_route(|route| match route {
-        Route::Direct(sinks) => sinks.write(&Line {
-            level,
-            pid,
-            unix_millis: now,
-            message: &message,
-        }),
-        Route::Pipe { tx, dropped } => send_line(
-            tx,
-            dropped,
-            &Line {
-                level,
-                pid,
-                unix_millis: now,
-                message: &message,
-            },
-        ),
+        Route::Direct(sinks) => sinks.write(&line),
+        Route::Pipe { tx, dropped } => send_line(tx, dropped, &line),
     });
 }
 
@@ -205,19 +263,19 @@ fn send_line(tx: &File, dropped: &mut u64, line: &Line<'_>) {
             "{dropped} log line{} dropped: the supervisor was not reading them fast enough",
             if *dropped == 1 { "" } else { "s" }
         );
-        if !send(
-            tx,
-            &encode(Level::Warning, line.pid, line.unix_millis, &notice),
-        ) {
+        let notice = Line {
+            level: Level::Warning,
+            message: &notice,
+            fields: None,
+            ..*line
+        };
+        if !send(tx, &encode(&notice)) {
             *dropped += 1;
             return;
         }
         *dropped = 0;
     }
-    if !send(
-        tx,
-        &encode(line.level, line.pid, line.unix_millis, line.message),
-    ) {
+    if !send(tx, &encode(line)) {
         *dropped += 1;
     }
 }
@@ -430,21 +488,52 @@ mod tests {
 
     #[test]
     fn records_carry_level_pid_time_and_message() {
-        let record = encode(Level::Warning, 4242, 1_700_000_000_123, "disk: full");
+        let record = encode(&Line {
+            level: Level::Warning,
+            pid: 4242,
+            unix_millis: 1_700_000_000_123,
+            message: "disk: full",
+            fields: None,
+        });
         assert_eq!(record.last(), Some(&b'\n'));
         let line = decode(&record[..record.len() - 1]).expect("decodes");
         assert_eq!(line.level, Level::Warning);
         assert_eq!(line.pid, 4242);
         assert_eq!(line.unix_millis, 1_700_000_000_123);
         assert_eq!(line.message, "disk: full");
+        assert_eq!(line.fields, None);
         assert!(decode(b"9 1 x").is_none());
         assert!(decode(b"").is_none());
+        // An event's JSON fields cross the pipe as fields.
+        let record = encode(&Line {
+            level: Level::Info,
+            pid: 7,
+            unix_millis: 1,
+            message: "text form",
+            fields: Some(r#""client":"[::1]:5""#),
+        });
+        let line = decode(&record[..record.len() - 1]).expect("decodes");
+        assert_eq!(line.fields, Some(r#""client":"[::1]:5""#));
+    }
+
+    #[test]
+    fn json_strings_escape_what_json_requires() {
+        assert_eq!(json_string("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(json_string("x\ny\u{1}"), r#""x\ny\u0001""#);
+        assert_eq!(json_string("caf\u{e9}"), "\"caf\u{e9}\"");
     }
 
     #[test]
     fn long_messages_are_cut_to_fit_one_atomic_pipe_write() {
         let long = "\u{e9}".repeat(5000);
-        let record = encode(Level::Info, u32::MAX, u64::MAX, &clean(&long));
+        let message = clean(&long);
+        let record = encode(&Line {
+            level: Level::Info,
+            pid: u32::MAX,
+            unix_millis: u64::MAX,
+            message: &message,
+            fields: None,
+        });
         assert!(record.len() < 4096, "{}", record.len());
         assert!(clean("a\nb").find('\n').is_none());
     }
@@ -459,6 +548,7 @@ mod tests {
             pid: 7,
             unix_millis: 1,
             message,
+            fields: None,
         };
         let filler = "x".repeat(1000);
         let mut dropped = 0;

@@ -31,17 +31,39 @@ pub(crate) struct Line<'a> {
     pub(crate) unix_millis: u64,
     /// One line of text, without the trailing newline.
     pub(crate) message: &'a str,
+    /// With `--log-format=json`, an event's fields as the members of a JSON object
+    /// (`"client":"…","reason":"…"`), shown instead of `message`.
+    pub(crate) fields: Option<&'a str>,
 }
 
 impl Line<'_> {
-    /// `2026-11-29T20:01:23.456Z stud[PID]: warning: message\n`.
+    /// `2026-11-29T20:01:23.456Z stud[PID]: warning: message\n`, or with `--log-format=json`
+    /// one JSON object: `{"time":"…","pid":…,"level":"warning","message":"…"}\n`, an event's
+    /// fields in place of `message`.
     fn text(&self) -> String {
+        if crate::log::json() {
+            return format!("{}\n", self.json());
+        }
         format!(
             "{} stud[{}]: {}{}\n",
             timestamp(self.unix_millis),
             self.pid,
             self.level.tag(),
             self.message
+        )
+    }
+
+    /// The line as one JSON object.
+    fn json(&self) -> String {
+        let body = match self.fields {
+            Some(fields) => fields.to_string(),
+            None => format!("\"message\":{}", crate::log::json_string(self.message)),
+        };
+        format!(
+            "{{\"time\":\"{}\",\"pid\":{},\"level\":\"{}\",{body}}}",
+            timestamp(self.unix_millis),
+            self.pid,
+            self.level.name()
         )
     }
 }
@@ -78,6 +100,7 @@ impl<T: Destination> Lossy<T> {
                 pid: std::process::id(),
                 unix_millis: line.unix_millis,
                 message: &notice,
+                fields: None,
             };
             if let Err(e) = self.out.put(&notice) {
                 self.lose(&e);
@@ -187,13 +210,22 @@ impl Syslog {
             let month = MONTHS.get(mon as usize).copied().unwrap_or("Jan");
             format!("{month} {day:>2} {h:02}:{m:02}:{s:02} ")
         });
-        let datagram = format!(
-            "<{}>{stamp}stud[{}]: {}{}",
-            self.facility | severity,
-            line.pid,
-            line.level.tag(),
-            line.message
-        );
+        let datagram = if crate::log::json() {
+            format!(
+                "<{}>{stamp}stud[{}]: {}",
+                self.facility | severity,
+                line.pid,
+                line.json()
+            )
+        } else {
+            format!(
+                "<{}>{stamp}stud[{}]: {}{}",
+                self.facility | severity,
+                line.pid,
+                line.level.tag(),
+                line.message
+            )
+        };
         match path {
             Some(path) => self.socket.send_to(datagram.as_bytes(), path),
             None => self.socket.send(datagram.as_bytes()),
@@ -320,6 +352,7 @@ mod tests {
             pid: 42,
             unix_millis: 1_795_982_483_456,
             message,
+            fields: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! driver event loop over the listeners it was given, until SIGTERM (graceful drain) or its
 //! parent's death. A worker that cannot drop privileges exits rather than serve as root.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +27,97 @@ struct LogObserver {
     heartbeat: Option<Heartbeat>,
     /// Log every finished connection (`--log-conns`).
     log_conns: bool,
+    /// With `--log-conns`, what each live connection's handshake settled, for its line.
+    sessions: HashMap<SocketAddr, Settled>,
     /// This worker's block of the metrics board.
     counters: Option<WorkerCounters>,
+}
+
+/// What a connection's handshake settled, as its `--log-conns` line shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Settled {
+    sni: Option<String>,
+    alpn: Option<String>,
+    version: &'static str,
+    cipher: &'static str,
+    resumed: bool,
+    /// The client certificate's subject CN, at most [`MAX_SUBJECT`] characters.
+    subject: Option<String>,
+}
+
+/// The longest client-certificate subject a log line carries (the certificate is the client's
+/// to fill).
+const MAX_SUBJECT: usize = 256;
+
+impl Settled {
+    fn new(info: &HandshakeInfo) -> Settled {
+        Settled {
+            sni: info.sni.clone(),
+            alpn: info
+                .alpn
+                .as_deref()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            version: info.version.as_str(),
+            cipher: info.cipher_suite,
+            resumed: info.resumed,
+            subject: info
+                .client_common_name()
+                .map(|cn| cn.chars().take(MAX_SUBJECT).collect()),
+        }
+    }
+}
+
+/// A finished connection's line: the text, and the members of its JSON object.
+fn connection_line(
+    peer: SocketAddr,
+    reason: &CloseReason,
+    stats: &ConnStats,
+    settled: Option<&Settled>,
+) -> (String, String) {
+    let mut text = format!(
+        "connection {peer} closed: {reason}, {:.3} s, {} B from the client, {} B to it, {} B to the backend, {} B from it",
+        stats.duration.as_secs_f64(),
+        stats.bytes_from_client,
+        stats.bytes_to_client,
+        stats.bytes_to_backend,
+        stats.bytes_from_backend
+    );
+    let mut fields = format!(
+        "\"event\":\"connection_closed\",\"client\":{},\"reason\":{},\"duration_s\":{:.3},\"bytes_from_client\":{},\"bytes_to_client\":{},\"bytes_to_backend\":{},\"bytes_from_backend\":{}",
+        log::json_string(&peer.to_string()),
+        log::json_string(&reason.to_string()),
+        stats.duration.as_secs_f64(),
+        stats.bytes_from_client,
+        stats.bytes_to_client,
+        stats.bytes_to_backend,
+        stats.bytes_from_backend
+    );
+    if let Some(s) = settled {
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        text.push_str(&format!(
+            ", {} {}{}, sni {}, alpn {}, client certificate {}",
+            s.version,
+            s.cipher,
+            if s.resumed { " resumed" } else { "" },
+            or_dash(&s.sni),
+            or_dash(&s.alpn),
+            s.subject
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |cn| format!("CN={cn}")),
+        ));
+        let json_or_null =
+            |v: &Option<String>| v.as_deref().map_or("null".into(), log::json_string);
+        fields.push_str(&format!(
+            ",\"tls_version\":\"{}\",\"cipher\":\"{}\",\"resumed\":{},\"sni\":{},\"alpn\":{},\"client_cert_subject\":{}",
+            s.version,
+            s.cipher,
+            s.resumed,
+            json_or_null(&s.sni),
+            json_or_null(&s.alpn),
+            json_or_null(&s.subject.as_ref().map(|cn| format!("CN={cn}"))),
+        ));
+    }
+    (text, fields)
 }
 
 /// A worker's cell on the board the parent's watchdog reads.
@@ -44,9 +134,12 @@ impl Observer for LogObserver {
         }
     }
 
-    fn handshake(&mut self, _peer: SocketAddr, info: &HandshakeInfo, elapsed: Duration) {
+    fn handshake(&mut self, peer: SocketAddr, info: &HandshakeInfo, elapsed: Duration) {
         if let Some(c) = &self.counters {
             c.handshake(info, elapsed);
+        }
+        if self.log_conns {
+            self.sessions.insert(peer, Settled::new(info));
         }
     }
 
@@ -60,18 +153,17 @@ impl Observer for LogObserver {
         if let Some(c) = &self.counters {
             c.closed(reason, stats);
         }
+        let settled = if self.log_conns {
+            self.sessions.remove(&peer)
+        } else {
+            None
+        };
         if self.log_conns && !reason.is_handshake_failure() {
             // Connections that got past the handshake cost their client a handshake each, so
             // these lines are not throttled; handshake failures, which cost a client nothing,
             // keep their rate-limited line below.
-            log::info(&format!(
-                "connection {peer} closed: {reason}, {:.3} s, {} B from the client, {} B to it, {} B to the backend, {} B from it",
-                stats.duration.as_secs_f64(),
-                stats.bytes_from_client,
-                stats.bytes_to_client,
-                stats.bytes_to_backend,
-                stats.bytes_from_backend
-            ));
+            let (text, fields) = connection_line(peer, reason, stats, settled.as_ref());
+            log::event(log::Level::Info, &text, &fields);
             return;
         }
         if !reason.is_handshake_failure() {
@@ -162,6 +254,7 @@ pub(crate) fn run(
         handshake_failures: RateLimit::new(HANDSHAKE_LINES_PER_SECOND, Instant::now()),
         heartbeat,
         log_conns: setup.log_conns,
+        sessions: HashMap::new(),
         counters,
     }));
     let stop = server.stop_handle();
@@ -179,5 +272,41 @@ pub(crate) fn run(
             log::error(&format!("event loop failed: {e}"));
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_line_in_text_and_in_json() {
+        let peer: SocketAddr = "[::1]:4433".parse().expect("address");
+        let stats = ConnStats {
+            bytes_from_client: 1,
+            bytes_to_client: 2,
+            duration: Duration::from_millis(1500),
+            bytes_from_backend: 3,
+            bytes_to_backend: 4,
+        };
+        let settled = Settled {
+            sni: Some("www.example.test".into()),
+            alpn: None,
+            version: "TLSv1.3",
+            cipher: "TLS_AES_128_GCM_SHA256",
+            resumed: true,
+            subject: Some("alice \"the\" client".into()),
+        };
+        let (text, fields) = connection_line(peer, &CloseReason::Completed, &stats, Some(&settled));
+        assert_eq!(
+            text,
+            "connection [::1]:4433 closed: completed, 1.500 s, 1 B from the client, 2 B to it, 4 B to the backend, 3 B from it, TLSv1.3 TLS_AES_128_GCM_SHA256 resumed, sni www.example.test, alpn -, client certificate CN=alice \"the\" client"
+        );
+        assert_eq!(
+            fields,
+            r#""event":"connection_closed","client":"[::1]:4433","reason":"completed","duration_s":1.500,"bytes_from_client":1,"bytes_to_client":2,"bytes_to_backend":4,"bytes_from_backend":3,"tls_version":"TLSv1.3","cipher":"TLS_AES_128_GCM_SHA256","resumed":true,"sni":"www.example.test","alpn":null,"client_cert_subject":"CN=alice \"the\" client""#
+        );
+        let (_, bare) = connection_line(peer, &CloseReason::IdleTimeout, &stats, None);
+        assert!(bare.ends_with(r#""bytes_from_backend":3"#), "{bare}");
     }
 }
