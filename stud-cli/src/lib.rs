@@ -5,15 +5,20 @@
 //! privileges (`-r`/`-u`/`-g`) right after fork and runs one driver event loop ([`worker`]). All
 //! libc calls live in [`sys`].
 //!
-//! Exit status: 0 on a clean stop (or `-t` success, `--help`, `--version`); 2 for any start-up
-//! error (bad flag, unreadable certificate, port in use, …), reported on one line as
-//! `stud: error: …`; 1 if the supervisor itself fails at run time.
+//! Exit status: 0 on a clean stop (or `-t` success, `--help`, `--version`); 1 for any start-up
+//! error (bad flag or configuration file, unreadable certificate, port in use, …), reported on
+//! one line as `stud: error: …`, as hitch and the 2016 stud do; 1 too if the supervisor itself
+//! fails at run time.
 
 mod args;
+mod certs;
+mod config_file;
+mod keys;
 mod listen;
 mod log;
 mod metrics;
 mod notify;
+mod settings;
 mod setup;
 mod signals;
 mod sink;
@@ -82,7 +87,7 @@ fn one_line(message: &str) -> String {
 /// Reports a start-up error the way every one is reported, and gives the exit status for it.
 fn fail(message: &str) -> i32 {
     eprintln!("stud: error: {}", one_line(message));
-    2
+    1
 }
 
 /// What `run` says when SIGTERM or SIGINT came before the workers started.
@@ -95,7 +100,8 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         // One random secret for the life of this stud, so a reload keeps resuming sessions.
         args.ticket_secret_bytes = Some(setup::random_secret()?);
     }
-    let (config, warnings) = setup::build_config(&args)?;
+    let (config, mut warnings) = single_config(&args)?;
+    warnings.splice(0..0, args.warnings.iter().cloned());
     let log_warnings = log::init(
         args.quiet,
         args.log_filename.as_deref(),
@@ -107,6 +113,9 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         if args.syslog || args.log_filename.is_some() {
             log::warning(warning);
         }
+    }
+    for notice in &args.notices {
+        log::info(notice);
     }
     if signals.stop_requested() {
         log::info(STOPPED_IN_START_UP);
@@ -128,17 +137,25 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     let listeners = args
         .frontends
         .iter()
-        .map(|f| match notify::take_inherited(&mut inherited, f)? {
-            Some(socket) => Ok(vec![socket]),
-            None => listen::bind(f, args.backlog, sockets, args.reuseport),
-        })
+        .map(
+            |f| match notify::take_inherited(&mut inherited, &f.endpoint)? {
+                Some(socket) => Ok(vec![socket]),
+                None => listen::bind(
+                    &f.endpoint,
+                    args.backlog,
+                    sockets,
+                    args.reuseport,
+                    &args.sockets,
+                ),
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     notify::no_inherited_left(&inherited)?;
     let endpoint = args
         .metrics
         .as_ref()
         .map(|m| {
-            listen::bind(m, args.backlog, 1, false)
+            listen::bind(m, args.backlog, 1, false, &args::SocketOptions::default())
                 .and_then(|mut l| l.pop().ok_or_else(|| format!("cannot listen on {m}")))
                 .and_then(|l| {
                     metrics::Endpoint::new(l)
@@ -158,7 +175,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             group
                 .first()
                 .and_then(|l| l.local_addr().ok())
-                .map_or_else(|| f.to_string(), |a| a.to_string())
+                .map_or_else(|| f.endpoint.to_string(), |a| a.to_string())
         })
         .collect::<Vec<_>>()
         .join(" ");
@@ -191,13 +208,13 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         config: Arc::new(config),
         options: options.clone(),
         log_conns,
-        expiry: setup::certificate_expiry(&args.pems),
+        expiry: setup::certificate_expiry(&certs::chains(&args)),
     };
     // SIGHUP rebuilds the configuration from the same flags (files are read again). The
     // session-ticket secret stays the one made at start, so sessions resume across reloads.
     let reload_args = args.clone();
     let reload: supervisor::Reload = Box::new(move || {
-        let (config, warnings) = setup::build_config(&reload_args)?;
+        let (config, warnings) = single_config(&reload_args)?;
         for warning in &warnings {
             log::warning(warning);
         }
@@ -205,7 +222,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             config: Arc::new(config),
             options: options.clone(),
             log_conns,
-            expiry: setup::certificate_expiry(&reload_args.pems),
+            expiry: setup::certificate_expiry(&certs::chains(&reload_args)),
         })
     });
     let watchdog = args
@@ -243,12 +260,16 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     if let Some(addr) = supervisor.metrics_addr() {
         log::info(&format!("serving metrics on http://{addr}/metrics"));
     }
-    for pem in &args.pems {
-        if let Some(ocsp) = setup::ocsp_beside(pem) {
+    let every_cert = args
+        .pems
+        .iter()
+        .chain(args.frontends.iter().flat_map(|f| &f.certs));
+    for cert in every_cert {
+        if let Some(ocsp) = certs::ocsp_for(cert, args.ocsp_dir.as_deref()) {
             log::info(&format!(
                 "stapling the OCSP response in {} for {} (re-read on SIGHUP)",
                 ocsp.display(),
-                pem.display()
+                cert.chain.display()
             ));
         }
     }
@@ -258,13 +279,34 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     Ok(supervisor.run())
 }
 
+/// The one configuration every worker serves. Frontends with different certificates or TLS
+/// settings are refused until the workers can serve one configuration per frontend.
+fn single_config(args: &Args) -> Result<(stud_core::Config, Vec<String>), String> {
+    let (mut configs, warnings) = certs::build(args)?;
+    let first = &args.frontends[0];
+    if let Some(other) = args.frontends.iter().find(|f| {
+        (&f.certs, f.global_certs, &f.tls) != (&first.certs, first.global_certs, &first.tls)
+    }) {
+        return Err(format!(
+            "frontends {} and {} differ in certificates or TLS settings, which is not supported yet",
+            first.endpoint, other.endpoint
+        ));
+    }
+    let config = configs.swap_remove(0);
+    Ok((config, warnings))
+}
+
 /// Two spellings of one address (`127.1` and `127.0.0.1`) would both bind with `--reuseport`,
 /// serving one port twice; refused once names are resolved, before anything is bound (so `-t`
 /// says so too). Port 0 asks for a free port each time and never collides. Overlaps between a
 /// wildcard and a specific address are left to the kernel's bind rules.
-fn check_distinct_frontends(frontends: &[args::Endpoint]) -> Result<(), String> {
+fn check_distinct_frontends(frontends: &[args::Frontend]) -> Result<(), String> {
     let mut seen: Vec<(std::net::SocketAddr, &args::Endpoint)> = Vec::new();
-    for f in frontends.iter().filter(|f| f.port != 0) {
+    for f in frontends
+        .iter()
+        .map(|f| &f.endpoint)
+        .filter(|f| f.port != 0)
+    {
         let Some(addr) = f.resolve()?.first().copied() else {
             continue;
         };

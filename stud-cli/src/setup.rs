@@ -13,7 +13,6 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use stud_core::Config;
 
 use crate::args::Args;
 use crate::listen::describe;
@@ -28,9 +27,18 @@ pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
             .map_err(|e| format!("cannot make {} absolute: {}", path.display(), describe(&e)))?;
         Ok(())
     };
-    for path in args
+    let certs = args
         .pems
         .iter_mut()
+        .chain(args.frontends.iter_mut().flat_map(|f| f.certs.iter_mut()));
+    let cert_paths = certs.flat_map(|c| {
+        std::iter::once(&mut c.chain)
+            .chain(c.key.as_mut())
+            .chain(c.ocsp.as_mut())
+    });
+    for path in cert_paths
+        .chain(args.pem_dir.as_mut().map(|d| &mut d.dir))
+        .chain(args.ocsp_dir.as_mut())
         .chain(args.pidfile.as_mut())
         .chain(args.ticket_secret.as_mut())
         .chain(args.chroot.as_mut())
@@ -39,55 +47,6 @@ pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
         absolute(path)?;
     }
     Ok(())
-}
-
-/// Builds the shared TLS configuration; returns it with the warnings to show the operator.
-pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String> {
-    let mut warnings = Vec::new();
-    if args.ssl {
-        let using: Vec<&str> = args.versions.iter().map(|v| v.as_str()).collect();
-        warnings.push(format!(
-            "--ssl: SSLv3 is not supported (it is broken); using {}",
-            using.join(" and ")
-        ));
-    }
-    let mut builder = Config::builder()
-        .versions(&args.versions)
-        .client_address(args.client_address)
-        .accept_proxy_header(args.accept_proxy)
-        .sni_strict(args.sni_strict)
-        .alpn_protocols(args.alpn.clone())
-        .handshake_timeout(args.handshake_timeout)
-        .backend_connect_timeout(args.backend_connect_timeout)
-        .idle_timeout(args.idle_timeout);
-    if let Some(list) = &args.ciphers {
-        builder = builder.ciphers(list.clone());
-    }
-    if let Some(path) = &args.ticket_secret {
-        builder = builder.ticket_secret_file(path);
-    } else if let Some(secret) = &args.ticket_secret_bytes {
-        builder = builder.ticket_secret(secret.clone());
-    }
-    builder = if args.self_signed {
-        let (cert, key, fingerprint) = self_signed()?;
-        warnings.push(format!(
-            "--self-signed: serving an ephemeral certificate for localhost, SHA-256 fingerprint {fingerprint}"
-        ));
-        builder.cert_and_key_pem(cert, key)
-    } else {
-        // Several PEMs: the engine picks one per handshake by SNI; the first is the default.
-        // A DER OCSP response beside a PEM (`site.pem.ocsp`, haproxy's convention) is stapled.
-        args.pems.iter().fold(builder, |builder, pem| {
-            let builder = builder.pem_file(pem);
-            match ocsp_beside(pem) {
-                Some(ocsp) => builder.ocsp_response_file(ocsp),
-                None => builder,
-            }
-        })
-    };
-    let config = builder.build().map_err(|e| e.to_string())?;
-    warnings.extend(config.warnings().iter().cloned());
-    Ok((config, warnings))
 }
 
 /// When the first certificate of each PEM file expires, for the metrics. A file whose
@@ -126,7 +85,7 @@ pub(crate) fn random_secret() -> Result<Vec<u8>, String> {
 
 /// A fresh ECDSA P-256 certificate for `localhost`, `127.0.0.1` and `::1`: (chain PEM, key PEM,
 /// SHA-256 fingerprint as `AB:CD:…`).
-fn self_signed() -> Result<(String, String, String), String> {
+pub(crate) fn self_signed() -> Result<(String, String, String), String> {
     let names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     let certified = rcgen::generate_simple_self_signed(names)
         .map_err(|e| format!("cannot generate a self-signed certificate: {e}"))?;
@@ -243,7 +202,7 @@ impl Detached {
 const DEV_NULL: &str = "/dev/null";
 
 /// Forks into the background. Returns in the daemon only; the foreground process exits with 0
-/// once the daemon reports ready, or 2 if the daemon dies first.
+/// once the daemon reports ready, or 1 if the daemon dies first.
 pub(crate) fn daemonize() -> Result<Detached, String> {
     let null = std::fs::OpenOptions::new()
         .read(true)
@@ -262,10 +221,10 @@ pub(crate) fn daemonize() -> Result<Detached, String> {
                 let _ = sys::wait_readable(&file, None);
                 match file.read(&mut byte) {
                     Ok(1) => std::process::exit(0),
-                    Ok(_) => std::process::exit(2),
+                    Ok(_) => std::process::exit(1),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => std::process::exit(2),
+                    Err(_) => std::process::exit(1),
                 }
             }
         }

@@ -110,7 +110,7 @@ fn a_bad_response_file_stops_the_start_and_names_the_file() {
     let ocsp = format!("{}.ocsp", s(&pki.site_pem));
     std::fs::write(&ocsp, "-----BEGIN OCSP RESPONSE-----\n").expect("write");
     let out = run(&stud_bin!(), &["-t", s(&pki.site_pem)]);
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("OCSP response"), "{}", out.stderr);
     assert!(out.stderr.contains(&ocsp), "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);

@@ -129,7 +129,7 @@ fn daemon_start_up_errors_reach_the_terminal() {
         &stud_bin!(),
         &["--daemon", "-f", &f, pki.site_pem.to_str().expect("utf-8")],
     );
-    assert_eq!(out.code, Some(2));
+    assert_eq!(out.code, Some(1));
     assert!(
         out.stderr.contains("stud: error: cannot listen"),
         "{}",
@@ -412,7 +412,7 @@ fn a_frontend_that_cannot_bind_stops_the_start() {
             pki.site_pem.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(out.stderr.contains(&port.to_string()), "{}", out.stderr);
 }
 
@@ -495,7 +495,7 @@ fn two_spellings_of_one_frontend_are_refused_even_with_reuseport() {
             pki.site_pem.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("the same address"), "{}", out.stderr);
     // -t says so too: the check needs no socket.
     let checked = run(
@@ -509,7 +509,7 @@ fn two_spellings_of_one_frontend_are_refused_even_with_reuseport() {
             pki.site_pem.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(checked.code, Some(2), "{}", checked.stdout);
+    assert_eq!(checked.code, Some(1), "{}", checked.stdout);
     assert!(
         checked.stderr.contains("the same address"),
         "{}",
