@@ -110,6 +110,8 @@ pub(crate) struct Cert {
     pub(crate) chain: PathBuf,
     pub(crate) key: Option<PathBuf>,
     pub(crate) ocsp: Option<PathBuf>,
+    /// `FILE:LINE` of the configuration file that named it, for messages.
+    pub(crate) origin: Option<String>,
 }
 
 impl Cert {
@@ -119,6 +121,7 @@ impl Cert {
             chain: path,
             key: None,
             ocsp: None,
+            origin: None,
         }
     }
 }
@@ -366,9 +369,17 @@ pub(crate) const USAGE: &str = "\
 stud: the Scalable TLS Unwrapping Daemon
 
 Usage: stud [OPTIONS] PEM [PEM ...]
+       stud [OPTIONS] --config=FILE [PEM ...]
        stud [OPTIONS] --self-signed
 
-PEM is one file holding the certificate chain and its private key.
+PEM is one file holding the certificate chain and its private key. Boolean options take
+=on or =off (--quiet=on, --daemon=off); alone they mean on.
+
+Configuration:
+      --config=FILE             read FILE first (hitch.conf(5) syntax, a superset of the
+                                2016 stud's); options given here override it
+  -t, --test                    load and check the configuration, then exit (0: good,
+                                1: the error, with FILE:LINE when it is in the file)
 
 Encryption:
       --tls                     the default versions (see --tls-protos)
@@ -378,6 +389,9 @@ Encryption:
                                 --tls-protos versions are used
   -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
                                 names no TLS 1.3 suite leaves TLS 1.3 at its defaults
+      --ciphersuites=LIST       TLS 1.3 suites, colon-separated (then --ciphers governs
+                                TLS 1.2 only)
+  -O, --prefer-server-ciphers   choose the suite by our order [default: on; hitch: off]
       --sni-nomatch-abort       refuse a handshake whose server name no certificate covers
                                 (a client without a server name is still served)
       --alpn-protos=LIST        ALPN protocols to agree on, most preferred first, e.g.
@@ -385,15 +399,26 @@ Encryption:
       --ticket-secret=FILE      session-ticket master secret (at least 32 bytes, e.g.
                                 `openssl rand -base64 48`): hosts sharing it resume each
                                 other's sessions [default: random at start]
+      --pem-dir=DIR             every file in DIR is a certificate too (lexicographic order;
+                                a bad file is skipped with a warning; re-read on SIGHUP)
+      --pem-dir-glob=GLOB       only the files of --pem-dir matching GLOB, e.g. '*.pem'
+      --ocsp-dir=DIR            staple DIR/NAME.ocsp for the certificate in a file NAME
+                                (PEM.ocsp beside the PEM is stapled without it)
+  -e, --ssl-engine=NAME         refused: there is no OpenSSL engine here
       --self-signed             serve an ephemeral certificate for localhost (testing only)
 
 Socket:
-  -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000]
+  -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000] (also [HOST]:PORT)
   -f, --frontend=HOST,PORT      frontend; * means every address; repeat for several
-                                [default: *,8443]
-                                (also [HOST]:PORT or HOST:PORT)
+                                [default: *,8443] (also [HOST]:PORT or HOST:PORT, and
+                                [HOST]:PORT+CERT for a certificate of this frontend only)
   -B, --backlog=N               listen backlog [default: 100]
   -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: 3600]
+  -R, --backend-refresh=SECS    resolve the backend's name again every SECS; only 0 (never)
+                                is supported [default: 0]
+      --recv-bufsize=BYTES      SO_RCVBUF of every client socket [default: the kernel's]
+      --send-bufsize=BYTES      SO_SNDBUF of every client socket [default: the kernel's]
+      --enable-tcp-fastopen     refused: TCP Fast Open is not supported yet
       --reuseport               one SO_REUSEPORT listening socket per worker
       --ssl-handshake-timeout=SECS    [default: 30]
       --backend-connect-timeout=SECS  [default: 30]
@@ -416,6 +441,7 @@ Security:
 
 Logging:
   -q, --quiet                   log only warnings and errors
+  -L, --log-level=N             hitch's levels: 0 or 1 = --quiet, 2 = everything [default: 2]
       --log-conns               one line per connection that got past its handshake: client,
                                 reason, duration, bytes each way
   -l, --log-filename=FILE       append log lines to FILE instead of stderr; SIGHUP and
@@ -431,15 +457,20 @@ Monitoring:
 Special:
       --write-ip                send the client's address to the backend first (family octet
                                 + 4 or 16 address octets)
-      --write-proxy             send a PROXY protocol v1 line to the backend first
-                                (also --write-proxy-v1)
+      --write-proxy             send a PROXY protocol v1 line to the backend first (the
+                                original stud's meaning; in a --config file, write-proxy
+                                means v2, as in hitch)
+      --write-proxy-v1          send a PROXY protocol v1 line to the backend first
       --write-proxy-v2          send a binary PROXY protocol v2 header to the backend first,
                                 with TLVs for ALPN, SNI, TLS version and cipher
       --accept-proxy            every connection starts with a PROXY v1/v2 header from a load
                                 balancer in front; its client address is the one passed on
+      --proxy-proxy             hitch's spelling: --accept-proxy, passing the address on as
+                                PROXY v2
+      --proxy-tlv, --proxy-authority
+                                on only: the PROXY v2 TLVs are always sent
       --daemon                  detach and run in the background
   -p, --pidfile=FILE            write the parent's pid to FILE
-  -t, --test                    load and check the configuration, then exit
   -V, --version                 print the version and exit
   -h, --help                    print this help and exit
 ";
@@ -663,6 +694,19 @@ mod tests {
         ] {
             let err = run(args).expect_err(needle);
             assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option() {
+        for key in keys::KEYS {
+            for flag in key.cli {
+                // Short options appear as "-n, --workers"; long ones alone or after ", ".
+                let listed = USAGE.contains(&format!("  {flag}"))
+                    || USAGE.contains(&format!(", {flag}"))
+                    || USAGE.contains(&format!("{flag},"));
+                assert!(listed, "--help does not list {flag}");
+            }
         }
     }
 

@@ -111,9 +111,29 @@ fn build_one(
             builder = builder.ocsp_response_file(ocsp);
         }
     }
-    let config = builder.build().map_err(|e| e.to_string())?;
+    let config = builder.build().map_err(|e| blame(certs, e.to_string()))?;
     warnings.extend(config.warnings().iter().cloned());
     Ok((config, warnings))
+}
+
+/// `error` with the `FILE:LINE` of the configuration entry naming the certificate at fault in
+/// front, when a file named it: each certificate is tried alone to find which.
+fn blame(certs: &[Cert], error: String) -> String {
+    for cert in certs {
+        let Some(origin) = &cert.origin else { continue };
+        let alone = match &cert.key {
+            Some(key) => Config::builder().cert_and_key_files(&cert.chain, key),
+            None => Config::builder().pem_file(&cert.chain),
+        };
+        let alone = match &cert.ocsp {
+            Some(ocsp) => alone.ocsp_response_file(ocsp),
+            None => alone,
+        };
+        if let Err(e) = alone.build() {
+            return format!("{origin}: {e}");
+        }
+    }
+    error
 }
 
 /// The OCSP response to staple for `cert`: the one its `pem-file` block names, else `PEM.ocsp`

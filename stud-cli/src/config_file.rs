@@ -198,9 +198,9 @@ fn entries(
                 *pos += 1;
                 *at
             }
-            Some((other, at)) => {
+            Some((other, _)) => {
                 return Err(SyntaxError {
-                    line: *at,
+                    line,
                     message: format!("expected '=' after '{key}', found {}", describe(other)),
                 })
             }

@@ -43,6 +43,8 @@ pub(crate) enum Support {
     Differs(&'static str),
     /// Refused with this reason (a value meaning "off" or empty is still accepted).
     Refused(&'static str),
+    /// A switch stud always has on: `on` is accepted, `off` refused with this reason.
+    AlwaysOn(&'static str),
 }
 
 /// One key of the table.
@@ -75,7 +77,7 @@ const fn key(
 
 use Kind::{Bool, Repeated, Text, Words};
 use Scope::{CommandLine, Frontend, Global, GlobalOrFrontend, PemBlock};
-use Support::{Differs, Refused, Yes};
+use Support::{AlwaysOn, Differs, Refused, Yes};
 
 const NO_CLIENT_CERTS: &str = "client certificates are not supported yet";
 const NO_OCSP_FETCH: &str =
@@ -177,14 +179,14 @@ pub(crate) const KEYS: &[Key] = &[
         &["--proxy-tlv"],
         Global,
         Bool,
-        Refused("stud always sends the SSL TLV with PROXY v2; it cannot be turned off yet"),
+        AlwaysOn("stud always sends the SSL TLV with PROXY v2; it cannot be turned off yet"),
     ),
     key(
         "proxy-authority",
         &["--proxy-authority"],
         Global,
         Bool,
-        Refused("stud always sends the authority TLV with PROXY v2; it cannot be turned off yet"),
+        AlwaysOn("stud always sends the authority TLV with PROXY v2; it cannot be turned off yet"),
     ),
     // Processes and privileges.
     key("workers", &["-n", "--workers"], Global, Text, Yes),

@@ -246,6 +246,10 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// `[HOST]:PORT`, `HOST,PORT` or either with `+CERT` (a certificate for this frontend only).
 fn parse_frontend(text: &str, origin: Origin) -> Result<FrontendSpec, String> {
+    let named_at = match &origin {
+        Origin::File { path, line } => Some(format!("{path}:{line}")),
+        Origin::CommandLine(_) => None,
+    };
     let (address, cert) = match text.split_once('+') {
         Some((a, c)) if !c.is_empty() => (a, Some(c)),
         Some(_) => return Err(format!("invalid frontend '{text}': nothing after '+'")),
@@ -254,7 +258,10 @@ fn parse_frontend(text: &str, origin: Origin) -> Result<FrontendSpec, String> {
     Ok(FrontendSpec {
         endpoint: parse_endpoint(address)?,
         certs: cert
-            .map(|c| Cert::pem(absolute(Path::new(c))))
+            .map(|c| Cert {
+                origin: named_at,
+                ..Cert::pem(absolute(Path::new(c)))
+            })
             .into_iter()
             .collect(),
         match_global_certs: false,
@@ -339,6 +346,9 @@ impl Settings {
             Support::Refused(why) if !is_off(text) => {
                 Err(format!("'{name}' is not supported: {why}"))
             }
+            Support::AlwaysOn(why) if !text.is_empty() && !parse_bool(text)? => {
+                Err(format!("'{name}' cannot be off: {why}"))
+            }
             Support::Differs(how) if !is_off(text) && key.name != "ssl" => {
                 self.warnings.push(format!("{name}: {how}"));
                 Ok(())
@@ -365,7 +375,7 @@ impl Settings {
         };
         match (key.name, &entry.value) {
             ("frontend", Value::Block(inner)) => {
-                let spec = self.frontend_block(inner, origin, entry.line)?;
+                let spec = self.frontend_block(inner, origin, entry.line, path)?;
                 self.frontends.push(spec);
                 return Ok(());
             }
@@ -376,13 +386,17 @@ impl Settings {
                 return Ok(());
             }
             ("pem-file", Value::Block(inner)) => {
-                let cert = self.pem_block(inner, entry.line)?;
+                let mut cert = self.pem_block(inner, entry.line)?;
+                cert.origin = Some(format!("{path}:{}", entry.line));
                 self.file_pems.push(cert);
                 return Ok(());
             }
             ("pem-file", Value::Words(w)) => {
                 if let Some(text) = w.first().map(|w| w.text.as_str()).filter(|t| !t.is_empty()) {
-                    self.file_pems.push(Cert::pem(absolute(Path::new(text))));
+                    self.file_pems.push(Cert {
+                        origin: Some(format!("{path}:{}", entry.line)),
+                        ..Cert::pem(absolute(Path::new(text)))
+                    });
                 }
                 return Ok(());
             }
@@ -412,6 +426,7 @@ impl Settings {
         inner: &[Entry],
         origin: Origin,
         line: usize,
+        path: &str,
     ) -> Result<FrontendSpec, (usize, String)> {
         let at = |e: &Entry, msg: String| (e.line, msg);
         let mut host: Option<String> = None;
@@ -431,10 +446,17 @@ impl Settings {
             let key = self.lookup(e, Scope::Frontend).map_err(|m| at(e, m))?;
             if key.name == "pem-file" {
                 match &e.value {
-                    Value::Block(b) => spec.certs.push(self.pem_block(b, e.line)?),
+                    Value::Block(b) => {
+                        let mut cert = self.pem_block(b, e.line)?;
+                        cert.origin = Some(format!("{path}:{}", e.line));
+                        spec.certs.push(cert);
+                    }
                     Value::Words(w) => {
                         if let Some(t) = w.first().filter(|t| !t.text.is_empty()) {
-                            spec.certs.push(Cert::pem(absolute(Path::new(&t.text))));
+                            spec.certs.push(Cert {
+                                origin: Some(format!("{path}:{}", e.line)),
+                                ..Cert::pem(absolute(Path::new(&t.text)))
+                            });
                         }
                     }
                 }
@@ -513,7 +535,12 @@ impl Settings {
             }
         }
         let chain = cert.ok_or((line, "the pem-file block has no cert".to_string()))?;
-        Ok(Cert { chain, key, ocsp })
+        Ok(Cert {
+            chain,
+            key,
+            ocsp,
+            origin: None,
+        })
     }
 
     /// Records one command-line option.
@@ -1155,6 +1182,8 @@ frontend = \"[::1]:9443\"
                 "1: ciphersuites: 'ECDHE-RSA",
             ),
             ("config = \"x\"\n", "1: 'config' is a command-line option"),
+            ("proxy-tlv = off\n", "1: 'proxy-tlv' cannot be off"),
+            ("proxy-authority = no\n", "1: 'proxy-authority' cannot be off"),
             (
                 "workers = {\n}\n",
                 "1: 'workers' takes a value, not a block",

@@ -125,6 +125,58 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Writes to `out` a DER OCSP response signed by the CA for the site certificate (status
+    /// "unknown": the responder's index is empty), made by `openssl ocsp`.
+    pub fn ocsp_response(&self, out: &Path) {
+        let dir = self.dir.path();
+        let req = dir.join("req.der");
+        let index = self.dir.write("index.txt", "");
+        let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            &s(&self.ca_pem_file),
+            "-cert",
+            &s(&self.cert_only),
+            "-no_nonce",
+            "-reqout",
+            &s(&req),
+        ]);
+        openssl(&[
+            "ocsp",
+            "-index",
+            &s(&index),
+            "-rsigner",
+            &s(&self.ca_pem_file),
+            "-rkey",
+            &s(&self.ca_key_file),
+            "-CA",
+            &s(&self.ca_pem_file),
+            "-reqin",
+            &s(&req),
+            "-respout",
+            &s(out),
+            "-ndays",
+            "1",
+        ]);
+    }
+}
+
+/// Runs openssl and fails the test with its stderr when it fails.
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Default for Pki {
     fn default() -> Self {
         Pki::new()
