@@ -34,6 +34,20 @@ pub(crate) fn build(args: &Args) -> Result<(Vec<Config>, Vec<String>), String> {
             certs.extend(args.pems.iter().cloned());
             certs.extend(from_dir.iter().cloned());
         }
+        if certs.is_empty() && self_signed.is_none() {
+            // Only pem-dir can leave a frontend without a certificate here (the model
+            // refuses one with no source at all): say why each of its files was left out.
+            let dir = args.pem_dir.as_ref().map(|d| d.dir.display().to_string());
+            let why = warnings
+                .first()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "no certificate for frontend {}: pem-dir {} holds no usable certificate{why}",
+                frontend.endpoint,
+                dir.unwrap_or_default()
+            ));
+        }
         let (config, more) = build_one(args, frontend, &certs, self_signed.as_ref())?;
         for w in more {
             if !warnings.contains(&w) {
@@ -96,11 +110,6 @@ fn build_one(
     }
     if let (Some((cert, key)), true) = (self_signed, certs.is_empty()) {
         builder = builder.cert_and_key_pem(cert.clone(), key.clone());
-    } else if certs.is_empty() {
-        return Err(format!(
-            "no certificate for frontend {}: pem-dir holds no usable certificate",
-            frontend.endpoint
-        ));
     }
     for cert in certs {
         builder = match &cert.key {
@@ -182,7 +191,13 @@ fn pem_dir_files(pem_dir: &PemDir, warnings: &mut Vec<String>) -> Result<Vec<Cer
     for path in names {
         match Config::builder().pem_file(&path).build() {
             Ok(_) => certs.push(Cert::pem(path)),
-            Err(e) => warnings.push(format!("pem-dir: skipping {}: {e}", path.display())),
+            Err(e) => {
+                let shown = path.display().to_string();
+                let e = e.to_string();
+                // The engine's messages often name the file already.
+                let why = e.strip_prefix(&format!("{shown}: ")).unwrap_or(&e);
+                warnings.push(format!("pem-dir: skipping {shown}: {why}"));
+            }
         }
     }
     Ok(certs)

@@ -265,6 +265,42 @@ mod tests {
         }
     }
 
+    /// The backticked words of a table cell.
+    fn ticked(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn the_migration_guide_lists_every_key_and_only_keys() {
+        let guide = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/migrating.md"));
+        let mut rows = Vec::new();
+        for line in guide.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let name = ticked(cells[0]).first().copied().unwrap_or_default();
+            let key = KEYS
+                .iter()
+                .find(|k| k.name == name)
+                .unwrap_or_else(|| panic!("docs/migrating.md lists '{name}', which is no key"));
+            assert_eq!(
+                ticked(cells.get(1).copied().unwrap_or_default()),
+                key.cli,
+                "docs/migrating.md: the command-line spellings of '{name}'"
+            );
+            assert!(
+                !rows.contains(&name),
+                "docs/migrating.md lists '{name}' twice"
+            );
+            rows.push(name);
+        }
+        for key in KEYS {
+            assert!(
+                rows.contains(&key.name),
+                "docs/migrating.md does not list '{}'",
+                key.name
+            );
+        }
+    }
+
     #[test]
     fn every_hitch_key_is_in_the_table() {
         // hitch 1.8's hitch.conf(5) and lexer, and the 2016 stud's stud.conf.

@@ -1183,7 +1183,10 @@ frontend = \"[::1]:9443\"
             ),
             ("config = \"x\"\n", "1: 'config' is a command-line option"),
             ("proxy-tlv = off\n", "1: 'proxy-tlv' cannot be off"),
-            ("proxy-authority = no\n", "1: 'proxy-authority' cannot be off"),
+            (
+                "proxy-authority = no\n",
+                "1: 'proxy-authority' cannot be off",
+            ),
             (
                 "workers = {\n}\n",
                 "1: 'workers' takes a value, not a block",
