@@ -238,12 +238,6 @@ fn parse_backend(text: &str) -> Result<Backend, String> {
     Ok(Backend::Tcp(backend))
 }
 
-/// A path made absolute against the current directory, so reloads after `--daemon`'s `chdir /`
-/// read the same file.
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 /// `[HOST]:PORT`, `HOST,PORT` or either with `+CERT` (a certificate for this frontend only).
 fn parse_frontend(text: &str, origin: Origin) -> Result<FrontendSpec, String> {
     let named_at = match &origin {
@@ -260,7 +254,7 @@ fn parse_frontend(text: &str, origin: Origin) -> Result<FrontendSpec, String> {
         certs: cert
             .map(|c| Cert {
                 origin: named_at,
-                ..Cert::pem(absolute(Path::new(c)))
+                ..Cert::pem(PathBuf::from(c))
             })
             .into_iter()
             .collect(),
@@ -395,7 +389,7 @@ impl Settings {
                 if let Some(text) = w.first().map(|w| w.text.as_str()).filter(|t| !t.is_empty()) {
                     self.file_pems.push(Cert {
                         origin: Some(format!("{path}:{}", entry.line)),
-                        ..Cert::pem(absolute(Path::new(text)))
+                        ..Cert::pem(PathBuf::from(text))
                     });
                 }
                 return Ok(());
@@ -455,7 +449,7 @@ impl Settings {
                         if let Some(t) = w.first().filter(|t| !t.text.is_empty()) {
                             spec.certs.push(Cert {
                                 origin: Some(format!("{path}:{}", e.line)),
-                                ..Cert::pem(absolute(Path::new(&t.text)))
+                                ..Cert::pem(PathBuf::from(&t.text))
                             });
                         }
                     }
@@ -531,7 +525,7 @@ impl Settings {
                 return Err((e.line, format!("'{}' is set twice in this block", k.name)));
             }
             if !text.is_empty() {
-                *slot = Some(absolute(Path::new(&text)));
+                *slot = Some(PathBuf::from(&text));
             }
         }
         let chain = cert.ok_or((line, "the pem-file block has no cert".to_string()))?;
@@ -787,7 +781,7 @@ impl Settings {
                 "log-level 0: stud still logs errors (and warnings); it logs nothing else".into(),
             );
         }
-        let pem_dir = self.get("pem-dir", |s| Ok(absolute(Path::new(s))))?;
+        let pem_dir = self.get("pem-dir", |s| Ok(PathBuf::from(s)))?;
         let pem_dir_glob = self.get("pem-dir-glob", text)?;
         if pem_dir.is_none() && pem_dir_glob.is_some() {
             return Err(self.at("pem-dir-glob", "pem-dir-glob needs pem-dir"));
@@ -796,7 +790,7 @@ impl Settings {
             dir,
             glob: pem_dir_glob,
         });
-        let ocsp_dir = self.get("ocsp-dir", |s| Ok(absolute(Path::new(s))))?;
+        let ocsp_dir = self.get("ocsp-dir", |s| Ok(PathBuf::from(s)))?;
         let sockets = SocketOptions {
             fastopen: self.flag("tcp-fastopen")?.then_some(256),
             recv_bufsize: self.get("recv-bufsize", |s| parse_size("recv-bufsize", s))?,
@@ -812,11 +806,7 @@ impl Settings {
 
         // Certificates: the command line's first (the first is the default, as in stud), then
         // the file's with its last `pem-file` first (the default, as in hitch).
-        let mut pems: Vec<Cert> = self
-            .cli_pems
-            .iter()
-            .map(|p| Cert::pem(absolute(p)))
-            .collect();
+        let mut pems: Vec<Cert> = self.cli_pems.iter().map(|p| Cert::pem(p.clone())).collect();
         if let Some(last) = self.file_pems.pop() {
             pems.push(last);
             pems.append(&mut self.file_pems);
