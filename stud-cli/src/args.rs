@@ -76,6 +76,17 @@ pub(crate) struct Args {
     pub(crate) warnings: Vec<String>,
     /// Facts worth one log line at start (which PROXY version `write-proxy` sends).
     pub(crate) notices: Vec<String>,
+    /// Where this configuration came from, so SIGHUP can read it again.
+    pub(crate) sources: Sources,
+}
+
+/// The command line as given and the directory it was given in: enough to read the same
+/// configuration again (on SIGHUP) after stud has changed directory.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sources {
+    pub(crate) raw: Vec<OsString>,
+    /// Relative paths (on the command line and in the file) are relative to this directory.
+    pub(crate) base: PathBuf,
 }
 
 /// One listening address with the certificates and TLS policy it serves.
@@ -338,7 +349,21 @@ fn scan(raw: Vec<OsString>) -> Result<Scanned, String> {
 /// Parses the arguments after the program name: the defaults, then the `--config` file if one
 /// is named, then the rest of the command line, which overrides the file.
 pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
-    let scanned = scan(raw)?;
+    let base =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    parse_in(Sources { raw, base })
+}
+
+/// Parses the same sources again (on SIGHUP): the configuration file is read anew.
+pub(crate) fn parse_again(sources: &Sources) -> Result<Args, String> {
+    match parse_in(sources.clone())? {
+        Command::Run(args) => Ok(*args),
+        Command::Help | Command::Version => Err("the command line no longer runs stud".into()),
+    }
+}
+
+fn parse_in(sources: Sources) -> Result<Command, String> {
+    let scanned = scan(sources.raw.clone())?;
     let wants = |name: &str| scanned.flags.iter().any(|f| f.key.name == name);
     if wants("help") {
         return Ok(Command::Help);
@@ -352,7 +377,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         if config_files.next().is_some() {
             return Err("option --config given more than once".into());
         }
-        let path = PathBuf::from(flag.value.as_deref().unwrap_or_default());
+        let path = sources.base.join(flag.value.as_deref().unwrap_or_default());
         settings.read_file(&path)?;
     }
     for flag in &scanned.flags {
@@ -361,7 +386,9 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
         }
     }
     settings.add_pem_arguments(scanned.pems);
-    Ok(Command::Run(Box::new(settings.finish()?)))
+    let mut args = settings.finish()?;
+    args.sources = sources;
+    Ok(Command::Run(Box::new(args)))
 }
 
 /// The `--help` text.

@@ -18,6 +18,7 @@ mod listen;
 mod log;
 mod metrics;
 mod notify;
+mod reload;
 mod settings;
 mod setup;
 mod signals;
@@ -210,19 +211,20 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         log_conns,
         expiry: setup::certificate_expiry(&certs::chains(&args)),
     };
-    // SIGHUP rebuilds the configuration from the same flags (files are read again). The
+    // SIGHUP reads the configuration file and the flags again, and every file they name. The
     // session-ticket secret stays the one made at start, so sessions resume across reloads.
-    let reload_args = args.clone();
+    let running = args.clone();
     let reload: supervisor::Reload = Box::new(move || {
-        let (config, warnings) = single_config(&reload_args)?;
-        for warning in &warnings {
+        let (next, notes) = reload::reread(&running)?;
+        let (config, warnings) = single_config(&next)?;
+        for warning in notes.iter().chain(&warnings) {
             log::warning(warning);
         }
         Ok(worker::WorkerSetup {
             config: Arc::new(config),
             options: options.clone(),
             log_conns,
-            expiry: setup::certificate_expiry(&certs::chains(&reload_args)),
+            expiry: setup::certificate_expiry(&certs::chains(&next)),
         })
     });
     let watchdog = args

@@ -921,6 +921,7 @@ impl Settings {
             self_signed,
             warnings: self.warnings,
             notices,
+            sources: crate::args::Sources::default(),
         })
     }
 

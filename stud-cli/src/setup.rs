@@ -19,11 +19,12 @@ use crate::listen::describe;
 use crate::sys;
 
 /// Makes every path the configuration names absolute, against the directory stud was started
-/// in: `--daemon` changes directory to `/` and a reload reads the files again from there, so a
-/// relative path would name another file (or none) by then.
+/// in (`args.sources.base`): `--daemon` changes directory to `/` and a reload reads the files
+/// again from there, so a relative path would name another file (or none) by then.
 pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
+    let base = args.sources.base.clone();
     let absolute = |path: &mut PathBuf| -> Result<(), String> {
-        *path = std::path::absolute(&*path)
+        *path = std::path::absolute(base.join(&*path))
             .map_err(|e| format!("cannot make {} absolute: {}", path.display(), describe(&e)))?;
         Ok(())
     };

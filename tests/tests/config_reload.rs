@@ -1,8 +1,8 @@
-//! `pem-dir`: every file of a directory is a certificate, a bad file is skipped with a warning
-//! and never stops stud, and SIGHUP reads the directory again.
+//! What SIGHUP reads again, as hitch does: the configuration file and every file it names, a
+//! `pem-dir` included (where every file is a certificate and a bad one is skipped with a
+//! warning, never stopping stud). What only a restart can change is kept, with a warning.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stud_tests::net::{echo_backend, s_client};
@@ -12,70 +12,6 @@ use stud_tests::{require_tool, stud_bin, TIMEOUT};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// Writes `DIR/NAME` holding a certificate for `host`, signed by the test CA, and its key.
-fn leaf_for(pki: &Pki, dir: &Path, name: &str, host: &str) {
-    let key = dir.join(format!("{name}.key"));
-    let csr = dir.join(format!("{name}.csr"));
-    let crt = dir.join(format!("{name}.crt"));
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let san = format!("subjectAltName=DNS:{host}");
-    let subject = format!("/CN={host}");
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        s(&key),
-        "-out",
-        s(&csr),
-        "-subj",
-        &subject,
-        "-addext",
-        &san,
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        s(&csr),
-        "-CA",
-        s(&pki.ca_pem_file),
-        "-CAkey",
-        s(&pki.ca_key_file),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-copy_extensions",
-        "copy",
-        "-out",
-        s(&crt),
-    ]);
-    let pem = format!(
-        "{}{}",
-        std::fs::read_to_string(&crt).expect("crt"),
-        std::fs::read_to_string(&key).expect("key")
-    );
-    for tmp in [key, csr, crt] {
-        let _ = std::fs::remove_file(tmp);
-    }
-    std::fs::write(dir.join(name), pem).expect("write pem");
 }
 
 /// The subject of the certificate stud serves for `sni`.
@@ -121,7 +57,7 @@ fn a_pem_dir_serves_its_good_files_skips_a_bad_one_and_is_read_again_on_sighup()
     // Before the reload, other.test gets the default (the first file).
     assert!(served_subject(&stud, "other.test").contains("CN=localhost"));
 
-    leaf_for(&pki, &certs, "40-other.pem", "other.test");
+    pki.write_leaf(&certs.join("40-other.pem"), "other.test");
     stud.signal(libc::SIGHUP);
     stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
         .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
@@ -157,4 +93,57 @@ fn a_pem_dir_with_no_usable_file_is_a_clear_error() {
             && error.contains("broken.pem"),
         "{error}"
     );
+}
+
+#[test]
+fn sighup_reads_the_configuration_file_again() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let work = TempDir::new();
+    let other = work.path().join("other.pem");
+    pki.write_leaf(&other, "other.test");
+    let backend = echo_backend().port();
+    let config = |pem: &Path, workers: u32| {
+        format!(
+            "frontend = {{\n  host = \"127.0.0.1\"\n  port = \"0\"\n}}\n\
+             backend = \"[127.0.0.1]:{backend}\"\nworkers = {workers}\npem-file = \"{}\"\n",
+            s(pem)
+        )
+    };
+    let conf = work.write("hitch.conf", config(&pki.site_pem, 1));
+    let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    assert!(served_subject(&stud, "other.test").contains("CN=localhost"));
+
+    // The operator edits the file: another certificate, and a worker count only a restart
+    // can apply.
+    work.write("hitch.conf", config(&other, 2));
+    stud.signal(libc::SIGHUP);
+    stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
+    assert!(
+        stud.output()
+            .lines()
+            .any(|l| l.contains("reload: workers changed") && l.contains("until a restart")),
+        "{}",
+        stud.output()
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while !served_subject(&stud, "other.test").contains("CN=other.test") {
+        assert!(
+            Instant::now() < deadline,
+            "the edited file was never served after SIGHUP: {}",
+            stud.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A file that no longer loads leaves the running configuration serving.
+    work.write("hitch.conf", "workers = many\n");
+    stud.signal(libc::SIGHUP);
+    stud.wait_line(
+        |l| l.contains("hitch.conf:1: invalid worker count 'many'"),
+        TIMEOUT,
+    )
+    .unwrap_or_else(|| panic!("the bad file was not reported: {}", stud.output()));
+    assert!(served_subject(&stud, "other.test").contains("CN=other.test"));
 }
