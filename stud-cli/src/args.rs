@@ -32,6 +32,8 @@ pub(crate) struct Args {
     /// `ocsp-dir`: an OCSP response for a certificate is looked up there by its file name.
     pub(crate) ocsp_dir: Option<PathBuf>,
     pub(crate) backend: Backend,
+    /// `backend-refresh`: how often the backend's name is resolved again (None = never).
+    pub(crate) backend_refresh: Option<Duration>,
     pub(crate) workers: usize,
     pub(crate) client_address: ClientAddressMode,
     /// Every connection starts with a load balancer's PROXY header (`--accept-proxy`).
@@ -441,8 +443,8 @@ Socket:
                                 [HOST]:PORT+CERT for a certificate of this frontend only)
   -B, --backlog=N               listen backlog [default: 100]
   -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: 3600]
-  -R, --backend-refresh=SECS    resolve the backend's name again every SECS; only 0 (never)
-                                is supported [default: 0]
+  -R, --backend-refresh=SECS    resolve the backend's name again every SECS and reload
+                                when its addresses changed; 0 = never [default: 0]
       --recv-bufsize=BYTES      SO_RCVBUF of every client socket [default: the kernel's]
       --send-bufsize=BYTES      SO_SNDBUF of every client socket [default: the kernel's]
       --enable-tcp-fastopen     refused: TCP Fast Open is not supported yet

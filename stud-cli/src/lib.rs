@@ -18,6 +18,7 @@ mod listen;
 mod log;
 mod metrics;
 mod notify;
+mod refresh;
 mod reload;
 mod settings;
 mod setup;
@@ -217,6 +218,12 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     let reload: supervisor::Reload = Box::new(move || {
         let (next, notes) = reload::reread(&running)?;
         let (config, warnings) = single_config(&next)?;
+        // The backend's name is resolved again (and by backend-refresh when it changes).
+        let mut options = options.clone();
+        options.backends = setup::backends(&next)?
+            .into_iter()
+            .map(Into::into)
+            .collect();
         for warning in notes.iter().chain(&warnings) {
             log::warning(warning);
         }
@@ -234,7 +241,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .map_err(|e| format!("cannot set up the worker watchdog: {e}"))?;
     let collector =
         log::Collector::new().map_err(|e| format!("cannot make the workers' log pipe: {e}"))?;
-    let supervisor = supervisor::Supervisor::new(
+    let mut supervisor = supervisor::Supervisor::new(
         args.workers,
         listeners,
         setup,
@@ -249,6 +256,11 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             endpoint,
         },
     );
+    if let Some(every) = args.backend_refresh {
+        let watch =
+            refresh::BackendWatch::new(args.backend.clone(), backends.clone(), |b| b.resolve());
+        supervisor.refresh_backend(every, watch);
+    }
     let backend_list = backends
         .iter()
         .map(ToString::to_string)

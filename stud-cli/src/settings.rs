@@ -697,12 +697,7 @@ impl Settings {
                 port: 8000,
             }));
         let backend_refresh = self.secs("backend-refresh", "backend refresh interval")?;
-        if backend_refresh.is_some_and(|s| s > 0) {
-            return Err(self.at(
-                "backend-refresh",
-                "re-resolving the backend is not supported yet; use 0 or leave it out",
-            ));
-        }
+        let backend_refresh = backend_refresh.filter(|s| *s > 0).map(Duration::from_secs);
         let workers = self.get("workers", parse_workers)?.unwrap_or(1);
         let backlog = self
             .get("backlog", |s| match s.parse::<i32>() {
@@ -890,6 +885,7 @@ impl Settings {
             pem_dir,
             ocsp_dir,
             backend,
+            backend_refresh,
             workers,
             client_address,
             accept_proxy,
@@ -1242,6 +1238,22 @@ shared-cache-if = \"\"
         assert!(a.user.is_none() && a.chroot.is_none());
         assert!(!a.frontends[0].tls.prefer_server_ciphers);
         assert_eq!(a.client_address, ClientAddressMode::None);
+    }
+
+    #[test]
+    fn backend_refresh_is_seconds_and_zero_is_never() {
+        let every = |text: &str, args: &[&str]| with_file(text, args).expect("ok").backend_refresh;
+        assert_eq!(every("", &["x.pem"]), None);
+        assert_eq!(every("backend-refresh = 0\n", &["x.pem"]), None);
+        assert_eq!(
+            every("backend-refresh = 30\n", &["x.pem"]),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            every("backend-refresh = 30\n", &["-R", "5", "x.pem"]),
+            Some(Duration::from_secs(5))
+        );
+        assert!(file_error("backend-refresh = soon\n").contains("backend refresh interval"));
     }
 
     #[test]

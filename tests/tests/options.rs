@@ -578,3 +578,28 @@ fn sni_nomatch_abort_refuses_unknown_names_only() {
         "a name no certificate covers must fail the handshake"
     );
 }
+
+#[test]
+fn backend_refresh_keeps_serving_and_does_not_reload_while_the_addresses_stay() {
+    let pki = Pki::new();
+    let backend = echo_backend();
+    let b = format!("localhost,{}", backend.port());
+    let stud = Stud::start(
+        &stud_bin!(),
+        &[
+            "-f",
+            "127.0.0.1,0",
+            "-b",
+            &b,
+            "--backend-refresh=1",
+            pki.site_pem.to_str().expect("utf-8"),
+        ],
+    );
+    // Two refreshes and more: the name resolves to the same addresses each time.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut tls = connect(stud.addr, &net::client_config(&pki.ca_der)).expect("handshake");
+    echo_works(&mut tls);
+    let out = stud.output();
+    assert!(!out.contains("reload"), "{out}");
+    assert!(!out.contains("backend-refresh"), "{out}");
+}
