@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use stud_core::driver::BackendAddr;
 use stud_core::{ClientAddressMode, TlsVersion};
 
 use crate::keys::{self, Key};
@@ -156,14 +157,22 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    /// Every address of a TCP backend, in resolver order.
+    /// Every address of a TCP backend, in resolver order (a UNIX socket has no name to resolve).
     pub(crate) fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
         match self {
             Backend::Tcp(endpoint) => endpoint.resolve(),
             Backend::Unix(path) => Err(format!(
-                "backend {}: UNIX-socket backends are not supported yet",
+                "backend {} is a UNIX socket: there is no name to resolve",
                 path.display()
             )),
+        }
+    }
+
+    /// What the driver connects to: every address of a TCP backend, or the UNIX socket.
+    pub(crate) fn addresses(&self) -> Result<Vec<BackendAddr>, String> {
+        match self {
+            Backend::Tcp(endpoint) => Ok(endpoint.resolve()?.into_iter().map(Into::into).collect()),
+            Backend::Unix(path) => Ok(vec![BackendAddr::Unix(path.clone())]),
         }
     }
 }
@@ -437,7 +446,8 @@ Encryption:
       --self-signed             serve an ephemeral certificate for localhost (testing only)
 
 Socket:
-  -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000] (also [HOST]:PORT)
+  -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000] (also [HOST]:PORT, or
+                                /PATH for a UNIX-domain socket)
   -f, --frontend=HOST,PORT      frontend; * means every address; repeat for several
                                 [default: *,8443] (also [HOST]:PORT or HOST:PORT, and
                                 [HOST]:PORT+CERT for a certificate of this frontend only)

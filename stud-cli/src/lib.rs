@@ -102,7 +102,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         // One random secret for the life of this stud, so a reload keeps resuming sessions.
         args.ticket_secret_bytes = Some(setup::random_secret()?);
     }
-    let (config, mut warnings) = single_config(&args)?;
+    let (configs, mut warnings) = certs::build(&args)?;
     warnings.splice(0..0, args.warnings.iter().cloned());
     let log_warnings = log::init(
         args.quiet,
@@ -124,6 +124,10 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         return Ok(0);
     }
     let backends = setup::backends(&args)?;
+    // What every worker would find wrong (a socket path too long to connect to), said once.
+    Options::new(backends.iter().cloned())
+        .validate()
+        .map_err(|e| format!("backend {}: {e}", args.backend))?;
     let privileges = setup::resolve_privileges(&args)?;
     check_distinct_frontends(&args.frontends)?;
     if args.test_only {
@@ -196,7 +200,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .as_deref()
         .map(setup::PidFile::create)
         .transpose()?;
-    let options = Options::new(backends.iter().copied())
+    let options = Options::new(backends.iter().cloned())
         .with_keepalive(args.keepalive)
         .with_drain_timeout(args.drain_timeout)
         .with_max_connections(args.max_conns)
@@ -207,7 +211,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         );
     let log_conns = args.log_conns;
     let setup = worker::WorkerSetup {
-        config: Arc::new(config),
+        configs: configs.into_iter().map(Arc::new).collect(),
         options: options.clone(),
         log_conns,
         expiry: setup::certificate_expiry(&certs::chains(&args)),
@@ -217,18 +221,15 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     let running = args.clone();
     let reload: supervisor::Reload = Box::new(move || {
         let (next, notes) = reload::reread(&running)?;
-        let (config, warnings) = single_config(&next)?;
+        let (configs, warnings) = certs::build(&next)?;
         // The backend's name is resolved again (and by backend-refresh when it changes).
         let mut options = options.clone();
-        options.backends = setup::backends(&next)?
-            .into_iter()
-            .map(Into::into)
-            .collect();
+        options.backends = setup::backends(&next)?;
         for warning in notes.iter().chain(&warnings) {
             log::warning(warning);
         }
         Ok(worker::WorkerSetup {
-            config: Arc::new(config),
+            configs: configs.into_iter().map(Arc::new).collect(),
             options: options.clone(),
             log_conns,
             expiry: setup::certificate_expiry(&certs::chains(&next)),
@@ -258,7 +259,9 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     );
     if let Some(every) = args.backend_refresh {
         let watch =
-            refresh::BackendWatch::new(args.backend.clone(), backends.clone(), |b| b.resolve());
+            refresh::BackendWatch::new(args.backend.clone(), args.backend.resolve()?, |b| {
+                b.resolve()
+            });
         supervisor.refresh_backend(every, watch);
     }
     let backend_list = backends
@@ -291,23 +294,6 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         detached.ready()?;
     }
     Ok(supervisor.run())
-}
-
-/// The one configuration every worker serves. Frontends with different certificates or TLS
-/// settings are refused until the workers can serve one configuration per frontend.
-fn single_config(args: &Args) -> Result<(stud_core::Config, Vec<String>), String> {
-    let (mut configs, warnings) = certs::build(args)?;
-    let first = &args.frontends[0];
-    if let Some(other) = args.frontends.iter().find(|f| {
-        (&f.certs, f.global_certs, &f.tls) != (&first.certs, first.global_certs, &first.tls)
-    }) {
-        return Err(format!(
-            "frontends {} and {} differ in certificates or TLS settings, which is not supported yet",
-            first.endpoint, other.endpoint
-        ));
-    }
-    let config = configs.swap_remove(0);
-    Ok((config, warnings))
 }
 
 /// Two spellings of one address (`127.1` and `127.0.0.1`) would both bind with `--reuseport`,

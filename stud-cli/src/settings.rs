@@ -697,7 +697,13 @@ impl Settings {
                 port: 8000,
             }));
         let backend_refresh = self.secs("backend-refresh", "backend refresh interval")?;
-        let backend_refresh = backend_refresh.filter(|s| *s > 0).map(Duration::from_secs);
+        let mut backend_refresh = backend_refresh.filter(|s| *s > 0).map(Duration::from_secs);
+        if backend_refresh.is_some() && matches!(backend, Backend::Unix(_)) {
+            self.warnings.push(format!(
+                "backend-refresh: backend {backend} is a UNIX socket, with no name to resolve; ignored"
+            ));
+            backend_refresh = None;
+        }
         let workers = self.get("workers", parse_workers)?.unwrap_or(1);
         let backlog = self
             .get("backlog", |s| match s.parse::<i32>() {

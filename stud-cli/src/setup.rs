@@ -8,9 +8,9 @@
 //! which hold the configuration in memory already, chroot and become `-u`/`-g`.
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use stud_core::driver::BackendAddr;
 
 use sha2::{Digest, Sha256};
 
@@ -103,9 +103,9 @@ pub(crate) fn self_signed() -> Result<(String, String, String), String> {
     ))
 }
 
-/// Every backend address, resolved once at start; the driver tries them in order.
-pub(crate) fn backends(args: &Args) -> Result<Vec<SocketAddr>, String> {
-    args.backend.resolve()
+/// Every backend address, resolved at start and on each reload; the driver uses them in turn.
+pub(crate) fn backends(args: &Args) -> Result<Vec<BackendAddr>, String> {
+    args.backend.addresses()
 }
 
 /// Who a worker becomes right after fork.

@@ -552,9 +552,10 @@ impl Supervisor {
             Ok(sys::Forked::Child) => {
                 let groups = std::mem::take(&mut self.listeners);
                 let slots = self.slots.len();
+                // Still one group per frontend: the worker pairs each with its configuration.
                 let mine = groups
                     .into_iter()
-                    .flat_map(|group| {
+                    .map(|group| {
                         if group.len() == slots && slots > 1 {
                             // --reuseport: keep this slot's socket; dropping the rest closes
                             // our copies.

@@ -5,22 +5,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use stud_tests::net::{echo_backend, s_client};
+use stud_tests::net::{self, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
 use stud_tests::process::Stud;
 use stud_tests::{require_tool, stud_bin, TIMEOUT};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// The subject of the certificate stud serves for `sni`.
-fn served_subject(stud: &Stud, sni: &str) -> String {
-    let out = s_client(stud.addr, &["-servername", sni]);
-    out.lines()
-        .find(|l| l.starts_with("subject="))
-        .unwrap_or_else(|| panic!("no certificate for {sni}: {out}"))
-        .replace(' ', "")
 }
 
 #[test]
@@ -53,16 +44,16 @@ fn a_pem_dir_serves_its_good_files_skips_a_bad_one_and_is_read_again_on_sighup()
         );
     }
     assert!(!out.contains("README"), "{out}");
-    assert!(served_subject(&stud, "localhost").contains("CN=localhost"));
+    assert!(net::served_subject(stud.addr, "localhost").contains("CN=localhost"));
     // Before the reload, other.test gets the default (the first file).
-    assert!(served_subject(&stud, "other.test").contains("CN=localhost"));
+    assert!(net::served_subject(stud.addr, "other.test").contains("CN=localhost"));
 
     pki.write_leaf(&certs.join("40-other.pem"), "other.test");
     stud.signal(libc::SIGHUP);
     stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
         .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
     let deadline = Instant::now() + TIMEOUT;
-    while !served_subject(&stud, "other.test").contains("CN=other.test") {
+    while !net::served_subject(stud.addr, "other.test").contains("CN=other.test") {
         assert!(
             Instant::now() < deadline,
             "the new file was never served after SIGHUP: {}",
@@ -70,7 +61,7 @@ fn a_pem_dir_serves_its_good_files_skips_a_bad_one_and_is_read_again_on_sighup()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(served_subject(&stud, "localhost").contains("CN=localhost"));
+    assert!(net::served_subject(stud.addr, "localhost").contains("CN=localhost"));
 }
 
 #[test]
@@ -112,7 +103,7 @@ fn sighup_reads_the_configuration_file_again() {
     };
     let conf = work.write("hitch.conf", config(&pki.site_pem, 1));
     let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
-    assert!(served_subject(&stud, "other.test").contains("CN=localhost"));
+    assert!(net::served_subject(stud.addr, "other.test").contains("CN=localhost"));
 
     // The operator edits the file: another certificate, and a worker count only a restart
     // can apply.
@@ -128,7 +119,7 @@ fn sighup_reads_the_configuration_file_again() {
         stud.output()
     );
     let deadline = Instant::now() + TIMEOUT;
-    while !served_subject(&stud, "other.test").contains("CN=other.test") {
+    while !net::served_subject(stud.addr, "other.test").contains("CN=other.test") {
         assert!(
             Instant::now() < deadline,
             "the edited file was never served after SIGHUP: {}",
@@ -145,5 +136,5 @@ fn sighup_reads_the_configuration_file_again() {
         TIMEOUT,
     )
     .unwrap_or_else(|| panic!("the bad file was not reported: {}", stud.output()));
-    assert!(served_subject(&stud, "other.test").contains("CN=other.test"));
+    assert!(net::served_subject(stud.addr, "other.test").contains("CN=other.test"));
 }
