@@ -457,7 +457,7 @@ Socket:
                                 when its addresses changed; 0 = never [default: 0]
       --recv-bufsize=BYTES      SO_RCVBUF of every client socket [default: the kernel's]
       --send-bufsize=BYTES      SO_SNDBUF of every client socket [default: the kernel's]
-      --enable-tcp-fastopen     refused: TCP Fast Open is not supported yet
+      --enable-tcp-fastopen     accept TCP Fast Open on the listening sockets [default: off]
       --reuseport               one SO_REUSEPORT listening socket per worker
       --ssl-handshake-timeout=SECS    [default: 30]
       --backend-connect-timeout=SECS  [default: 30]

@@ -1,7 +1,8 @@
 //! The `stud` daemon: stud's command line over the `stud-core` engine and its reference driver.
 //!
-//! The parent process parses the flags, loads the certificate once, binds the frontends and forks
-//! the workers ([`supervisor`]), keeping its privileges so it can reload; each worker drops
+//! The parent process fills the configuration model from the flags and the `--config` file
+//! ([`args`], [`settings`]), builds each frontend's TLS configuration ([`certs`]), binds the
+//! frontends and forks the workers ([`supervisor`]), keeping its privileges so it can reload; each worker drops
 //! privileges (`-r`/`-u`/`-g`) right after fork and runs one driver event loop ([`worker`]). All
 //! libc calls live in [`sys`].
 //!

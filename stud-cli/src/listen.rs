@@ -1,6 +1,7 @@
 //! Binding the frontend: one listening socket shared by every worker (stud's model), or one
 //! `SO_REUSEPORT` socket per worker so the kernel spreads connections evenly, with the buffer
-//! sizes asked for (`recv-bufsize`, `send-bufsize`; accepted sockets inherit them).
+//! sizes asked for (`recv-bufsize`, `send-bufsize`; accepted sockets inherit them) and TCP Fast
+//! Open (`tcp-fastopen`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -35,6 +36,9 @@ fn bind_one(
         socket.set_send_buffer_size(bytes)?;
     }
     socket.bind(&addr.into())?;
+    if let Some(queue) = options.fastopen {
+        crate::sys::set_tcp_fastopen(&socket, queue)?;
+    }
     socket.listen(backlog)?;
     Ok(socket.into())
 }
@@ -152,5 +156,18 @@ mod tests {
             .recv_buffer_size()
             .expect("SO_RCVBUF");
         assert_ne!(recv, default, "the size asked for made no difference");
+    }
+
+    #[test]
+    fn tcp_fastopen_is_set_on_the_listener_when_asked() {
+        let ep = parse_endpoint("127.0.0.1,0").expect("endpoint");
+        let options = SocketOptions {
+            fastopen: Some(256),
+            ..SocketOptions::default()
+        };
+        let on = bind(&ep, 10, 1, false, &options).expect("bind");
+        assert_eq!(crate::sys::tcp_fastopen(&on[0]).expect("TCP_FASTOPEN"), 256);
+        let off = bind(&ep, 10, 1, false, &SocketOptions::default()).expect("bind");
+        assert_eq!(crate::sys::tcp_fastopen(&off[0]).expect("TCP_FASTOPEN"), 0);
     }
 }

@@ -797,12 +797,6 @@ impl Settings {
             recv_bufsize: self.get("recv-bufsize", |s| parse_size("recv-bufsize", s))?,
             send_bufsize: self.get("send-bufsize", |s| parse_size("send-bufsize", s))?,
         };
-        if sockets.fastopen.is_some() {
-            return Err(self.at(
-                "tcp-fastopen",
-                "TCP Fast Open is not supported yet; use off",
-            ));
-        }
         let self_signed = self.flag("self-signed")?;
 
         // Certificates: the command line's first (the first is the default, as in stud), then

@@ -30,7 +30,7 @@ fn hitch_booleans_and_spellings_are_accepted() {
             "--write-ip=off",
             "--sni-nomatch-abort=on",
             "--prefer-server-ciphers=off",
-            "--enable-tcp-fastopen=off",
+            "--enable-tcp-fastopen=on",
             "--proxy-tlv=on",
             "--workers=2",
             "-L",
@@ -68,7 +68,6 @@ fn options_stud_cannot_honour_are_refused_with_one_line() {
     let pem = s(&pki.site_pem);
     refused(&["--ssl-engine=rdrand", pem], "there is no OpenSSL here");
     refused(&["-e", "rdrand", pem], "there is no OpenSSL here");
-    refused(&["--enable-tcp-fastopen", pem], "TCP Fast Open");
     refused(&["--proxy-tlv=off", pem], "cannot be off");
     refused(&["--proxy-authority=off", pem], "cannot be off");
     refused(&["--quiet=maybe", pem], "expected on or off");
