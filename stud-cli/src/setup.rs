@@ -1,5 +1,5 @@
-//! What the parent does once, before any worker exists: make the paths absolute, load the
-//! certificate into a `Config`, resolve the backend, look up the user and group, detach and write
+//! What the parent does once, before any worker exists: make the paths absolute, make the
+//! session-ticket secret (and a self-signed certificate), resolve the backend, look up the user and group, detach and write
 //! the pidfile; and the privilege drop each worker applies to itself right after fork.
 //!
 //! The parent keeps its privileges and its root directory for its whole life (as hitch's manager
