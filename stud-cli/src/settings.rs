@@ -211,6 +211,37 @@ fn fold_ciphers(ciphers: Option<&str>, ciphersuites: Option<&str>) -> Option<Str
     }
 }
 
+/// `ecdh-curve`'s list (OpenSSL's names, `:`-separated) is checked so that a typo is caught;
+/// the groups stud offers do not change (the key table's warning says which they are).
+fn check_curves(text: &str) -> Result<(), String> {
+    const KNOWN: &[&str] = &[
+        "auto",
+        "X25519",
+        "X448",
+        "prime256v1",
+        "secp256r1",
+        "P-256",
+        "secp384r1",
+        "P-384",
+        "secp521r1",
+        "P-521",
+        "X25519MLKEM768",
+        "SecP256r1MLKEM768",
+        "MLKEM768",
+        "ffdhe2048",
+        "ffdhe3072",
+        "ffdhe4096",
+        "ffdhe6144",
+        "ffdhe8192",
+    ];
+    for name in text.split(':').filter(|n| !n.is_empty()) {
+        if !KNOWN.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+            return Err(format!("ecdh-curve: unknown curve '{name}'"));
+        }
+    }
+    Ok(())
+}
+
 fn parse_size(what: &str, text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if (1..=(1 << 30)).contains(&n) => Ok(n),
@@ -690,6 +721,7 @@ impl Settings {
             sni_strict: self.get("sni-nomatch-abort", parse_bool)?,
         };
         let alpn = self.get("alpn-protos", parse_alpn)?.unwrap_or_default();
+        self.get("ecdh-curve", check_curves)?;
         let backend = self
             .get("backend", parse_backend)?
             .unwrap_or(Backend::Tcp(Endpoint {
@@ -1169,6 +1201,10 @@ frontend = \"[::1]:9443\"
                 "1: ciphersuites: 'ECDHE-RSA",
             ),
             ("config = \"x\"\n", "1: 'config' is a command-line option"),
+            (
+                "ecdh-curve = \"X25519:prime265v1\"\n",
+                "1: ecdh-curve: unknown curve 'prime265v1'",
+            ),
             ("proxy-tlv = off\n", "1: 'proxy-tlv' cannot be off"),
             (
                 "proxy-authority = no\n",
