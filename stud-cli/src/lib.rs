@@ -27,6 +27,7 @@ mod signals;
 mod sink;
 mod supervisor;
 mod sys;
+mod values;
 mod worker;
 
 use std::sync::Arc;
