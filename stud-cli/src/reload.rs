@@ -37,6 +37,7 @@ pub(crate) fn reread(running: &Args) -> Result<(Args, Vec<String>), String> {
         quiet,
         syslog,
         syslog_facility,
+        log_filename,
         log_conns,
         drain_timeout,
         max_conns,
