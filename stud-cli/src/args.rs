@@ -204,6 +204,8 @@ pub(crate) enum Command {
     Help,
     /// Print the version and exit 0.
     Version,
+    /// Print a configuration file with every default and exit 0 (`--default-config`).
+    DefaultConfig,
     /// Run (or, with `-t`, check) the configuration.
     Run(Box<Args>),
 }
@@ -369,7 +371,9 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
 pub(crate) fn parse_again(sources: &Sources) -> Result<Args, String> {
     match parse_in(sources.clone())? {
         Command::Run(args) => Ok(*args),
-        Command::Help | Command::Version => Err("the command line no longer runs stud".into()),
+        Command::Help | Command::Version | Command::DefaultConfig => {
+            Err("the command line no longer runs stud".into())
+        }
     }
 }
 
@@ -381,6 +385,9 @@ fn parse_in(sources: Sources) -> Result<Command, String> {
     }
     if wants("version") {
         return Ok(Command::Version);
+    }
+    if wants("default-config") {
+        return Ok(Command::DefaultConfig);
     }
     let mut settings = Settings::default();
     let mut config_files = scanned.flags.iter().filter(|f| f.key.name == "config");
@@ -402,6 +409,64 @@ fn parse_in(sources: Sources) -> Result<Command, String> {
     Ok(Command::Run(Box::new(args)))
 }
 
+/// What `--default-config` prints: a configuration file that sets every default, in the
+/// syntax `--config` reads (a unit test checks it gives the same model as no file at all).
+pub(crate) const DEFAULT_CONFIG: &str = r#"# stud configuration: every key at its default (stud --default-config).
+# Syntax: hitch.conf(5); docs/migrating.md lists every key.
+
+# Where to listen, one line or block per frontend; a frontend block may name its own
+# pem-file, tls-protos, ciphers, ciphersuites, prefer-server-ciphers, sni-nomatch-abort
+# and match-global-certs.
+frontend = "[*]:8443"
+backend = "[127.0.0.1]:8000"
+backend-refresh = 0
+backlog = 100
+keepalive = 3600
+tcp-fastopen = off
+reuseport = off
+ssl-handshake-timeout = 30
+backend-connect-timeout = 30
+idle-timeout = 0
+drain-timeout = 30
+
+# Certificates: pem-file = "/etc/stud/site.pem" (repeat for several; the last is the
+# default), or pem-file = { cert = "..." private-key = "..." ocsp-resp-file = "..." },
+# and/or pem-dir = "/etc/stud/cert.d" with pem-dir-glob = "*.pem".
+
+# TLS.
+tls-protos = TLSv1.2 TLSv1.3
+prefer-server-ciphers = on
+sni-nomatch-abort = off
+# ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# ciphersuites = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"
+# alpn-protos = "h2, http/1.1"
+# ticket-secret = "/etc/stud/ticket.secret"
+
+# What the backend is told first: at most one of these.
+write-ip = off
+write-proxy-v1 = off
+write-proxy-v2 = off
+proxy-proxy = off
+accept-proxy = off
+
+# Processes.
+workers = 1
+worker-timeout = 30
+daemon = off
+# max-conns = 10000
+# user = "_hitch"
+# group = "_hitch"
+# chroot = "/var/empty"
+# pidfile = "/run/stud.pid"
+
+# Logging.
+quiet = off
+log-conns = off
+syslog = off
+syslog-facility = "daemon"
+# log-filename = "/var/log/stud.log"
+"#;
+
 /// The `--help` text.
 pub(crate) const USAGE: &str = "\
 stud: the Scalable TLS Unwrapping Daemon
@@ -418,6 +483,7 @@ Configuration:
                                 2016 stud's); options given here override it
   -t, --test                    load and check the configuration, then exit (0: good,
                                 1: the error, with FILE:LINE when it is in the file)
+      --default-config          print a configuration file with every default and exit
 
 Encryption:
       --tls                     the default versions (see --tls-protos)
@@ -443,9 +509,14 @@ Encryption:
       --ocsp-dir=DIR            staple DIR/NAME.ocsp for the certificate in a file NAME
                                 (PEM.ocsp beside the PEM is stapled without it)
   -e, --ssl-engine=NAME         refused: there is no OpenSSL engine here
+  -C, --session-cache=N         accepted with a warning: sessions resume by tickets
+  -U, --shared-cache-listen=ADDR, -P, --shared-cache-peer=ADDR, -M, --shared-cache-if=IF
+                                accepted with a warning: no shared cache, use
+                                --ticket-secret on every host
       --self-signed             serve an ephemeral certificate for localhost (testing only)
 
 Socket:
+      --client                  refused: client mode is not supported yet
   -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000] (also [HOST]:PORT, or
                                 /PATH for a UNIX-domain socket)
   -f, --frontend=HOST,PORT      frontend; * means every address; repeat for several

@@ -53,6 +53,10 @@ pub fn main() -> i32 {
             print!("{}", args::USAGE);
             0
         }
+        Ok(Command::DefaultConfig) => {
+            print!("{}", args::DEFAULT_CONFIG);
+            0
+        }
         Ok(Command::Version) => {
             println!("stud {}", env!("CARGO_PKG_VERSION"));
             0

@@ -1130,6 +1130,24 @@ shared-cache-if = \"\"
     }
 
     #[test]
+    fn the_default_config_sets_exactly_the_defaults() {
+        let from_file = with_file(crate::args::DEFAULT_CONFIG, &["x.pem"]).expect("loads");
+        let without = parse(vec!["x.pem".into()]).expect("parses");
+        let Command::Run(without) = without else {
+            panic!("not a run")
+        };
+        // Everything but where it came from is the same.
+        let shown = |a: &Args| {
+            let mut a = a.clone();
+            a.sources = crate::args::Sources::default();
+            a.notices.clear();
+            format!("{a:?}")
+        };
+        assert_eq!(shown(&from_file), shown(&without));
+        assert!(from_file.warnings.is_empty(), "{:?}", from_file.warnings);
+    }
+
+    #[test]
     fn the_log_level_maps_onto_quiet() {
         assert!(with_file("log-level = 1\n", &["x.pem"]).expect("ok").quiet);
         assert!(!with_file("log-level = 2\n", &["x.pem"]).expect("ok").quiet);

@@ -82,6 +82,7 @@ fn options_stud_cannot_honour_are_refused_with_one_line() {
         &["--config=a", "--config=b", pem],
         "--config given more than once",
     );
+    refused(&["--client", pem], "client mode");
 }
 
 #[test]
@@ -181,4 +182,24 @@ fn proxy_proxy_passes_the_balancers_client_on_as_proxy_v2() {
         "the balancer's client: {got:?}"
     );
     assert_eq!(&got[48..50], &4242u16.to_be_bytes(), "its port: {got:?}");
+}
+
+#[test]
+fn the_default_config_printed_loads_back() {
+    let pki = Pki::new();
+    let printed = run(&stud_bin!(), &["--default-config"]);
+    assert_eq!(printed.code, Some(0), "{}", printed.stderr);
+    assert!(
+        printed.stdout.contains("frontend = \"[*]:8443\""),
+        "{}",
+        printed.stdout
+    );
+    let dir = TempDir::new();
+    let conf = dir.write("stud.conf", &printed.stdout);
+    let out = run(
+        &stud_bin!(),
+        &["-t", &format!("--config={}", s(&conf)), s(&pki.site_pem)],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }
