@@ -575,8 +575,9 @@ Special:
                                 with TLVs for ALPN, SNI, TLS version and cipher
       --accept-proxy            every connection starts with a PROXY v1/v2 header from a load
                                 balancer in front; its client address is the one passed on
-      --proxy-proxy             hitch's spelling: --accept-proxy, passing the address on as
-                                PROXY v2
+      --proxy-proxy             --accept-proxy, passing the address on as PROXY v1 (the
+                                original stud's meaning; in a --config file, proxy-proxy
+                                passes it on as v2, as in hitch)
       --proxy-tlv, --proxy-authority
                                 on only: the PROXY v2 TLVs are always sent
       --daemon                  detach and run in the background

@@ -533,11 +533,19 @@ impl Settings {
                 (ClientAddressMode::ProxyV1, accept_proxy)
             }
             "write-proxy-v1" => (ClientAddressMode::ProxyV1, accept_proxy),
-            "proxy-proxy" => {
-                notices.push(
-                    "proxy-proxy: reading a PROXY v1 or v2 header from each client and passing its address on to the backend as PROXY v2".into(),
-                );
+            // The original stud passed its balancer's v1 line on; hitch passes on what came (v1
+            // or v2) and documented proxy-proxy as write-proxy-v2. The address is re-encoded.
+            "proxy-proxy" if raw.origin.is_file() => {
+                notices.push(format!(
+                    "proxy-proxy in a configuration file, as in hitch: reading a PROXY v1 or v2 header from each client and passing its address on to the backend as PROXY v2 ({explicit}, with accept-proxy)"
+                ));
                 (ClientAddressMode::ProxyV2, true)
+            }
+            "proxy-proxy" => {
+                notices.push(format!(
+                    "--proxy-proxy on the command line, as in the original stud: reading a PROXY v1 or v2 header from each client and passing its address on to the backend as PROXY v1 ({explicit}, with --accept-proxy)"
+                ));
+                (ClientAddressMode::ProxyV1, true)
             }
             _ => (ClientAddressMode::ProxyV2, accept_proxy),
         })
@@ -902,6 +910,9 @@ mod tests {
     #[test]
     fn proxy_proxy_accepts_a_header_and_passes_the_address_on() {
         let a = with_file("", &["--proxy-proxy", "x.pem"]).expect("ok");
+        assert!(a.accept_proxy);
+        assert_eq!(a.client_address, ClientAddressMode::ProxyV1);
+        let a = with_file("proxy-proxy = on\n", &["x.pem"]).expect("ok");
         assert!(a.accept_proxy);
         assert_eq!(a.client_address, ClientAddressMode::ProxyV2);
         let a = with_file("proxy-proxy = off\n", &["x.pem"]).expect("ok");

@@ -1,11 +1,11 @@
 //! hitch's command line beside the original stud's: `=on|off` booleans, `-f '[HOST]:PORT+CERT'`,
-//! `--proxy-proxy`, `write-proxy` meaning v1 on the command line and v2 in a file, and one clear
-//! line for every option stud refuses.
+//! `write-proxy` and `proxy-proxy` meaning PROXY v1 on the command line (the original stud's)
+//! and v2 in a file (hitch's), and one clear line for every option stud refuses.
 
 use std::io::Write as _;
 use std::path::Path;
 
-use stud_tests::net::{self, capture_backend, connect, echo_backend};
+use stud_tests::net::{self, capture_backend, capture_backend_until, connect, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
 use stud_tests::process::{run, Stud};
 use stud_tests::{stud_bin, TIMEOUT};
@@ -153,12 +153,12 @@ fn write_proxy_is_v1_on_the_command_line_and_v2_in_a_file() {
     assert_eq!(&got[..12], V2, "{got:?}");
 }
 
-#[test]
-fn proxy_proxy_passes_the_balancers_client_on_as_proxy_v2() {
-    let pki = Pki::new();
-    let (backend, rx) = capture_backend(16 + 36);
-    let stud = Stud::serve(&stud_bin!(), &pki.site_pem, backend, &["--proxy-proxy"]);
-    let mut sock = std::net::TcpStream::connect(stud.addr).expect("connect");
+/// Sends a balancer's PROXY v1 line then a TLS client's `x` to `addr`.
+fn through_a_balancer(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let mut sock = std::net::TcpStream::connect(addr).expect("connect");
     sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     sock.write_all(b"PROXY TCP6 2001:db8::7 2001:db8::1 4242 443\r\n")
         .expect("PROXY line");
@@ -172,6 +172,42 @@ fn proxy_proxy_passes_the_balancers_client_on_as_proxy_v2() {
             .expect("handshake after the PROXY line");
     }
     tls.write_all(b"x").expect("write");
+    tls
+}
+
+#[test]
+fn proxy_proxy_passes_the_balancers_client_on_as_v1_from_the_command_line_and_v2_from_a_file() {
+    let pki = Pki::new();
+    // Enough for a v1 line and the client's byte, or a v2 header for IPv6 without TLVs.
+    let (backend, rx) = capture_backend_until(|got: &[u8]| {
+        let v1 = got.starts_with(b"PROXY ")
+            && got
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .is_some_and(|i| got.len() > i + 2);
+        v1 || got.len() >= 16 + 36
+    });
+    let cli = Stud::serve(&stud_bin!(), &pki.site_pem, backend, &["--proxy-proxy"]);
+    let _tls = through_a_balancer(cli.addr, &pki);
+    let got = rx.recv_timeout(TIMEOUT).expect("backend got bytes");
+    assert!(
+        got.starts_with(b"PROXY TCP6 2001:db8::7 2001:db8::1 4242 443\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "hitch.conf",
+        format!(
+            "frontend = \"[127.0.0.1]:0\"\nbackend = \"[127.0.0.1]:{}\"\nproxy-proxy = on\n\
+             pem-file = \"{}\"\n",
+            backend.port(),
+            s(&pki.site_pem)
+        ),
+    );
+    let file = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    let _tls = through_a_balancer(file.addr, &pki);
     let got = rx.recv_timeout(TIMEOUT).expect("backend got bytes");
     assert_eq!(&got[..12], V2, "{got:?}");
     assert_eq!(got[13], 0x21, "TCP over IPv6: {got:?}");
