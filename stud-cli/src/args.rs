@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use stud_core::driver::BackendAddr;
-use stud_core::{ClientAddressMode, TlsVersion};
+use stud_core::{ClientAddressMode, ClientVerifyMode, TlsVersion};
 
 use crate::keys::{self, Key};
 use crate::settings::Settings;
@@ -41,6 +41,13 @@ pub(crate) struct Args {
     pub(crate) accept_proxy: bool,
     /// ALPN protocols to agree on, most preferred first (`--alpn-protos`); empty: no ALPN.
     pub(crate) alpn: Vec<Vec<u8>>,
+    /// A certificate revocation list for client certificates (`crl`).
+    pub(crate) crl: Option<PathBuf>,
+    /// The most intermediate CAs a client certificate's chain may have (`client-verify-depth`).
+    pub(crate) client_verify_depth: Option<usize>,
+    /// Send the client's certificate to the backend in the PROXY v2 header
+    /// (`proxy-client-cert`).
+    pub(crate) proxy_client_cert: bool,
     pub(crate) backlog: i32,
     pub(crate) keepalive: Option<Duration>,
     /// Socket options of the listening sockets (and so of every accepted one).
@@ -115,6 +122,10 @@ pub(crate) struct TlsPolicy {
     pub(crate) prefer_server_ciphers: bool,
     /// Refuse server names no certificate covers (`sni-nomatch-abort`).
     pub(crate) sni_strict: bool,
+    /// Whether clients are asked for a certificate (`client-verify`).
+    pub(crate) client_verify: ClientVerifyMode,
+    /// The CAs client certificates must chain to (`client-verify-ca`).
+    pub(crate) client_verify_ca: Option<PathBuf>,
 }
 
 /// One certificate: a PEM file with the chain (and the key, unless `key` names another file),
@@ -508,6 +519,13 @@ Encryption:
       --pem-dir-glob=GLOB       only the files of --pem-dir matching GLOB, e.g. '*.pem'
       --ocsp-dir=DIR            staple DIR/NAME.ocsp for the certificate in a file NAME
                                 (PEM.ocsp beside the PEM is stapled without it)
+      --client-verify=MODE      ask clients for a certificate: none, optional or required
+                                [default: none]
+      --client-verify-ca=FILE   the CA certificates client certificates must chain to
+      --client-verify-depth=N   at most N intermediate CAs in a client's chain
+      --crl=FILE                a revocation list (PEM or DER) for client certificates
+      --proxy-client-cert       send the client's certificate in the PROXY v2 header
+                                (DER in sub-TLV 0x28, PEM in TLV 0xE0, as hitch)
   -e, --ssl-engine=NAME         refused: there is no OpenSSL engine here
   -C, --session-cache=N         accepted with a warning: sessions resume by tickets
   -U, --shared-cache-listen=ADDR, -P, --shared-cache-peer=ADDR, -M, --shared-cache-if=IF

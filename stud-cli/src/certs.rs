@@ -100,6 +100,18 @@ fn build_one(
         .handshake_timeout(args.handshake_timeout)
         .backend_connect_timeout(args.backend_connect_timeout)
         .idle_timeout(args.idle_timeout);
+    builder = builder
+        .client_verify(tls.client_verify)
+        .proxy_client_cert(args.proxy_client_cert);
+    if let Some(ca) = &tls.client_verify_ca {
+        builder = builder.client_verify_ca_file(ca);
+    }
+    if let Some(crl) = &args.crl {
+        builder = builder.crl_file(crl);
+    }
+    if let Some(depth) = args.client_verify_depth {
+        builder = builder.client_verify_depth(depth);
+    }
     if let Some(list) = &tls.ciphers {
         builder = builder.ciphers(list.clone());
     }

@@ -79,7 +79,6 @@ use Kind::{Bool, Repeated, Text, Words};
 use Scope::{CommandLine, Frontend, Global, GlobalOrFrontend, PemBlock};
 use Support::{AlwaysOn, Differs, Refused, Yes};
 
-const NO_CLIENT_CERTS: &str = "client certificates are not supported yet";
 const NO_OCSP_FETCH: &str =
     "stud does not fetch OCSP responses; it staples the files it is given, re-read on SIGHUP";
 const TICKETS: &str = "there is no shared session cache: sessions resume by tickets on every \
@@ -164,9 +163,11 @@ pub(crate) const KEYS: &[Key] = &[
         Text,
         Refused("there is no OpenSSL here, so no OpenSSL engine to load"),
     ),
-    key("client-verify", &[], GlobalOrFrontend, Text, Refused(NO_CLIENT_CERTS)),
-    key("client-verify-ca", &[], GlobalOrFrontend, Text, Refused(NO_CLIENT_CERTS)),
-    key("proxy-client-cert", &[], Global, Bool, Refused(NO_CLIENT_CERTS)),
+    key("client-verify", &["--client-verify"], GlobalOrFrontend, Text, Yes),
+    key("client-verify-ca", &["--client-verify-ca"], GlobalOrFrontend, Text, Yes),
+    key("client-verify-depth", &["--client-verify-depth"], Global, Text, Yes),
+    key("crl", &["--crl"], Global, Text, Yes),
+    key("proxy-client-cert", &["--proxy-client-cert"], Global, Bool, Yes),
     // What the backend is told.
     key("write-ip", &["--write-ip"], Global, Bool, Yes),
     key("write-proxy", &["--write-proxy"], Global, Bool, Yes),

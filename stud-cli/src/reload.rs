@@ -77,6 +77,9 @@ pub(crate) fn reread(running: &Args) -> Result<(Args, Vec<String>), String> {
     next.pem_dir = fresh.pem_dir;
     next.ocsp_dir = fresh.ocsp_dir;
     next.alpn = fresh.alpn;
+    next.crl = fresh.crl;
+    next.client_verify_depth = fresh.client_verify_depth;
+    next.proxy_client_cert = fresh.proxy_client_cert;
     next.client_address = fresh.client_address;
     next.accept_proxy = fresh.accept_proxy;
     next.handshake_timeout = fresh.handshake_timeout;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stud_core::{ClientAddressMode, TlsVersion};
+use stud_core::{ClientAddressMode, ClientVerifyMode, TlsVersion};
 
 use crate::args::{
     parse_endpoint, Args, Backend, Cert, Endpoint, Flag, Frontend, PemDir, SocketOptions, TlsPolicy,
@@ -20,7 +20,7 @@ use crate::config_file::{self, Entry, Value};
 use crate::keys::{self, Key, Kind, Scope, Support};
 use crate::values::{
     check_curves, fold_ciphers, is_off, parse_alpn, parse_backend, parse_bool, parse_ciphersuites,
-    parse_secs, parse_size, parse_versions, parse_workers,
+    parse_client_verify, parse_secs, parse_size, parse_versions, parse_workers,
 };
 
 /// Where a value came from, for messages.
@@ -80,6 +80,33 @@ struct PolicySpec {
     ciphersuites: Option<String>,
     prefer_server_ciphers: Option<bool>,
     sni_strict: Option<bool>,
+    client_verify: Option<ClientVerifyMode>,
+    client_verify_ca: Option<PathBuf>,
+}
+
+/// A frontend's policy: what its block sets, else the global setting, else the default.
+fn policy(p: &PolicySpec, g: &PolicySpec) -> TlsPolicy {
+    TlsPolicy {
+        versions: p
+            .versions
+            .clone()
+            .or_else(|| g.versions.clone())
+            .unwrap_or_else(|| vec![TlsVersion::Tls12, TlsVersion::Tls13]),
+        ciphers: fold_ciphers(
+            p.ciphers.as_deref().or(g.ciphers.as_deref()),
+            p.ciphersuites.as_deref().or(g.ciphersuites.as_deref()),
+        ),
+        prefer_server_ciphers: p
+            .prefer_server_ciphers
+            .or(g.prefer_server_ciphers)
+            .unwrap_or(true),
+        sni_strict: p.sni_strict.or(g.sni_strict).unwrap_or(false),
+        client_verify: p.client_verify.or(g.client_verify).unwrap_or_default(),
+        client_verify_ca: p
+            .client_verify_ca
+            .clone()
+            .or_else(|| g.client_verify_ca.clone()),
+    }
 }
 
 /// A frontend as written.
@@ -344,6 +371,10 @@ impl Settings {
                     }
                     "match-global-certs" => spec.match_global_certs = parse_bool(&text)?,
                     "sni-nomatch-abort" => spec.policy.sni_strict = Some(parse_bool(&text)?),
+                    "client-verify" => {
+                        spec.policy.client_verify = Some(parse_client_verify(&text)?)
+                    }
+                    "client-verify-ca" => spec.policy.client_verify_ca = Some(PathBuf::from(&text)),
                     "prefer-server-ciphers" => {
                         spec.policy.prefer_server_ciphers = Some(parse_bool(&text)?)
                     }
@@ -360,7 +391,6 @@ impl Settings {
                     }
                     "ciphers" => spec.policy.ciphers = Some(text.clone()),
                     "ciphersuites" => spec.policy.ciphersuites = Some(parse_ciphersuites(&text)?),
-                    // client-verify and client-verify-ca: refused above unless off.
                     _ => {}
                 }
                 Ok(())
@@ -564,8 +594,20 @@ impl Settings {
             ciphersuites: self.get("ciphersuites", parse_ciphersuites)?,
             prefer_server_ciphers: self.get("prefer-server-ciphers", parse_bool)?,
             sni_strict: self.get("sni-nomatch-abort", parse_bool)?,
+            client_verify: self.get("client-verify", parse_client_verify)?,
+            client_verify_ca: self.get("client-verify-ca", |s| Ok(PathBuf::from(s)))?,
         };
         let alpn = self.get("alpn-protos", parse_alpn)?.unwrap_or_default();
+        let crl = self.get("crl", |s| Ok(PathBuf::from(s)))?;
+        let client_verify_depth = self.get("client-verify-depth", |s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| *n <= 100)
+                .ok_or_else(|| {
+                    format!("invalid client-verify-depth '{s}': expected a number from 0 to 100")
+                })
+        })?;
+        let proxy_client_cert = self.flag("proxy-client-cert")?;
         self.get("ecdh-curve", check_curves)?;
         let backend = self
             .get("backend", parse_backend)?
@@ -687,10 +729,6 @@ impl Settings {
         for spec in &self.frontends {
             let p = &spec.policy;
             let g = &global;
-            let ciphers = fold_ciphers(
-                p.ciphers.as_deref().or(g.ciphers.as_deref()),
-                p.ciphersuites.as_deref().or(g.ciphersuites.as_deref()),
-            );
             let duplicate = spec.endpoint.port != 0
                 && frontends
                     .iter()
@@ -706,19 +744,7 @@ impl Settings {
                 endpoint: spec.endpoint.clone(),
                 global_certs: spec.certs.is_empty() || spec.match_global_certs,
                 certs: spec.certs.clone(),
-                tls: TlsPolicy {
-                    versions: p
-                        .versions
-                        .clone()
-                        .or_else(|| g.versions.clone())
-                        .unwrap_or_else(|| vec![TlsVersion::Tls12, TlsVersion::Tls13]),
-                    ciphers,
-                    prefer_server_ciphers: p
-                        .prefer_server_ciphers
-                        .or(g.prefer_server_ciphers)
-                        .unwrap_or(true),
-                    sni_strict: p.sni_strict.or(g.sni_strict).unwrap_or(false),
-                },
+                tls: policy(p, g),
             });
         }
         if frontends.is_empty() {
@@ -729,18 +755,7 @@ impl Settings {
                 },
                 certs: Vec::new(),
                 global_certs: true,
-                tls: TlsPolicy {
-                    versions: global
-                        .versions
-                        .clone()
-                        .unwrap_or_else(|| vec![TlsVersion::Tls12, TlsVersion::Tls13]),
-                    ciphers: fold_ciphers(
-                        global.ciphers.as_deref(),
-                        global.ciphersuites.as_deref(),
-                    ),
-                    prefer_server_ciphers: global.prefer_server_ciphers.unwrap_or(true),
-                    sni_strict: global.sni_strict.unwrap_or(false),
-                },
+                tls: policy(&PolicySpec::default(), &global),
             });
         }
         let has_global = !pems.is_empty() || pem_dir.is_some();
@@ -767,6 +782,9 @@ impl Settings {
             client_address,
             accept_proxy,
             alpn,
+            crl,
+            client_verify_depth,
+            proxy_client_cert,
             backlog,
             keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
             sockets,
@@ -1037,8 +1055,12 @@ frontend = \"[::1]:9443\"
                 "1: 'ssl-engine' is not supported: there is no OpenSSL",
             ),
             (
-                "client-verify = required\n",
-                "1: 'client-verify' is not supported: client certificates",
+                "client-verify = sometimes\n",
+                "1: invalid client-verify 'sometimes'",
+            ),
+            (
+                "client-verify-depth = deep\n",
+                "1: invalid client-verify-depth 'deep'",
             ),
             (
                 "tls-protos = TLSv1.1\n",

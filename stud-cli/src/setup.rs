@@ -28,16 +28,25 @@ pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
             .map_err(|e| format!("cannot make {} absolute: {}", path.display(), describe(&e)))?;
         Ok(())
     };
-    let certs = args
-        .pems
-        .iter_mut()
-        .chain(args.frontends.iter_mut().flat_map(|f| f.certs.iter_mut()));
-    let cert_paths = certs.flat_map(|c| {
+    // Each frontend's certificates and the CAs its clients' certificates must chain to.
+    let frontend_paths = args.frontends.iter_mut().flat_map(|f| {
+        f.certs
+            .iter_mut()
+            .flat_map(|c| {
+                std::iter::once(&mut c.chain)
+                    .chain(c.key.as_mut())
+                    .chain(c.ocsp.as_mut())
+            })
+            .chain(f.tls.client_verify_ca.as_mut())
+    });
+    let global_certs = args.pems.iter_mut().flat_map(|c| {
         std::iter::once(&mut c.chain)
             .chain(c.key.as_mut())
             .chain(c.ocsp.as_mut())
     });
-    for path in cert_paths
+    for path in global_certs
+        .chain(frontend_paths)
+        .chain(args.crl.as_mut())
         .chain(args.pem_dir.as_mut().map(|d| &mut d.dir))
         .chain(args.ocsp_dir.as_mut())
         .chain(args.pidfile.as_mut())

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use stud_core::TlsVersion;
+use stud_core::{ClientVerifyMode, TlsVersion};
 
 use crate::args::{parse_endpoint, Backend};
 
@@ -89,6 +89,18 @@ pub(crate) fn parse_alpn(s: &str) -> Result<Vec<Vec<u8>>, String> {
             }
         })
         .collect()
+}
+
+/// `none`, `optional` or `required` (hitch's `client-verify`; hitch also reads `require`).
+pub(crate) fn parse_client_verify(text: &str) -> Result<ClientVerifyMode, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "none" => Ok(ClientVerifyMode::None),
+        "optional" => Ok(ClientVerifyMode::Optional),
+        "required" | "require" => Ok(ClientVerifyMode::Required),
+        _ => Err(format!(
+            "invalid client-verify '{text}': expected none, optional or required"
+        )),
+    }
 }
 
 /// A TLS 1.3 suite list (`TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256`).

@@ -1,5 +1,5 @@
-//! Frontends each with their own certificates and TLS policy, from a configuration file's
-//! `frontend = { … }` blocks, and a UNIX-domain socket backend.
+//! Frontends each with their own certificates and TLS policy (protocols, client certificates),
+//! from a configuration file's `frontend = { … }` blocks, and a UNIX-domain socket backend.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixListener;
@@ -138,4 +138,94 @@ fn a_unix_socket_path_too_long_to_connect_to_is_one_line_at_start() {
         .filter(|l| l.starts_with("stud: error: backend /xxx"))
         .collect();
     assert_eq!(errors.len(), 1, "{}", out.stderr);
+}
+
+/// A client configuration trusting the test CA that presents `pem` (chain and key) when asked.
+fn client_with_certificate(pki: &Pki, pem: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pem)
+        .expect("read the chain")
+        .collect::<Result<_, _>>()
+        .expect("parse the chain");
+    let key = PrivateKeyDer::from_pem_file(pem).expect("read the key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).expect("add the CA");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .expect("client certificate"),
+    )
+}
+
+/// Whether a `ping` through `addr` comes back.
+fn echoes(addr: std::net::SocketAddr, config: &std::sync::Arc<rustls::ClientConfig>) -> bool {
+    let Ok(mut tls) = connect(addr, config) else {
+        return false;
+    };
+    tls.write_all(b"ping").is_ok() && net::read_exact(&mut tls, 4).is_ok_and(|got| got == b"ping")
+}
+
+#[test]
+fn a_frontend_block_may_require_client_certificates_and_another_not() {
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "hitch.conf",
+        format!(
+            "backend = \"[127.0.0.1]:{}\"
+pem-file = \"{}\"
+frontend = \"[127.0.0.1]:0\"
+frontend = {{
+    host = \"127.0.0.1\"
+    port = \"0\"
+    client-verify = required
+    client-verify-ca = \"{}\"
+}}
+",
+            echo_backend().port(),
+            s(&pki.site_pem),
+            s(&pki.ca_pem_file)
+        ),
+    );
+    let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    let (open, guarded) = (stud.addrs[0], stud.addrs[1]);
+    let anonymous = net::client_config(&pki.ca_der);
+    // The test CA signed the site's certificate, so it serves as a client certificate too.
+    let known = client_with_certificate(&pki, &pki.site_pem);
+    assert!(echoes(open, &anonymous), "the open frontend serves anyone");
+    assert!(
+        !echoes(guarded, &anonymous),
+        "a client without a certificate was served"
+    );
+    assert!(
+        echoes(guarded, &known),
+        "a client with a certificate was refused"
+    );
+}
+
+#[test]
+fn client_verify_without_its_ca_is_one_line_at_start() {
+    let pki = Pki::new();
+    let out = run(
+        &stud_bin!(),
+        &["-t", "--client-verify=required", s(&pki.site_pem)],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("client-verify-ca"), "{}", out.stderr);
+    let ok = run(
+        &stud_bin!(),
+        &[
+            "-t",
+            "--client-verify=optional",
+            "--client-verify-ca",
+            s(&pki.ca_pem_file),
+            s(&pki.site_pem),
+        ],
+    );
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
 }
