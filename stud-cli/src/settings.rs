@@ -23,6 +23,9 @@ use crate::values::{
     parse_client_verify, parse_secs, parse_size, parse_versions, parse_workers,
 };
 
+/// The largest configuration file read (a thousand frontends fit in a few hundred KiB).
+const MAX_FILE: u64 = 16 << 20;
+
 /// Where a value came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Origin {
@@ -163,12 +166,26 @@ impl Settings {
     /// Reads a configuration file and records its entries.
     pub(crate) fn read_file(&mut self, path: &Path) -> Result<(), String> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             format!(
                 "cannot read configuration file {shown}: {}",
                 crate::listen::describe(&e)
             )
-        })?;
+        };
+        // Bounded, so `--config=/dev/zero` is an error rather than a process eating memory; a
+        // pipe (`--config=<(generate)`) still works.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE + 1), &mut bytes)
+            })
+            .map_err(cannot)?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(format!(
+                "configuration file {shown} is larger than {} MiB: not a configuration file",
+                MAX_FILE >> 20
+            ));
+        }
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()
@@ -1195,6 +1212,12 @@ shared-cache-if = \"\"
                 .quiet
         );
         assert!(file_error("log-level = 3\n").contains("invalid log level '3'"));
+    }
+
+    #[test]
+    fn an_endless_file_is_refused_not_read_forever() {
+        let err = parse(vec!["--config=/dev/zero".into(), "x.pem".into()]).expect_err("zeros");
+        assert!(err.contains("larger than 16 MiB"), "{err}");
     }
 
     #[test]
