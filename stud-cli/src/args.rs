@@ -373,8 +373,9 @@ fn scan(raw: Vec<OsString>) -> Result<Scanned, String> {
 /// Parses the arguments after the program name: the defaults, then the `--config` file if one
 /// is named, then the rest of the command line, which overrides the file.
 pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
-    let base =
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    // In a directory that was removed there is no base: relative paths then fail later, each
+    // with its own message, and --help still works.
+    let base = std::env::current_dir().unwrap_or_default();
     parse_in(Sources { raw, base })
 }
 
