@@ -204,7 +204,7 @@ impl Settings {
     }
 
     /// The key an entry names, checked for where it stands and whether stud supports it.
-    fn lookup(&mut self, entry: &Entry, here: Scope) -> Result<&'static Key, String> {
+    fn lookup(&self, entry: &Entry, here: Scope) -> Result<&'static Key, String> {
         let key = keys::by_name(&entry.key).ok_or_else(|| {
             if keys::KEYS.iter().any(|k| k.name == entry.key) {
                 format!("'{}' is a command-line option, not a key", entry.key)
