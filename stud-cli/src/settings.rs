@@ -186,8 +186,13 @@ impl Settings {
                 MAX_FILE >> 20
             ));
         }
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+        self.read_bytes(&bytes, &shown)
+    }
+
+    /// Records a configuration file's contents; `shown` names it in messages.
+    fn read_bytes(&mut self, bytes: &[u8], shown: &str) -> Result<(), String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()]
                 .iter()
                 .filter(|b| **b == b'\n')
                 .count()
@@ -195,9 +200,9 @@ impl Settings {
             format!("{shown}:{line}: not UTF-8 text")
         })?;
         let entries =
-            config_file::parse(&text).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))?;
+            config_file::parse(text).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))?;
         for entry in &entries {
-            self.apply_entry(entry, &shown)
+            self.apply_entry(entry, shown)
                 .map_err(|(line, e)| format!("{shown}:{line}: {e}"))?;
         }
         Ok(())
@@ -659,10 +664,14 @@ impl Settings {
             ("backend-connect-timeout", backend_connect_timeout),
         ] {
             if secs == 0 {
-                let shown = self.raw(name).map_or(name.to_string(), |r| {
-                    format!("{}{}", r.origin.prefix(), r.name(name))
-                });
-                return Err(format!("invalid {shown} '0': must be at least 1 second"));
+                let (prefix, shown) = self
+                    .raw(name)
+                    .map_or((String::new(), name.to_string()), |r| {
+                        (r.origin.prefix(), r.name(name))
+                    });
+                return Err(format!(
+                    "{prefix}invalid {shown} '0': must be at least 1 second"
+                ));
             }
         }
         let idle_timeout = self.secs("idle-timeout", "idle timeout")?.unwrap_or(0);
@@ -1212,6 +1221,60 @@ shared-cache-if = \"\"
                 .quiet
         );
         assert!(file_error("log-level = 3\n").contains("invalid log level '3'"));
+    }
+
+    /// Thousands of mangled variants of real files (bytes dropped, doubled, replaced, lines
+    /// swapped): each gives a model or a one-line error naming the file, never a panic.
+    #[test]
+    fn mangled_files_give_a_model_or_one_line_never_a_panic() {
+        let seeds = [
+            crate::args::DEFAULT_CONFIG,
+            include_str!("../../tests/tests/config/hitch.conf.example"),
+            "frontend = {\n host = \"*\"\n port = \"443\"\n pem-file = { cert = \"a\" private-key = \"b\" }\n              tls-protos = TLSv1.2 TLSv1.3\n}\npem-file = \"x.pem\"\nwrite-proxy = on\n",
+        ];
+        let specials = b"={}\"#\n\\ *:[]+,;\0\xff";
+        let mut state: u64 = 0x5eed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        for round in 0..5000 {
+            let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + next() % 4 {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = next() % bytes.len();
+                match next() % 4 {
+                    0 => {
+                        bytes.remove(at);
+                    }
+                    1 => bytes.insert(at, specials[next() % specials.len()]),
+                    2 => bytes[at] = specials[next() % specials.len()],
+                    _ => {
+                        let copy = bytes[at..]
+                            .iter()
+                            .take(next() % 40)
+                            .copied()
+                            .collect::<Vec<_>>();
+                        bytes.splice(at..at, copy);
+                    }
+                }
+            }
+            let mut settings = Settings::default();
+            let result = settings
+                .read_bytes(&bytes, "mangled.conf")
+                .and_then(|()| settings.finish());
+            if let Err(e) = result {
+                assert!(!e.is_empty() && !e.contains('\n'), "{e:?}");
+                assert!(
+                    e.starts_with("mangled.conf:") || !e.contains(".conf"),
+                    "{e:?}"
+                );
+            }
+        }
     }
 
     #[test]
