@@ -3,8 +3,9 @@
 //! lays the command line over the file over the defaults and checks the result into one
 //! [`Args`].
 //!
-//! A key set twice in one source is an error (which one was meant is a guess we decline to
-//! make); the command line replaces a key the file set. Frontends and certificates add up:
+//! An option given twice on the command line is an error (which one was meant is a guess we
+//! decline to make); a key set twice in a file keeps the later value, as hitch does, with a
+//! warning naming both lines; the command line replaces a key the file set. Frontends and certificates add up:
 //! the file's, then the command line's. A mistake in the file is reported as `FILE:LINE: why`.
 
 use std::collections::BTreeMap;
@@ -297,7 +298,7 @@ impl Settings {
                 return Ok(());
             }
             ("pem-file", Value::Block(inner)) => {
-                let mut cert = self.pem_block(inner, entry.line)?;
+                let mut cert = self.pem_block(inner, entry.line, path)?;
                 cert.origin = Some(format!("{path}:{}", entry.line));
                 self.file_pems.push(cert);
                 return Ok(());
@@ -320,13 +321,12 @@ impl Settings {
         if text.is_empty() {
             return Ok(());
         }
-        if let Some(earlier) = self.from_file.get(key.name) {
-            if let Origin::File { line, .. } = earlier.origin {
-                return Err(here(format!(
-                    "'{}' is already set on line {line}",
-                    key.name
-                )));
-            }
+        // hitch keeps the later value, and files that say a key twice exist: so do we, aloud.
+        if let Some(Origin::File { line, .. }) = self.from_file.get(key.name).map(|r| &r.origin) {
+            self.warnings.push(format!(
+                "{path}:{}: '{}' is set again (first on line {line}); the later value is used",
+                entry.line, key.name
+            ));
         }
         self.from_file.insert(key.name, Raw { words, origin });
         Ok(())
@@ -352,13 +352,13 @@ impl Settings {
             policy: PolicySpec::default(),
             origin,
         };
-        let mut seen: Vec<&'static str> = Vec::new();
+        let mut seen: Vec<(&'static str, usize)> = Vec::new();
         for e in inner {
             let key = self.lookup(e, Scope::Frontend).map_err(|m| at(e, m))?;
             if key.name == "pem-file" {
                 match &e.value {
                     Value::Block(b) => {
-                        let mut cert = self.pem_block(b, e.line)?;
+                        let mut cert = self.pem_block(b, e.line, path)?;
                         cert.origin = Some(format!("{path}:{}", e.line));
                         spec.certs.push(cert);
                     }
@@ -373,10 +373,13 @@ impl Settings {
                 }
                 continue;
             }
-            if seen.contains(&key.name) {
-                return Err(at(e, format!("'{}' is set twice in this block", key.name)));
+            if let Some((_, first)) = seen.iter().find(|(name, _)| *name == key.name) {
+                self.warnings.push(format!(
+                    "{path}:{}: '{}' is set again in this block (first on line {first}); the later value is used",
+                    e.line, key.name
+                ));
             }
-            seen.push(key.name);
+            seen.push((key.name, e.line));
             let text = Self::words(e).join(" ");
             self.check_support(key, key.name, &text)
                 .map_err(|m| at(e, m))?;
@@ -426,7 +429,12 @@ impl Settings {
         Ok(spec)
     }
 
-    fn pem_block(&mut self, inner: &[Entry], line: usize) -> Result<Cert, (usize, String)> {
+    fn pem_block(
+        &mut self,
+        inner: &[Entry],
+        line: usize,
+        path: &str,
+    ) -> Result<Cert, (usize, String)> {
         let mut cert: Option<PathBuf> = None;
         let mut key: Option<PathBuf> = None;
         let mut ocsp: Option<PathBuf> = None;
@@ -442,7 +450,10 @@ impl Settings {
                 _ => continue,
             };
             if slot.is_some() {
-                return Err((e.line, format!("'{}' is set twice in this block", k.name)));
+                self.warnings.push(format!(
+                    "{path}:{}: '{}' is set again in this block; the later value is used",
+                    e.line, k.name
+                ));
             }
             if !text.is_empty() {
                 *slot = Some(PathBuf::from(&text));
@@ -1043,10 +1054,6 @@ frontend = \"[::1]:9443\"
                 "2: unknown key 'frobnicate'",
             ),
             (
-                "workers = 2\n\nworkers = 3\n",
-                "3: 'workers' is already set on line 1",
-            ),
-            (
                 "backend = \"[127.0.0.1]:8000\"\nworkers = many\n",
                 "2: invalid worker count 'many'",
             ),
@@ -1170,6 +1177,21 @@ shared-cache-if = \"\"
         assert!(a.user.is_none() && a.chroot.is_none());
         assert!(!a.frontends[0].tls.prefer_server_ciphers);
         assert_eq!(a.client_address, ClientAddressMode::None);
+    }
+
+    #[test]
+    fn a_key_set_twice_in_a_file_keeps_the_later_value_with_a_warning() {
+        let a = with_file("workers = 2\n\nworkers = 3\n", &["x.pem"]).expect("hitch accepts it");
+        assert_eq!(a.workers, 3);
+        assert!(
+            a.warnings.iter().any(|w| w.ends_with(
+                ".conf:3: 'workers' is set again (first on line 1); the later value is used"
+            )),
+            "{:?}",
+            a.warnings
+        );
+        let err = with_file("", &["-n", "2", "--workers=3", "x.pem"]).expect_err("twice");
+        assert!(err.contains("given more than once"), "{err}");
     }
 
     #[test]

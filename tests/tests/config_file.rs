@@ -356,10 +356,17 @@ fn bad_files_name_the_line_and_hitch_refuses_them_too() {
     }
     let good = dir.write(
         "good.conf",
-        format!("{head}frontend = \"[127.0.0.1]:8443\"\nworkers = 2\n"),
+        format!("{head}frontend = \"[127.0.0.1]:8443\"\nworkers = 2\nworkers = 3\n"),
     );
     let out = run(&stud_bin!(), &["-t", &format!("--config={}", s(&good))]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // A key said twice: hitch keeps the later value, and so does stud, saying so.
+    assert!(
+        out.stderr
+            .contains("good.conf:5: 'workers' is set again (first on line 4)"),
+        "{}",
+        out.stderr
+    );
     if let Some(code) = hitch_test(&good) {
         assert_eq!(code, 0, "hitch --test refused the good file");
     }
