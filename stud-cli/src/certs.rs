@@ -59,16 +59,23 @@ pub(crate) fn build(args: &Args) -> Result<(Vec<Config>, Vec<String>), String> {
     Ok((configs, warnings))
 }
 
-/// The certificate chain file of every certificate the model names (global and per frontend).
+/// The certificate chain file of every certificate the model names (global, per frontend and
+/// in `pem-dir`), for the metrics of their expiry.
 pub(crate) fn chains(args: &Args) -> Vec<PathBuf> {
-    let every = args
+    let named = args
         .pems
         .iter()
-        .chain(args.frontends.iter().flat_map(|f| &f.certs));
+        .chain(args.frontends.iter().flat_map(|f| &f.certs))
+        .map(|c| c.chain.clone());
+    let listed = args
+        .pem_dir
+        .as_ref()
+        .and_then(|d| pem_dir_listing(d).ok())
+        .unwrap_or_default();
     let mut chains: Vec<PathBuf> = Vec::new();
-    for cert in every {
-        if !chains.contains(&cert.chain) {
-            chains.push(cert.chain.clone());
+    for chain in named.chain(listed) {
+        if !chains.contains(&chain) {
+            chains.push(chain);
         }
     }
     chains
@@ -173,10 +180,9 @@ pub(crate) fn ocsp_for(cert: &Cert, ocsp_dir: Option<&Path>) -> Option<PathBuf> 
     path.is_file().then_some(path)
 }
 
-/// Every regular file in the directory whose name matches the glob, in lexicographic order.
-/// A file that does not load on its own (not PEM, no key, key and certificate apart) is left
-/// out with a warning: one bad file never stops the others.
-fn pem_dir_files(pem_dir: &PemDir, warnings: &mut Vec<String>) -> Result<Vec<Cert>, String> {
+/// Every regular file in the directory whose name matches the glob, in lexicographic order,
+/// except OCSP responses (`NAME.ocsp`, stapled for `NAME`, not certificates themselves).
+fn pem_dir_listing(pem_dir: &PemDir) -> Result<Vec<PathBuf>, String> {
     let shown = pem_dir.dir.display();
     let entries = std::fs::read_dir(&pem_dir.dir).map_err(|e| {
         format!(
@@ -189,8 +195,9 @@ fn pem_dir_files(pem_dir: &PemDir, warnings: &mut Vec<String>) -> Result<Vec<Cer
         let entry = entry.map_err(|e| format!("cannot read pem-dir {shown}: {e}"))?;
         let name = entry.file_name();
         let matches = match (&pem_dir.glob, name.to_str()) {
-            (None, _) => true,
-            (Some(glob), Some(name)) => glob_match(glob, name),
+            (None, Some(name)) => !name.ends_with(".ocsp"),
+            (None, None) => true,
+            (Some(glob), Some(name)) => glob_match(glob, name) && !name.ends_with(".ocsp"),
             (Some(_), None) => false,
         };
         // Symbolic links are followed: certificate managers link to the current file.
@@ -199,6 +206,13 @@ fn pem_dir_files(pem_dir: &PemDir, warnings: &mut Vec<String>) -> Result<Vec<Cer
         }
     }
     names.sort();
+    Ok(names)
+}
+
+/// The files of `pem-dir` that load, each on its own: one that does not (not PEM, no key, key
+/// and certificate apart) is left out with a warning, so one bad file never stops the others.
+fn pem_dir_files(pem_dir: &PemDir, warnings: &mut Vec<String>) -> Result<Vec<Cert>, String> {
+    let names = pem_dir_listing(pem_dir)?;
     let mut certs = Vec::new();
     for path in names {
         match Config::builder().pem_file(&path).build() {
@@ -251,6 +265,32 @@ pub(crate) fn glob_match(glob: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_dir_lists_regular_files_in_order_without_ocsp_responses() {
+        let dir = std::env::temp_dir().join(format!("stud-pem-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub.pem")).expect("mkdir");
+        for name in ["b.pem", "a.pem", "a.pem.ocsp", "README"] {
+            std::fs::write(dir.join(name), "x").expect("write");
+        }
+        let names = |glob: Option<&str>| -> Vec<String> {
+            let listing = pem_dir_listing(&PemDir {
+                dir: dir.clone(),
+                glob: glob.map(str::to_string),
+            })
+            .expect("listing");
+            listing
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect()
+        };
+        assert_eq!(names(None), ["README", "a.pem", "b.pem"]);
+        assert_eq!(names(Some("*.pem")), ["a.pem", "b.pem"]);
+        let _ = std::fs::remove_dir_all(&dir);
+        let gone = pem_dir_listing(&PemDir { dir, glob: None }).expect_err("gone");
+        assert!(gone.starts_with("cannot read pem-dir "), "{gone}");
+    }
 
     #[test]
     fn globs_match_whole_names() {
