@@ -1,34 +1,57 @@
-//! The command line: stud's original flags, the ones stud and hitch added later, and a few of
-//! our own, parsed into [`Args`] with one clear error per mistake.
+//! The configuration model ([`Args`]: frontends each owning their certificates and TLS policy)
+//! and the command line that fills it: stud's original flags, hitch's, and a few of our own,
+//! each a spelling of a key in [`crate::keys`], with one clear error per mistake.
+//!
+//! Order: the defaults, then the `--config` file ([`crate::settings`] reads it), then the
+//! command line, which overrides the file key by key (frontends and certificates add up).
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stud_core::{ClientAddressMode, TlsVersion};
+use stud_core::driver::BackendAddr;
+use stud_core::{ClientAddressMode, ClientVerifyMode, TlsVersion};
 
-/// What the operator asked for, before anything is loaded or bound.
+use crate::keys::{self, Key};
+use crate::settings::Settings;
+
+/// The configuration model: what the operator asked for, from the defaults, then the
+/// configuration file (`--config`), then the command line, before anything is loaded or bound.
 #[derive(Debug, Clone)]
 pub(crate) struct Args {
-    /// `--ssl` was given (mapped onto TLS 1.2 + 1.3 with a warning).
+    /// `ssl = on` / `--ssl` was given (mapped onto TLS 1.2 + 1.3 with a warning).
     pub(crate) ssl: bool,
-    /// The protocol versions to offer (`--tls-protos`; TLS 1.2 and 1.3 by default).
-    pub(crate) versions: Vec<TlsVersion>,
-    pub(crate) ciphers: Option<String>,
-    pub(crate) backend: Endpoint,
-    /// Every `-f`, in order (at least one; `*,8443` when none is given).
-    pub(crate) frontends: Vec<Endpoint>,
+    /// Every frontend, in order (at least one; `*,8443` when none is given), each with its own
+    /// certificates and TLS policy.
+    pub(crate) frontends: Vec<Frontend>,
+    /// Certificates every frontend without its own uses (`pem-file` at the top level of the
+    /// file, PEM arguments), the default first.
+    pub(crate) pems: Vec<Cert>,
+    /// `pem-dir`: every matching file is a certificate, read at start and on SIGHUP.
+    pub(crate) pem_dir: Option<PemDir>,
+    /// `ocsp-dir`: an OCSP response for a certificate is looked up there by its file name.
+    pub(crate) ocsp_dir: Option<PathBuf>,
+    pub(crate) backend: Backend,
+    /// `backend-refresh`: how often the backend's name is resolved again (None = never).
+    pub(crate) backend_refresh: Option<Duration>,
     pub(crate) workers: usize,
     pub(crate) client_address: ClientAddressMode,
     /// Every connection starts with a load balancer's PROXY header (`--accept-proxy`).
     pub(crate) accept_proxy: bool,
-    /// Refuse server names no certificate covers (`--sni-nomatch-abort`).
-    pub(crate) sni_strict: bool,
     /// ALPN protocols to agree on, most preferred first (`--alpn-protos`); empty: no ALPN.
     pub(crate) alpn: Vec<Vec<u8>>,
+    /// A certificate revocation list for client certificates (`crl`).
+    pub(crate) crl: Option<PathBuf>,
+    /// The most intermediate CAs a client certificate's chain may have (`client-verify-depth`).
+    pub(crate) client_verify_depth: Option<usize>,
+    /// Send the client's certificate to the backend in the PROXY v2 header
+    /// (`proxy-client-cert`).
+    pub(crate) proxy_client_cert: bool,
     pub(crate) backlog: i32,
     pub(crate) keepalive: Option<Duration>,
+    /// Socket options of the listening sockets (and so of every accepted one).
+    pub(crate) sockets: SocketOptions,
     pub(crate) chroot: Option<PathBuf>,
     pub(crate) user: Option<String>,
     pub(crate) group: Option<String>,
@@ -61,7 +84,130 @@ pub(crate) struct Args {
     pub(crate) ticket_secret_bytes: Option<Vec<u8>>,
     pub(crate) reuseport: bool,
     pub(crate) self_signed: bool,
-    pub(crate) pems: Vec<PathBuf>,
+    /// Things the operator should hear about at start (keys that behave differently here).
+    pub(crate) warnings: Vec<String>,
+    /// Facts worth one log line at start (which PROXY version `write-proxy` sends).
+    pub(crate) notices: Vec<String>,
+    /// Where this configuration came from, so SIGHUP can read it again.
+    pub(crate) sources: Sources,
+}
+
+/// The command line as given and the directory it was given in: enough to read the same
+/// configuration again (on SIGHUP) after stud has changed directory.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sources {
+    pub(crate) raw: Vec<OsString>,
+    /// Relative paths (on the command line and in the file) are relative to this directory.
+    pub(crate) base: PathBuf,
+}
+
+/// One listening address with the certificates and TLS policy it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Frontend {
+    pub(crate) endpoint: Endpoint,
+    /// Certificates for this frontend only (`pem-file` in its block, `-f ADDR+CERT`).
+    pub(crate) certs: Vec<Cert>,
+    /// Whether the global certificates (and `pem-dir`) are served here too: always when the
+    /// frontend has none of its own, else only with `match-global-certs = on`.
+    pub(crate) global_certs: bool,
+    pub(crate) tls: TlsPolicy,
+}
+
+/// What a frontend offers in its handshakes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsPolicy {
+    /// The protocol versions to offer (TLS 1.2 and 1.3 by default).
+    pub(crate) versions: Vec<TlsVersion>,
+    /// The cipher list given to the engine: `ciphers`, with `ciphersuites` (TLS 1.3) folded in.
+    pub(crate) ciphers: Option<String>,
+    /// Choose the suite by our order, not the client's.
+    pub(crate) prefer_server_ciphers: bool,
+    /// Refuse server names no certificate covers (`sni-nomatch-abort`).
+    pub(crate) sni_strict: bool,
+    /// Whether clients are asked for a certificate (`client-verify`).
+    pub(crate) client_verify: ClientVerifyMode,
+    /// The CAs client certificates must chain to (`client-verify-ca`).
+    pub(crate) client_verify_ca: Option<PathBuf>,
+}
+
+/// One certificate: a PEM file with the chain (and the key, unless `key` names another file),
+/// and an OCSP response to staple.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cert {
+    pub(crate) chain: PathBuf,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) ocsp: Option<PathBuf>,
+    /// `FILE:LINE` of the configuration file that named it, for messages.
+    pub(crate) origin: Option<String>,
+}
+
+impl Cert {
+    /// A combined PEM file with no separate key or OCSP response.
+    pub(crate) fn pem(path: PathBuf) -> Cert {
+        Cert {
+            chain: path,
+            key: None,
+            ocsp: None,
+            origin: None,
+        }
+    }
+}
+
+/// `pem-dir` and `pem-dir-glob`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PemDir {
+    pub(crate) dir: PathBuf,
+    /// Only names matching this shell pattern (`*` and `?`); every file when `None`.
+    pub(crate) glob: Option<String>,
+}
+
+/// Where plaintext goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Tcp(Endpoint),
+    /// A UNIX-domain stream socket (`--backend=/path/to.sock`).
+    Unix(PathBuf),
+}
+
+impl Backend {
+    /// Every address of a TCP backend, in resolver order (a UNIX socket has no name to resolve).
+    pub(crate) fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
+        match self {
+            Backend::Tcp(endpoint) => endpoint.resolve(),
+            Backend::Unix(path) => Err(format!(
+                "backend {} is a UNIX socket: there is no name to resolve",
+                path.display()
+            )),
+        }
+    }
+
+    /// What the driver connects to: every address of a TCP backend, or the UNIX socket.
+    pub(crate) fn addresses(&self) -> Result<Vec<BackendAddr>, String> {
+        match self {
+            Backend::Tcp(endpoint) => Ok(endpoint.resolve()?.into_iter().map(Into::into).collect()),
+            Backend::Unix(path) => Ok(vec![BackendAddr::Unix(path.clone())]),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Tcp(e) => e.fmt(f),
+            Backend::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Options set on each listening socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SocketOptions {
+    /// TCP Fast Open queue length (`tcp-fastopen`), None = off.
+    pub(crate) fastopen: Option<u32>,
+    /// SO_RCVBUF in bytes (`recv-bufsize`), None = the kernel's default.
+    pub(crate) recv_bufsize: Option<usize>,
+    /// SO_SNDBUF in bytes (`send-bufsize`), None = the kernel's default.
+    pub(crate) send_bufsize: Option<usize>,
 }
 
 /// What `main` should do after parsing.
@@ -71,6 +217,8 @@ pub(crate) enum Command {
     Help,
     /// Print the version and exit 0.
     Version,
+    /// Print a configuration file with every default and exit 0 (`--default-config`).
+    DefaultConfig,
     /// Run (or, with `-t`, check) the configuration.
     Run(Box<Args>),
 }
@@ -148,337 +296,208 @@ pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     })
 }
 
-fn parse_secs(what: &str, text: &str) -> Result<u64, String> {
-    text.parse::<u64>()
-        .ok()
-        .filter(|s| *s <= 365 * 24 * 3600)
-        .ok_or_else(|| format!("invalid {what} '{text}': expected a number of seconds"))
+/// One option from the command line, as written.
+#[derive(Debug, Clone)]
+pub(crate) struct Flag {
+    pub(crate) key: &'static Key,
+    /// The spelling used (`-n`, `--workers`), for messages.
+    pub(crate) spelled: String,
+    /// The value; `None` for a boolean given without `=on|off`.
+    pub(crate) value: Option<String>,
 }
 
-fn parse_workers(text: &str) -> Result<usize, String> {
-    if text == "auto" {
-        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
-    }
-    match text.parse::<usize>() {
-        Ok(n) if (1..=1024).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "invalid worker count '{text}': expected 1 to 1024 or 'auto'"
-        )),
-    }
+/// The command line split into options and PEM arguments.
+#[derive(Debug, Default)]
+struct Scanned {
+    flags: Vec<Flag>,
+    pems: Vec<PathBuf>,
 }
 
-/// pico-args takes one name or a short/long pair.
-fn keys_of(keys: &'static [&'static str]) -> pico_args::Keys {
-    match keys {
-        [short, long] => [*short, *long].into(),
-        [one, ..] => (*one).into(),
-        [] => "".into(),
-    }
-}
-
-/// The value of an option given at most once, through `parse`. A repeated option is an error:
-/// which of two values was meant is a guess we decline to make.
-fn last<T>(
-    args: &mut pico_args::Arguments,
-    keys: &'static [&'static str],
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, String> {
-    let mut values = every(args, keys, parse)?;
-    if values.len() > 1 {
-        return Err(format!("option {} given more than once", keys.join("/")));
-    }
-    Ok(values.pop())
-}
-
-/// Every value of an option that may be repeated, in order, through `parse`.
-fn every<T>(
-    args: &mut pico_args::Arguments,
-    keys: &'static [&'static str],
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
-    let name = keys.join("/");
-    let values: Vec<String> = args.values_from_str(keys_of(keys)).map_err(|e| match e {
-        pico_args::Error::OptionWithoutAValue(_) => format!("option {name} needs a value"),
-        other => format!("option {name}: {other}"),
-    })?;
-    values.iter().map(|v| parse(v)).collect()
-}
-
-fn count(args: &mut pico_args::Arguments, keys: &'static [&'static str]) -> bool {
-    let mut seen = false;
-    while args.contains(keys_of(keys)) {
-        seen = true;
-    }
-    seen
-}
-
-/// `TLSv1.2,TLSv1.3` (or space-separated, as hitch writes it) → the versions to offer.
-fn parse_versions(s: &str) -> Result<Vec<TlsVersion>, String> {
-    let mut versions = Vec::new();
-    for name in s.split([',', ' ']).filter(|n| !n.is_empty()) {
-        let v = match name {
-            "TLSv1.2" => TlsVersion::Tls12,
-            "TLSv1.3" => TlsVersion::Tls13,
-            "SSLv3" | "TLSv1" | "TLSv1.0" | "TLSv1.1" => {
-                return Err(format!(
-                    "--tls-protos: {name} is not offered (broken or deprecated); use TLSv1.2 and/or TLSv1.3"
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "--tls-protos: unknown protocol '{other}' (expected TLSv1.2 and/or TLSv1.3)"
-                ))
-            }
+/// Splits the arguments into options (looked up in the key table) and PEM files.
+///
+/// `--opt=VALUE`, `--opt VALUE`, `-o VALUE` and `-oVALUE` all work; a boolean takes its value
+/// only through `=` (`--quiet`, `--quiet=on`, `--quiet=off`). After `--` everything is a PEM.
+fn scan(raw: Vec<OsString>) -> Result<Scanned, String> {
+    let mut out = Scanned::default();
+    let mut raw = raw.into_iter();
+    while let Some(arg) = raw.next() {
+        let Some(text) = arg.to_str() else {
+            // Not UTF-8: a file name (every option is ASCII).
+            out.pems.push(PathBuf::from(arg));
+            continue;
         };
-        if !versions.contains(&v) {
-            versions.push(v);
+        if text == "--" {
+            out.pems.extend(raw.by_ref().map(PathBuf::from));
+            break;
         }
-    }
-    if versions.is_empty() {
-        return Err("--tls-protos: no protocol named".into());
-    }
-    Ok(versions)
-}
-
-/// `h2,http/1.1` → the ALPN protocol names, in order. Each is 1 to 255 bytes (RFC 7301).
-fn parse_alpn(s: &str) -> Result<Vec<Vec<u8>>, String> {
-    s.split(',')
-        .map(|name| {
-            if name.is_empty() || name.len() > 255 {
-                Err(format!(
-                    "invalid ALPN protocol list '{s}': each name must be 1 to 255 bytes"
-                ))
-            } else {
-                Ok(name.as_bytes().to_vec())
+        if !text.starts_with('-') || text == "-" {
+            out.pems.push(PathBuf::from(text));
+            continue;
+        }
+        let (spelled, inline) = if text.starts_with("--") {
+            match text.split_once('=') {
+                Some((name, value)) => (name.to_string(), Some(value.to_string())),
+                None => (text.to_string(), None),
             }
-        })
-        .collect()
-}
-
-/// Parses the arguments after the program name.
-pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
-    let mut args = pico_args::Arguments::from_vec(raw);
-    if count(&mut args, &["-h", "--help"]) {
-        return Ok(Command::Help);
-    }
-    if count(&mut args, &["-V", "--version"]) {
-        return Ok(Command::Version);
-    }
-    let tls = count(&mut args, &["--tls"]);
-    let ssl = count(&mut args, &["--ssl"]);
-    let versions = last(&mut args, &["--tls-protos"], parse_versions)?
-        .unwrap_or_else(|| vec![TlsVersion::Tls12, TlsVersion::Tls13]);
-    let write_ip = count(&mut args, &["--write-ip"]);
-    // Both spellings are consumed (`|`, not `||`), so neither is left over as unknown.
-    let write_proxy =
-        count(&mut args, &["--write-proxy"]) | count(&mut args, &["--write-proxy-v1"]);
-    let write_proxy_v2 = count(&mut args, &["--write-proxy-v2"]);
-    let accept_proxy = count(&mut args, &["--accept-proxy"]);
-    let sni_strict = count(&mut args, &["--sni-nomatch-abort"]);
-    let chosen: Vec<&str> = [
-        (write_ip, "--write-ip"),
-        (write_proxy, "--write-proxy"),
-        (write_proxy_v2, "--write-proxy-v2"),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, name)| *name)
-    .collect();
-    if chosen.len() > 1 {
-        return Err(format!("{} cannot be used together", chosen.join(" and ")));
-    }
-    let client_address = if write_ip {
-        ClientAddressMode::WriteIp
-    } else if write_proxy {
-        ClientAddressMode::ProxyV1
-    } else if write_proxy_v2 {
-        ClientAddressMode::ProxyV2
-    } else {
-        ClientAddressMode::None
-    };
-    let ciphers = last(&mut args, &["-c", "--ciphers"], |s| Ok(s.to_string()))?;
-    let alpn = last(&mut args, &["--alpn-protos"], parse_alpn)?.unwrap_or_default();
-    let backend = last(&mut args, &["-b", "--backend"], parse_endpoint)?.unwrap_or(Endpoint {
-        host: Some("127.0.0.1".into()),
-        port: 8000,
-    });
-    if backend.host.is_none() {
-        return Err(format!(
-            "invalid backend address '{backend}': '*' is only meaningful for -f"
-        ));
-    }
-    if backend.port == 0 {
-        return Err(format!(
-            "invalid backend address '{backend}': port 0 cannot be connected to"
-        ));
-    }
-    let mut frontends = every(&mut args, &["-f", "--frontend"], parse_endpoint)?;
-    if frontends.is_empty() {
-        frontends.push(Endpoint {
-            host: None,
-            port: 8443,
+        } else {
+            // -n4 is -n 4; -q is -q.
+            let mut chars = text.chars();
+            chars.next();
+            let short: String = chars.by_ref().take(1).collect();
+            let rest: String = chars.collect();
+            (
+                format!("-{short}"),
+                (!rest.is_empty()).then(|| rest.trim_start_matches('=').to_string()),
+            )
+        };
+        let key = keys::by_flag(&spelled)
+            .ok_or_else(|| format!("unknown option '{spelled}' (see stud --help)"))?;
+        let value = match (key.kind, inline) {
+            (keys::Kind::Bool, value) => value,
+            (_, Some(value)) => Some(value),
+            (_, None) => match raw.next() {
+                Some(next) => Some(next.to_string_lossy().into_owned()),
+                None => return Err(format!("option {} needs a value", keys::spelling(key))),
+            },
+        };
+        if key.kind != keys::Kind::Bool && value.as_deref() == Some("") {
+            return Err(format!("option {} needs a value", keys::spelling(key)));
+        }
+        out.flags.push(Flag {
+            key,
+            spelled,
+            value,
         });
     }
-    for (i, f) in frontends.iter().enumerate() {
-        // Port 0 asks for any free port, so `-f 127.0.0.1,0` twice means two ports.
-        if f.port != 0 && frontends[..i].contains(f) {
-            return Err(format!("frontend {f} given more than once"));
-        }
-    }
-    let workers = last(&mut args, &["-n", "--workers"], parse_workers)?.unwrap_or(1);
-    let backlog = last(&mut args, &["-B", "--backlog"], |s| {
-        match s.parse::<i32>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("invalid backlog '{s}': expected a positive number")),
-        }
-    })?
-    .unwrap_or(100);
-    let keepalive = last(&mut args, &["-k", "--keepalive"], |s| {
-        parse_secs("keepalive", s)
-    })?
-    .unwrap_or(3600);
-    let handshake_timeout = last(&mut args, &["--ssl-handshake-timeout"], |s| {
-        parse_secs("handshake timeout", s)
-    })?
-    .unwrap_or(30);
-    let backend_connect_timeout = last(&mut args, &["--backend-connect-timeout"], |s| {
-        parse_secs("backend connect timeout", s)
-    })?
-    .unwrap_or(30);
-    let idle_timeout = last(&mut args, &["--idle-timeout"], |s| {
-        parse_secs("idle timeout", s)
-    })?
-    .unwrap_or(0);
-    let max_conns = last(&mut args, &["--max-conns"], |s| match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "invalid --max-conns '{s}': expected a number of connections, at least 1"
-        )),
-    })?;
-    let worker_timeout = last(&mut args, &["--worker-timeout"], |s| {
-        match parse_secs("worker timeout", s)? {
-            // Shorter than a busy wake can take on a loaded machine: a healthy worker could be
-            // taken for a stuck one.
-            n @ 1..=2 => Err(format!(
-                "invalid worker timeout '{n}': use 0 (off) or at least 3 seconds"
-            )),
-            n => Ok(n),
-        }
-    })?
-    .unwrap_or(30);
-    let drain_timeout = last(&mut args, &["--drain-timeout"], |s| {
-        parse_secs("drain timeout", s)
-    })?
-    .unwrap_or(30);
-    for (name, secs) in [
-        ("--ssl-handshake-timeout", handshake_timeout),
-        ("--backend-connect-timeout", backend_connect_timeout),
-    ] {
-        if secs == 0 {
-            return Err(format!("invalid {name} '0': must be at least 1 second"));
-        }
-    }
-    let path = |s: &str| Ok(PathBuf::from(s));
-    let text = |s: &str| Ok(s.to_string());
-    let chroot = last(&mut args, &["-r", "--chroot"], path)?;
-    let user = last(&mut args, &["-u", "--user"], text)?;
-    let group = last(&mut args, &["-g", "--group"], text)?;
-    let pidfile = last(&mut args, &["-p", "--pidfile"], path)?;
-    let ticket_secret = last(&mut args, &["--ticket-secret"], path)?;
-    let syslog_facility = last(&mut args, &["--syslog-facility"], |s| {
-        crate::log::facility_from_name(s)
-            .map(|_| s.to_string())
-            .ok_or_else(|| format!("unknown syslog facility '{s}'"))
-    })?
-    .unwrap_or_else(|| "daemon".into());
-    let log_filename = last(&mut args, &["-l", "--log-filename"], path)?;
-    let metrics = last(&mut args, &["--metrics"], parse_endpoint)?;
-    let log_json = last(&mut args, &["--log-format"], |s| match s {
-        "text" => Ok(false),
-        "json" => Ok(true),
-        other => Err(format!(
-            "invalid --log-format '{other}': expected text or json"
-        )),
-    })?
-    .unwrap_or(false);
-    let quiet = count(&mut args, &["-q", "--quiet"]);
-    let log_conns = count(&mut args, &["--log-conns"]);
-    let syslog = count(&mut args, &["-s", "--syslog"]);
-    let daemon = count(&mut args, &["--daemon"]);
-    let test_only = count(&mut args, &["-t", "--test"]);
-    let reuseport = count(&mut args, &["--reuseport"]);
-    let self_signed = count(&mut args, &["--self-signed"]);
-    let _ = tls; // TLS 1.2 + 1.3 is the default; --tls only restates it.
-
-    let mut pems = Vec::new();
-    let mut after_dashes = false;
-    for free in args.finish() {
-        let s = free.to_string_lossy();
-        if !after_dashes && s == "--" {
-            after_dashes = true;
-        } else if !after_dashes && s.starts_with('-') && s.len() > 1 {
-            let flag = s.split('=').next().unwrap_or(&s);
-            return Err(format!("unknown option '{flag}' (see stud --help)"));
-        } else {
-            pems.push(PathBuf::from(free));
-        }
-    }
-    if self_signed && !pems.is_empty() {
-        return Err("--self-signed cannot be combined with a PEM file".into());
-    }
-    if !self_signed && pems.is_empty() {
-        return Err(
-            "no certificate: give a PEM file (certificate chain and key) or --self-signed".into(),
-        );
-    }
-    Ok(Command::Run(Box::new(Args {
-        ssl,
-        versions,
-        ciphers,
-        backend,
-        frontends,
-        workers,
-        client_address,
-        accept_proxy,
-        sni_strict,
-        alpn,
-        backlog,
-        keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
-        chroot,
-        user,
-        group,
-        quiet,
-        log_conns,
-        syslog,
-        syslog_facility,
-        log_filename,
-        metrics,
-        log_json,
-        daemon,
-        pidfile,
-        test_only,
-        handshake_timeout: Duration::from_secs(handshake_timeout),
-        backend_connect_timeout: Duration::from_secs(backend_connect_timeout),
-        idle_timeout: (idle_timeout > 0).then(|| Duration::from_secs(idle_timeout)),
-        drain_timeout: Duration::from_secs(drain_timeout),
-        max_conns,
-        worker_timeout: (worker_timeout > 0).then(|| Duration::from_secs(worker_timeout)),
-        ticket_secret,
-        ticket_secret_bytes: None,
-        reuseport,
-        self_signed,
-        pems,
-    })))
+    Ok(out)
 }
+
+/// Parses the arguments after the program name: the defaults, then the `--config` file if one
+/// is named, then the rest of the command line, which overrides the file.
+pub(crate) fn parse(raw: Vec<OsString>) -> Result<Command, String> {
+    // In a directory that was removed there is no base: relative paths then fail later, each
+    // with its own message, and --help still works.
+    let base = std::env::current_dir().unwrap_or_default();
+    parse_in(Sources { raw, base })
+}
+
+/// Parses the same sources again (on SIGHUP): the configuration file is read anew.
+pub(crate) fn parse_again(sources: &Sources) -> Result<Args, String> {
+    match parse_in(sources.clone())? {
+        Command::Run(args) => Ok(*args),
+        Command::Help | Command::Version | Command::DefaultConfig => {
+            Err("the command line no longer runs stud".into())
+        }
+    }
+}
+
+fn parse_in(sources: Sources) -> Result<Command, String> {
+    let scanned = scan(sources.raw.clone())?;
+    let wants = |name: &str| scanned.flags.iter().any(|f| f.key.name == name);
+    if wants("help") {
+        return Ok(Command::Help);
+    }
+    if wants("version") {
+        return Ok(Command::Version);
+    }
+    if wants("default-config") {
+        return Ok(Command::DefaultConfig);
+    }
+    let mut settings = Settings::default();
+    let mut config_files = scanned.flags.iter().filter(|f| f.key.name == "config");
+    if let Some(flag) = config_files.next() {
+        if config_files.next().is_some() {
+            return Err("option --config given more than once".into());
+        }
+        let path = sources.base.join(flag.value.as_deref().unwrap_or_default());
+        settings.read_file(&path)?;
+    }
+    for flag in &scanned.flags {
+        if flag.key.name != "config" {
+            settings.apply_flag(flag)?;
+        }
+    }
+    settings.add_pem_arguments(scanned.pems);
+    let mut args = settings.finish()?;
+    args.sources = sources;
+    Ok(Command::Run(Box::new(args)))
+}
+
+/// What `--default-config` prints: a configuration file that sets every default, in the
+/// syntax `--config` reads (a unit test checks it gives the same model as no file at all).
+pub(crate) const DEFAULT_CONFIG: &str = r#"# stud configuration: every key at its default (stud --default-config).
+# Syntax: hitch.conf(5); docs/migrating.md lists every key.
+
+# Where to listen, one line or block per frontend; a frontend block may name its own
+# pem-file, tls-protos, ciphers, ciphersuites, prefer-server-ciphers, sni-nomatch-abort
+# and match-global-certs.
+frontend = "[*]:8443"
+backend = "[127.0.0.1]:8000"
+backend-refresh = 0
+backlog = 100
+keepalive = 3600
+tcp-fastopen = off
+reuseport = off
+ssl-handshake-timeout = 30
+backend-connect-timeout = 30
+idle-timeout = 0
+drain-timeout = 30
+
+# Certificates: pem-file = "/etc/stud/site.pem" (repeat for several; the last is the
+# default), or pem-file = { cert = "..." private-key = "..." ocsp-resp-file = "..." },
+# and/or pem-dir = "/etc/stud/cert.d" with pem-dir-glob = "*.pem".
+
+# TLS.
+tls-protos = TLSv1.2 TLSv1.3
+prefer-server-ciphers = on
+sni-nomatch-abort = off
+# ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# ciphersuites = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"
+# alpn-protos = "h2, http/1.1"
+# ticket-secret = "/etc/stud/ticket.secret"
+
+# What the backend is told first: at most one of these.
+write-ip = off
+write-proxy-v1 = off
+write-proxy-v2 = off
+proxy-proxy = off
+accept-proxy = off
+
+# Processes.
+workers = 1
+worker-timeout = 30
+daemon = off
+# max-conns = 10000
+# user = "_hitch"
+# group = "_hitch"
+# chroot = "/var/empty"
+# pidfile = "/run/stud.pid"
+
+# Logging.
+quiet = off
+log-conns = off
+syslog = off
+syslog-facility = "daemon"
+# log-filename = "/var/log/stud.log"
+"#;
 
 /// The `--help` text.
 pub(crate) const USAGE: &str = "\
 stud: the Scalable TLS Unwrapping Daemon
 
 Usage: stud [OPTIONS] PEM [PEM ...]
+       stud [OPTIONS] --config=FILE [PEM ...]
        stud [OPTIONS] --self-signed
 
-PEM is one file holding the certificate chain and its private key.
+PEM is one file holding the certificate chain and its private key. Boolean options take
+=on or =off (--quiet=on, --daemon=off); alone they mean on.
+
+Configuration:
+      --config=FILE             read FILE first (hitch.conf(5) syntax, a superset of the
+                                2016 stud's); options given here override it
+  -t, --test                    load and check the configuration, then exit (0: good,
+                                1: the error, with FILE:LINE when it is in the file)
+      --default-config          print a configuration file with every default and exit
 
 Encryption:
       --tls                     the default versions (see --tls-protos)
@@ -488,6 +507,9 @@ Encryption:
                                 --tls-protos versions are used
   -c, --ciphers=SUITES          cipher list in OpenSSL syntax or IANA names; a list that
                                 names no TLS 1.3 suite leaves TLS 1.3 at its defaults
+      --ciphersuites=LIST       TLS 1.3 suites, colon-separated (then --ciphers governs
+                                TLS 1.2 only)
+  -O, --prefer-server-ciphers   choose the suite by our order [default: on; hitch: off]
       --sni-nomatch-abort       refuse a handshake whose server name no certificate covers
                                 (a client without a server name is still served)
       --alpn-protos=LIST        ALPN protocols to agree on, most preferred first, e.g.
@@ -495,15 +517,39 @@ Encryption:
       --ticket-secret=FILE      session-ticket master secret (at least 32 bytes, e.g.
                                 `openssl rand -base64 48`): hosts sharing it resume each
                                 other's sessions [default: random at start]
+      --pem-dir=DIR             every file in DIR is a certificate too (lexicographic order;
+                                a bad file is skipped with a warning; re-read on SIGHUP)
+      --pem-dir-glob=GLOB       only the files of --pem-dir matching GLOB, e.g. '*.pem'
+      --ocsp-dir=DIR            staple DIR/NAME.ocsp for the certificate in a file NAME
+                                (PEM.ocsp beside the PEM is stapled without it)
+      --client-verify=MODE      ask clients for a certificate: none, optional or required
+                                [default: none]
+      --client-verify-ca=FILE   the CA certificates client certificates must chain to
+      --client-verify-depth=N   at most N intermediate CAs in a client's chain
+      --crl=FILE                a revocation list (PEM or DER) for client certificates
+      --proxy-client-cert       send the client's certificate in the PROXY v2 header
+                                (DER in sub-TLV 0x28, PEM in TLV 0xE0, as hitch)
+  -e, --ssl-engine=NAME         refused: there is no OpenSSL engine here
+  -C, --session-cache=N         accepted with a warning: sessions resume by tickets
+  -U, --shared-cache-listen=ADDR, -P, --shared-cache-peer=ADDR, -M, --shared-cache-if=IF
+                                accepted with a warning: no shared cache, use
+                                --ticket-secret on every host
       --self-signed             serve an ephemeral certificate for localhost (testing only)
 
 Socket:
-  -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000]
+      --client                  refused: client mode is not supported yet
+  -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000] (also [HOST]:PORT, or
+                                /PATH for a UNIX-domain socket)
   -f, --frontend=HOST,PORT      frontend; * means every address; repeat for several
-                                [default: *,8443]
-                                (also [HOST]:PORT or HOST:PORT)
+                                [default: *,8443] (also [HOST]:PORT or HOST:PORT, and
+                                [HOST]:PORT+CERT for a certificate of this frontend only)
   -B, --backlog=N               listen backlog [default: 100]
   -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: 3600]
+  -R, --backend-refresh=SECS    resolve the backend's name again every SECS and reload
+                                when its addresses changed; 0 = never [default: 0]
+      --recv-bufsize=BYTES      SO_RCVBUF of every client socket [default: the kernel's]
+      --send-bufsize=BYTES      SO_SNDBUF of every client socket [default: the kernel's]
+      --enable-tcp-fastopen     accept TCP Fast Open on the listening sockets [default: off]
       --reuseport               one SO_REUSEPORT listening socket per worker
       --ssl-handshake-timeout=SECS    [default: 30]
       --backend-connect-timeout=SECS  [default: 30]
@@ -526,16 +572,17 @@ Security:
 
 Logging:
   -q, --quiet                   log only warnings and errors
+  -L, --log-level=N             hitch's levels: 0 or 1 = --quiet, 2 = everything [default: 2]
       --log-conns               one line per connection that got past its handshake: client,
                                 reason, duration, bytes each way, version, suite, SNI, ALPN,
                                 client certificate
-  -s, --syslog                  log to syslog instead of stderr
-      --syslog-facility=NAME    syslog facility [default: daemon]
   -l, --log-filename=FILE       append log lines to FILE instead of stderr; SIGHUP and
                                 SIGUSR1 reopen it (for log rotation)
       --log-format=FORMAT       text, or json: one JSON object per line (the --log-conns
                                 lines with SNI, ALPN, version, suite and client CN as fields)
                                 [default: text]
+  -s, --syslog                  log to syslog instead of stderr
+      --syslog-facility=NAME    syslog facility [default: daemon]
 
 Monitoring:
       --metrics=HOST,PORT       serve Prometheus metrics over plain HTTP at
@@ -545,15 +592,21 @@ Monitoring:
 Special:
       --write-ip                send the client's address to the backend first (family octet
                                 + 4 or 16 address octets)
-      --write-proxy             send a PROXY protocol v1 line to the backend first
-                                (also --write-proxy-v1)
+      --write-proxy             send a PROXY protocol v1 line to the backend first (the
+                                original stud's meaning; in a --config file, write-proxy
+                                means v2, as in hitch)
+      --write-proxy-v1          send a PROXY protocol v1 line to the backend first
       --write-proxy-v2          send a binary PROXY protocol v2 header to the backend first,
                                 with TLVs for ALPN, SNI, TLS version and cipher
       --accept-proxy            every connection starts with a PROXY v1/v2 header from a load
                                 balancer in front; its client address is the one passed on
+      --proxy-proxy             --accept-proxy, passing the address on as PROXY v1 (the
+                                original stud's meaning; in a --config file, proxy-proxy
+                                passes it on as v2, as in hitch)
+      --proxy-tlv, --proxy-authority
+                                on only: the PROXY v2 TLVs are always sent
       --daemon                  detach and run in the background
   -p, --pidfile=FILE            write the parent's pid to FILE
-  -t, --test                    load and check the configuration, then exit
   -V, --version                 print the version and exit
   -h, --help                    print this help and exit
 ";
@@ -574,12 +627,14 @@ mod tests {
         let a = run(&["site.pem"]).expect("parses");
         assert_eq!(a.backend.to_string(), "127.0.0.1,8000");
         assert_eq!(a.frontends.len(), 1);
-        assert_eq!(a.frontends[0].to_string(), "*,8443");
+        assert_eq!(a.frontends[0].endpoint.to_string(), "*,8443");
         assert_eq!(a.workers, 1);
         assert_eq!(a.backlog, 100);
         assert_eq!(a.keepalive, Some(Duration::from_secs(3600)));
         assert_eq!(a.client_address, ClientAddressMode::None);
-        assert_eq!(a.pems, vec![PathBuf::from("site.pem")]);
+        assert_eq!(a.pems, vec![Cert::pem(PathBuf::from("site.pem"))]);
+        assert!(a.frontends[0].global_certs);
+        assert!(a.frontends[0].tls.prefer_server_ciphers);
     }
 
     #[test]
@@ -620,7 +675,7 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(a.backend.to_string(), "10.0.0.1,81");
-        assert_eq!(a.frontends[0].host.as_deref(), Some("::"));
+        assert_eq!(a.frontends[0].endpoint.host.as_deref(), Some("::"));
         assert_eq!(a.workers, 2);
         assert_eq!(a.keepalive, None);
         assert_eq!(a.client_address, ClientAddressMode::ProxyV1);
@@ -630,7 +685,7 @@ mod tests {
     #[test]
     fn frontends_may_be_repeated_but_not_duplicated() {
         let a = run(&["-f", "127.0.0.1,443", "--frontend=[::1]:443", "x.pem"]).expect("parses");
-        let shown: Vec<String> = a.frontends.iter().map(ToString::to_string).collect();
+        let shown: Vec<String> = a.frontends.iter().map(|f| f.endpoint.to_string()).collect();
         assert_eq!(shown, ["127.0.0.1,443", "::1,443"]);
         let err = run(&["-f", "127.0.0.1,443", "-f", "127.0.0.1,443", "x.pem"]).expect_err("twice");
         assert!(err.contains("given more than once"), "{err}");
@@ -670,16 +725,23 @@ mod tests {
     #[test]
     fn tls_protos_pick_the_versions() {
         let both = vec![TlsVersion::Tls12, TlsVersion::Tls13];
-        assert_eq!(run(&["x.pem"]).expect("parses").versions, both);
+        assert_eq!(
+            run(&["x.pem"]).expect("parses").frontends[0].tls.versions,
+            both
+        );
         assert_eq!(
             run(&["--tls-protos=TLSv1.3", "x.pem"])
                 .expect("parses")
+                .frontends[0]
+                .tls
                 .versions,
             vec![TlsVersion::Tls13]
         );
         assert_eq!(
             run(&["--tls-protos", "TLSv1.2 TLSv1.3", "x.pem"])
                 .expect("parses")
+                .frontends[0]
+                .tls
                 .versions,
             both
         );
@@ -729,10 +791,12 @@ mod tests {
             ClientAddressMode::None
         );
         assert!(!run(&["x.pem"]).expect("parses").accept_proxy);
-        assert!(!run(&["x.pem"]).expect("parses").sni_strict);
+        assert!(!run(&["x.pem"]).expect("parses").frontends[0].tls.sni_strict);
         assert!(
             run(&["--sni-nomatch-abort", "x.pem"])
                 .expect("parses")
+                .frontends[0]
+                .tls
                 .sni_strict
         );
         assert!(
@@ -765,6 +829,19 @@ mod tests {
         ] {
             let err = run(args).expect_err(needle);
             assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option() {
+        for key in keys::KEYS {
+            for flag in key.cli {
+                // Short options appear as "-n, --workers"; long ones alone or after ", ".
+                let listed = USAGE.contains(&format!("  {flag}"))
+                    || USAGE.contains(&format!(", {flag}"))
+                    || USAGE.contains(&format!("{flag},"));
+                assert!(listed, "--help does not list {flag}");
+            }
         }
     }
 

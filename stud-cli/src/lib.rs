@@ -1,25 +1,34 @@
 //! The `stud` daemon: stud's command line over the `stud-core` engine and its reference driver.
 //!
-//! The parent process parses the flags, loads the certificate once, binds the frontends and forks
-//! the workers ([`supervisor`]), keeping its privileges so it can reload; each worker drops
+//! The parent process fills the configuration model from the flags and the `--config` file
+//! ([`args`], [`settings`]), builds each frontend's TLS configuration ([`certs`]), binds the
+//! frontends and forks the workers ([`supervisor`]), keeping its privileges so it can reload; each worker drops
 //! privileges (`-r`/`-u`/`-g`) right after fork and runs one driver event loop ([`worker`]). All
 //! libc calls live in [`sys`].
 //!
-//! Exit status: 0 on a clean stop (or `-t` success, `--help`, `--version`); 2 for any start-up
-//! error (bad flag, unreadable certificate, port in use, …), reported on one line as
-//! `stud: error: …`; 1 if the supervisor itself fails at run time.
+//! Exit status: 0 on a clean stop (or `-t` success, `--help`, `--version`); 1 for any start-up
+//! error (bad flag or configuration file, unreadable certificate, port in use, …), reported on
+//! one line as `stud: error: …`, as hitch and the 2016 stud do; 1 too if the supervisor itself
+//! fails at run time.
 
 mod allocator;
 mod args;
+mod certs;
+mod config_file;
+mod keys;
 mod listen;
 mod log;
 mod metrics;
 mod notify;
+mod refresh;
+mod reload;
+mod settings;
 mod setup;
 mod signals;
 mod sink;
 mod supervisor;
 mod sys;
+mod values;
 mod worker;
 
 use std::sync::Arc;
@@ -43,6 +52,10 @@ pub fn main() -> i32 {
         Err(e) => fail(&e),
         Ok(Command::Help) => {
             print!("{}", args::USAGE);
+            0
+        }
+        Ok(Command::DefaultConfig) => {
+            print!("{}", args::DEFAULT_CONFIG);
             0
         }
         Ok(Command::Version) => {
@@ -90,7 +103,7 @@ fn one_line(message: &str) -> String {
 /// Reports a start-up error the way every one is reported, and gives the exit status for it.
 fn fail(message: &str) -> i32 {
     eprintln!("stud: error: {}", one_line(message));
-    2
+    1
 }
 
 /// What `run` says when SIGTERM or SIGINT came before the workers started.
@@ -103,7 +116,8 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         // One random secret for the life of this stud, so a reload keeps resuming sessions.
         args.ticket_secret_bytes = Some(setup::random_secret()?);
     }
-    let (config, warnings) = setup::build_config(&args)?;
+    let (configs, mut warnings) = certs::build(&args)?;
+    warnings.splice(0..0, args.warnings.iter().cloned());
     log::set_json(args.log_json);
     let log_warnings = log::init(
         args.quiet,
@@ -117,11 +131,18 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             log::warning(warning);
         }
     }
+    for notice in &args.notices {
+        log::info(notice);
+    }
     if signals.stop_requested() {
         log::info(STOPPED_IN_START_UP);
         return Ok(0);
     }
     let backends = setup::backends(&args)?;
+    // What every worker would find wrong (a socket path too long to connect to), said once.
+    Options::new(backends.iter().cloned())
+        .validate()
+        .map_err(|e| format!("backend {}: {e}", args.backend))?;
     let privileges = setup::resolve_privileges(&args)?;
     check_distinct_frontends(&args.frontends)?;
     if args.test_only {
@@ -137,17 +158,25 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     let listeners = args
         .frontends
         .iter()
-        .map(|f| match notify::take_inherited(&mut inherited, f)? {
-            Some(socket) => Ok(vec![socket]),
-            None => listen::bind(f, args.backlog, sockets, args.reuseport),
-        })
+        .map(
+            |f| match notify::take_inherited(&mut inherited, &f.endpoint)? {
+                Some(socket) => Ok(vec![socket]),
+                None => listen::bind(
+                    &f.endpoint,
+                    args.backlog,
+                    sockets,
+                    args.reuseport,
+                    &args.sockets,
+                ),
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     notify::no_inherited_left(&inherited)?;
     let endpoint = args
         .metrics
         .as_ref()
         .map(|m| {
-            listen::bind(m, args.backlog, 1, false)
+            listen::bind(m, args.backlog, 1, false, &args::SocketOptions::default())
                 .and_then(|mut l| l.pop().ok_or_else(|| format!("cannot listen on {m}")))
                 .and_then(|l| {
                     metrics::Endpoint::new(l)
@@ -167,7 +196,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             group
                 .first()
                 .and_then(|l| l.local_addr().ok())
-                .map_or_else(|| f.to_string(), |a| a.to_string())
+                .map_or_else(|| f.endpoint.to_string(), |a| a.to_string())
         })
         .collect::<Vec<_>>()
         .join(" ");
@@ -186,7 +215,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .as_deref()
         .map(setup::PidFile::create)
         .transpose()?;
-    let options = Options::new(backends.iter().copied())
+    let options = Options::new(backends.iter().cloned())
         .with_keepalive(args.keepalive)
         .with_drain_timeout(args.drain_timeout)
         .with_max_connections(args.max_conns)
@@ -197,24 +226,28 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         );
     let log_conns = args.log_conns;
     let setup = worker::WorkerSetup {
-        config: Arc::new(config),
+        configs: configs.into_iter().map(Arc::new).collect(),
         options: options.clone(),
         log_conns,
-        expiry: setup::certificate_expiry(&args.pems),
+        expiry: setup::certificate_expiry(&certs::chains(&args)),
     };
-    // SIGHUP rebuilds the configuration from the same flags (files are read again). The
+    // SIGHUP reads the configuration file and the flags again, and every file they name. The
     // session-ticket secret stays the one made at start, so sessions resume across reloads.
-    let reload_args = args.clone();
+    let running = args.clone();
     let reload: supervisor::Reload = Box::new(move || {
-        let (config, warnings) = setup::build_config(&reload_args)?;
-        for warning in &warnings {
+        let (next, notes) = reload::reread(&running)?;
+        let (configs, warnings) = certs::build(&next)?;
+        // The backend's name is resolved again (and by backend-refresh when it changes).
+        let mut options = options.clone();
+        options.backends = setup::backends(&next)?;
+        for warning in notes.iter().chain(&warnings) {
             log::warning(warning);
         }
         Ok(worker::WorkerSetup {
-            config: Arc::new(config),
+            configs: configs.into_iter().map(Arc::new).collect(),
             options: options.clone(),
             log_conns,
-            expiry: setup::certificate_expiry(&reload_args.pems),
+            expiry: setup::certificate_expiry(&certs::chains(&next)),
         })
     });
     let watchdog = args
@@ -224,7 +257,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .map_err(|e| format!("cannot set up the worker watchdog: {e}"))?;
     let collector =
         log::Collector::new().map_err(|e| format!("cannot make the workers' log pipe: {e}"))?;
-    let supervisor = supervisor::Supervisor::new(
+    let mut supervisor = supervisor::Supervisor::new(
         args.workers,
         listeners,
         setup,
@@ -239,6 +272,13 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             endpoint,
         },
     );
+    if let Some(every) = args.backend_refresh {
+        let watch =
+            refresh::BackendWatch::new(args.backend.clone(), args.backend.resolve()?, |b| {
+                b.resolve()
+            });
+        supervisor.refresh_backend(every, watch);
+    }
     let backend_list = backends
         .iter()
         .map(ToString::to_string)
@@ -252,12 +292,16 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     if let Some(addr) = supervisor.metrics_addr() {
         log::info(&format!("serving metrics on http://{addr}/metrics"));
     }
-    for pem in &args.pems {
-        if let Some(ocsp) = setup::ocsp_beside(pem) {
+    let every_cert = args
+        .pems
+        .iter()
+        .chain(args.frontends.iter().flat_map(|f| &f.certs));
+    for cert in every_cert {
+        if let Some(ocsp) = certs::ocsp_for(cert, args.ocsp_dir.as_deref()) {
             log::info(&format!(
                 "stapling the OCSP response in {} for {} (re-read on SIGHUP)",
                 ocsp.display(),
-                pem.display()
+                cert.chain.display()
             ));
         }
     }
@@ -271,9 +315,13 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
 /// serving one port twice; refused once names are resolved, before anything is bound (so `-t`
 /// says so too). Port 0 asks for a free port each time and never collides. Overlaps between a
 /// wildcard and a specific address are left to the kernel's bind rules.
-fn check_distinct_frontends(frontends: &[args::Endpoint]) -> Result<(), String> {
+fn check_distinct_frontends(frontends: &[args::Frontend]) -> Result<(), String> {
     let mut seen: Vec<(std::net::SocketAddr, &args::Endpoint)> = Vec::new();
-    for f in frontends.iter().filter(|f| f.port != 0) {
+    for f in frontends
+        .iter()
+        .map(|f| &f.endpoint)
+        .filter(|f| f.port != 0)
+    {
         let Some(addr) = f.resolve()?.first().copied() else {
             continue;
         };

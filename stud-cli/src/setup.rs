@@ -1,5 +1,5 @@
-//! What the parent does once, before any worker exists: make the paths absolute, load the
-//! certificate into a `Config`, resolve the backend, look up the user and group, detach and write
+//! What the parent does once, before any worker exists: make the paths absolute, make the
+//! session-ticket secret (and a self-signed certificate), resolve the backend, look up the user and group, detach and write
 //! the pidfile; and the privilege drop each worker applies to itself right after fork.
 //!
 //! The parent keeps its privileges and its root directory for its whole life (as hitch's manager
@@ -8,30 +8,47 @@
 //! which hold the configuration in memory already, chroot and become `-u`/`-g`.
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use stud_core::driver::BackendAddr;
 
 use sha2::{Digest, Sha256};
-use stud_core::Config;
 
 use crate::args::Args;
 use crate::listen::describe;
 use crate::sys;
 
 /// Makes every path the configuration names absolute, against the directory stud was started
-/// in: `--daemon` changes directory to `/` and a reload reads the files again from there, so a
-/// relative path would name another file (or none) by then. Every option that names a file or
-/// directory belongs in the list below.
+/// in (`args.sources.base`): `--daemon` changes directory to `/` and a reload reads the files
+/// again from there, so a relative path would name another file (or none) by then.
 pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
+    let base = args.sources.base.clone();
     let absolute = |path: &mut PathBuf| -> Result<(), String> {
-        *path = std::path::absolute(&*path)
+        *path = std::path::absolute(base.join(&*path))
             .map_err(|e| format!("cannot make {} absolute: {}", path.display(), describe(&e)))?;
         Ok(())
     };
-    for path in args
-        .pems
-        .iter_mut()
+    // Each frontend's certificates and the CAs its clients' certificates must chain to.
+    let frontend_paths = args.frontends.iter_mut().flat_map(|f| {
+        f.certs
+            .iter_mut()
+            .flat_map(|c| {
+                std::iter::once(&mut c.chain)
+                    .chain(c.key.as_mut())
+                    .chain(c.ocsp.as_mut())
+            })
+            .chain(f.tls.client_verify_ca.as_mut())
+    });
+    let global_certs = args.pems.iter_mut().flat_map(|c| {
+        std::iter::once(&mut c.chain)
+            .chain(c.key.as_mut())
+            .chain(c.ocsp.as_mut())
+    });
+    for path in global_certs
+        .chain(frontend_paths)
+        .chain(args.crl.as_mut())
+        .chain(args.pem_dir.as_mut().map(|d| &mut d.dir))
+        .chain(args.ocsp_dir.as_mut())
         .chain(args.pidfile.as_mut())
         .chain(args.ticket_secret.as_mut())
         .chain(args.chroot.as_mut())
@@ -40,55 +57,6 @@ pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
         absolute(path)?;
     }
     Ok(())
-}
-
-/// Builds the shared TLS configuration; returns it with the warnings to show the operator.
-pub(crate) fn build_config(args: &Args) -> Result<(Config, Vec<String>), String> {
-    let mut warnings = Vec::new();
-    if args.ssl {
-        let using: Vec<&str> = args.versions.iter().map(|v| v.as_str()).collect();
-        warnings.push(format!(
-            "--ssl: SSLv3 is not supported (it is broken); using {}",
-            using.join(" and ")
-        ));
-    }
-    let mut builder = Config::builder()
-        .versions(&args.versions)
-        .client_address(args.client_address)
-        .accept_proxy_header(args.accept_proxy)
-        .sni_strict(args.sni_strict)
-        .alpn_protocols(args.alpn.clone())
-        .handshake_timeout(args.handshake_timeout)
-        .backend_connect_timeout(args.backend_connect_timeout)
-        .idle_timeout(args.idle_timeout);
-    if let Some(list) = &args.ciphers {
-        builder = builder.ciphers(list.clone());
-    }
-    if let Some(path) = &args.ticket_secret {
-        builder = builder.ticket_secret_file(path);
-    } else if let Some(secret) = &args.ticket_secret_bytes {
-        builder = builder.ticket_secret(secret.clone());
-    }
-    builder = if args.self_signed {
-        let (cert, key, fingerprint) = self_signed()?;
-        warnings.push(format!(
-            "--self-signed: serving an ephemeral certificate for localhost, SHA-256 fingerprint {fingerprint}"
-        ));
-        builder.cert_and_key_pem(cert, key)
-    } else {
-        // Several PEMs: the engine picks one per handshake by SNI; the first is the default.
-        // A DER OCSP response beside a PEM (`site.pem.ocsp`, haproxy's convention) is stapled.
-        args.pems.iter().fold(builder, |builder, pem| {
-            let builder = builder.pem_file(pem);
-            match ocsp_beside(pem) {
-                Some(ocsp) => builder.ocsp_response_file(ocsp),
-                None => builder,
-            }
-        })
-    };
-    let config = builder.build().map_err(|e| e.to_string())?;
-    warnings.extend(config.warnings().iter().cloned());
-    Ok((config, warnings))
 }
 
 /// When the first certificate of each PEM file expires, for the metrics. A file whose
@@ -127,7 +95,7 @@ pub(crate) fn random_secret() -> Result<Vec<u8>, String> {
 
 /// A fresh ECDSA P-256 certificate for `localhost`, `127.0.0.1` and `::1`: (chain PEM, key PEM,
 /// SHA-256 fingerprint as `AB:CD:…`).
-fn self_signed() -> Result<(String, String, String), String> {
+pub(crate) fn self_signed() -> Result<(String, String, String), String> {
     let names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     let certified = rcgen::generate_simple_self_signed(names)
         .map_err(|e| format!("cannot generate a self-signed certificate: {e}"))?;
@@ -144,9 +112,9 @@ fn self_signed() -> Result<(String, String, String), String> {
     ))
 }
 
-/// Every backend address, resolved once at start; the driver tries them in order.
-pub(crate) fn backends(args: &Args) -> Result<Vec<SocketAddr>, String> {
-    args.backend.resolve()
+/// Every backend address, resolved at start and on each reload; the driver uses them in turn.
+pub(crate) fn backends(args: &Args) -> Result<Vec<BackendAddr>, String> {
+    args.backend.addresses()
 }
 
 /// Who a worker becomes right after fork.
@@ -244,7 +212,7 @@ impl Detached {
 const DEV_NULL: &str = "/dev/null";
 
 /// Forks into the background. Returns in the daemon only; the foreground process exits with 0
-/// once the daemon reports ready, or 2 if the daemon dies first.
+/// once the daemon reports ready, or 1 if the daemon dies first.
 pub(crate) fn daemonize() -> Result<Detached, String> {
     let null = std::fs::OpenOptions::new()
         .read(true)
@@ -263,10 +231,10 @@ pub(crate) fn daemonize() -> Result<Detached, String> {
                 let _ = sys::wait_readable(&file, None);
                 match file.read(&mut byte) {
                     Ok(1) => std::process::exit(0),
-                    Ok(_) => std::process::exit(2),
+                    Ok(_) => std::process::exit(1),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => std::process::exit(2),
+                    Err(_) => std::process::exit(1),
                 }
             }
         }

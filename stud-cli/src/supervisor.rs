@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::log;
 use crate::metrics;
 use crate::notify::Announcer;
+use crate::refresh::BackendWatch;
 use crate::setup::Privileges;
 use crate::signals::Signals;
 use crate::sys;
@@ -145,6 +146,8 @@ pub(crate) struct Supervisor {
     free_blocks: Vec<usize>,
     /// The `--metrics` endpoint, served from this loop.
     endpoint: Option<metrics::Endpoint>,
+    /// `backend-refresh`: how often, the watch, and when next.
+    refresh: Option<(Duration, BackendWatch, Instant)>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -200,12 +203,19 @@ impl Supervisor {
             announcer,
             board,
             endpoint,
+            refresh: None,
         }
     }
 
     /// Where `--metrics` is served, if it is.
     pub(crate) fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.endpoint.as_ref().and_then(|e| e.local_addr().ok())
+    }
+
+    /// Resolves the backend again every `every`; a changed set of addresses reloads as SIGHUP
+    /// does (`backend-refresh`).
+    pub(crate) fn refresh_backend(&mut self, every: Duration, watch: BackendWatch) {
+        self.refresh = Some((every, watch, Instant::now() + every));
     }
 
     /// Supervises until told to stop; returns the process exit status.
@@ -232,6 +242,7 @@ impl Supervisor {
                     .chain(self.retired.iter().map(|r| r.kill_at))
                     .chain(watch)
                     .chain(self.announcer.next_wake(now))
+                    .chain(self.refresh.as_ref().map(|r| r.2))
                     .min(),
             };
             let next = next
@@ -263,7 +274,8 @@ impl Supervisor {
                 log::reopen();
             }
             self.reap(stop_deadline.is_some());
-            if signals.hangup && !stop && stop_deadline.is_none() {
+            // A due backend-refresh that finds new addresses reloads as SIGHUP does.
+            if !stop && stop_deadline.is_none() && (signals.hangup || self.backend_changed()) {
                 self.reload();
             }
             self.serve_metrics();
@@ -314,6 +326,18 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Whether a due `backend-refresh` found the backend's addresses changed.
+    fn backend_changed(&mut self) -> bool {
+        let Some((every, watch, at)) = &mut self.refresh else {
+            return false;
+        };
+        if *at > Instant::now() {
+            return false;
+        }
+        *at = Instant::now() + *every;
+        watch.changed()
     }
 
     /// SIGHUP: a new generation of workers with a freshly built configuration, the old one
@@ -528,9 +552,10 @@ impl Supervisor {
             Ok(sys::Forked::Child) => {
                 let groups = std::mem::take(&mut self.listeners);
                 let slots = self.slots.len();
+                // Still one group per frontend: the worker pairs each with its configuration.
                 let mine = groups
                     .into_iter()
-                    .flat_map(|group| {
+                    .map(|group| {
                         if group.len() == slots && slots > 1 {
                             // --reuseport: keep this slot's socket; dropping the rest closes
                             // our copies.

@@ -313,6 +313,41 @@ pub(crate) fn set_pipe_size(fd: impl AsFd, bytes: i32) {
     let _ = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
 }
 
+/// Turns on TCP Fast Open on a listening socket, with a queue of `queue` pending requests
+/// (`TCP_FASTOPEN`; socket2 has no call for it).
+pub(crate) fn set_tcp_fastopen(socket: impl AsFd, queue: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(queue).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local integer.
+    check(unsafe {
+        libc::setsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// The TCP Fast Open queue length of a socket (0: off); tests read back what was set.
+#[cfg(test)]
+pub(crate) fn tcp_fastopen(socket: impl AsFd) -> io::Result<u32> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into a live local integer and updates `len`.
+    check(unsafe {
+        libc::getsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(u32::try_from(value).unwrap_or(0))
+}
+
 /// Local wall-clock time of `unix_secs`, as syslog stamps lines: (month 0–11, day 1–31, hour,
 /// minute, second). `None` if the C library cannot convert it.
 pub(crate) fn local_time(unix_secs: i64) -> Option<(u32, u32, u32, u32, u32)> {

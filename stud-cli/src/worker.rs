@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stud_core::driver::{ConnStats, Observer, Options, Server};
+use stud_core::driver::{ConnStats, Frontend, Observer, Options, Server};
 use stud_core::{CloseReason, Config, HandshakeInfo};
 
 use crate::log::{self, RateLimit};
@@ -204,7 +204,8 @@ impl Drop for LogObserver {
 /// Everything a worker needs, prepared by the parent before fork.
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerSetup {
-    pub(crate) config: Arc<Config>,
+    /// One configuration per frontend, in the order of the listener groups.
+    pub(crate) configs: Vec<Arc<Config>>,
     pub(crate) options: Options,
     /// One log line per finished connection.
     pub(crate) log_conns: bool,
@@ -220,7 +221,7 @@ pub(crate) struct WorkerSetup {
 /// board.
 pub(crate) fn run(
     setup: WorkerSetup,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Vec<TcpListener>>,
     parent: i32,
     mask: &sys::SignalMask,
     heartbeat: Option<Heartbeat>,
@@ -243,7 +244,17 @@ pub(crate) fn run(
     if sys::parent_pid() != parent {
         return 0;
     }
-    let mut server = match Server::new(setup.config, listeners, setup.options) {
+    // Each frontend's sockets serve that frontend's certificates and TLS policy.
+    let frontends = listeners
+        .into_iter()
+        .zip(&setup.configs)
+        .flat_map(|(group, config)| {
+            group
+                .into_iter()
+                .map(|listener| Frontend::new(listener, Arc::clone(config)))
+        })
+        .collect();
+    let mut server = match Server::with_frontends(frontends, setup.options) {
         Ok(server) => server,
         Err(e) => {
             log::error(&format!("cannot start the event loop: {e}"));

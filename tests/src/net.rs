@@ -198,6 +198,16 @@ pub fn s_client(addr: SocketAddr, args: &[&str]) -> String {
     )
 }
 
+/// The subject of the certificate served at `addr` for the server name `sni`, as `openssl
+/// s_client` prints it, spaces removed (`subject=CN=localhost`).
+pub fn served_subject(addr: SocketAddr, sni: &str) -> String {
+    let out = s_client(addr, &["-servername", sni]);
+    out.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_else(|| panic!("no certificate for {sni}: {out}"))
+        .replace(' ', "")
+}
+
 /// A blocking TLS stream to stud.
 pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 

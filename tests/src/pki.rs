@@ -125,6 +125,112 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Writes to `out` a DER OCSP response signed by the CA for the site certificate (status
+    /// "unknown": the responder's index is empty), made by `openssl ocsp`.
+    pub fn ocsp_response(&self, out: &Path) {
+        let dir = self.dir.path();
+        let req = dir.join("req.der");
+        let index = self.dir.write("index.txt", "");
+        let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            &s(&self.ca_pem_file),
+            "-cert",
+            &s(&self.cert_only),
+            "-no_nonce",
+            "-reqout",
+            &s(&req),
+        ]);
+        openssl(&[
+            "ocsp",
+            "-index",
+            &s(&index),
+            "-rsigner",
+            &s(&self.ca_pem_file),
+            "-rkey",
+            &s(&self.ca_key_file),
+            "-CA",
+            &s(&self.ca_pem_file),
+            "-reqin",
+            &s(&req),
+            "-respout",
+            &s(out),
+            "-ndays",
+            "1",
+        ]);
+    }
+}
+
+impl Pki {
+    /// Writes to `pem` a certificate for `host` signed by the CA, followed by its key (what stud
+    /// takes), made by `openssl`.
+    pub fn write_leaf(&self, pem: &Path, host: &str) {
+        let dir = self.dir.path();
+        let stem = format!("leaf-{host}");
+        let (key, csr, crt) = (
+            dir.join(format!("{stem}.key")),
+            dir.join(format!("{stem}.csr")),
+            dir.join(format!("{stem}.crt")),
+        );
+        let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+        let san = format!("subjectAltName=DNS:{host}");
+        let subject = format!("/CN={host}");
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+            "-subj",
+            &subject,
+            "-addext",
+            &san,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-CA",
+            &s(&self.ca_pem_file),
+            "-CAkey",
+            &s(&self.ca_key_file),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            &s(&crt),
+        ]);
+        let chain = std::fs::read_to_string(&crt).expect("read the certificate");
+        let key = std::fs::read_to_string(&key).expect("read the key");
+        std::fs::write(pem, format!("{chain}{key}")).expect("write the PEM");
+    }
+}
+
+/// Runs openssl and fails the test with its stderr when it fails.
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Default for Pki {
     fn default() -> Self {
         Pki::new()

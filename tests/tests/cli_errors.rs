@@ -1,4 +1,4 @@
-//! Every bad input at start-up gets one line, `stud: error: …`, and exit status 2; `-t`, `-h` and
+//! Every bad input at start-up gets one line, `stud: error: …`, and exit status 1 (as hitch and the 2016 stud); `-t`, `-h` and
 //! `-V` behave.
 
 use std::net::TcpListener;
@@ -7,10 +7,10 @@ use stud_tests::pki::Pki;
 use stud_tests::process::run;
 use stud_tests::stud_bin;
 
-/// Runs stud and checks: exit 2, stderr is exactly one `stud: error:` line containing `needle`.
+/// Runs stud and checks: exit 1, stderr is exactly one `stud: error:` line containing `needle`.
 fn expect_error(args: &[&str], needle: &str) {
     let out = run(&stud_bin!(), args);
-    assert_eq!(out.code, Some(2), "{args:?}: stderr {:?}", out.stderr);
+    assert_eq!(out.code, Some(1), "{args:?}: stderr {:?}", out.stderr);
     let errors: Vec<&str> = out
         .stderr
         .lines()

@@ -84,6 +84,6 @@ fn a_short_ticket_secret_is_a_startup_error() {
             pki.site_pem.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("at least 32"), "{}", out.stderr);
 }

@@ -1,0 +1,140 @@
+//! What SIGHUP reads again, as hitch does: the configuration file and every file it names, a
+//! `pem-dir` included (where every file is a certificate and a bad one is skipped with a
+//! warning, never stopping stud). What only a restart can change is kept, with a warning.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use stud_tests::net::{self, echo_backend};
+use stud_tests::pki::{Pki, TempDir};
+use stud_tests::process::Stud;
+use stud_tests::{require_tool, stud_bin, TIMEOUT};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn a_pem_dir_serves_its_good_files_skips_a_bad_one_and_is_read_again_on_sighup() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let work = TempDir::new();
+    let certs = work.path().join("cert.d");
+    std::fs::create_dir(&certs).expect("mkdir");
+    std::fs::copy(&pki.site_pem, certs.join("10-localhost.pem")).expect("copy");
+    std::fs::write(certs.join("20-broken.pem"), "not a certificate\n").expect("write");
+    std::fs::copy(&pki.mismatched, certs.join("30-mismatched.pem")).expect("copy");
+    std::fs::write(certs.join("README"), "ignored: does not match the glob\n").expect("write");
+    let conf = work.write(
+        "hitch.conf",
+        format!(
+            "frontend = \"[127.0.0.1]:0\"\nbackend = \"[127.0.0.1]:{}\"\n\
+             pem-dir = \"{}\"\npem-dir-glob = \"*.pem\"\n",
+            echo_backend().port(),
+            s(&certs)
+        ),
+    );
+    let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    let out = stud.output();
+    for bad in ["20-broken.pem", "30-mismatched.pem"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains("warning: pem-dir: skipping") && l.contains(bad)),
+            "no warning for {bad}: {out}"
+        );
+    }
+    assert!(!out.contains("README"), "{out}");
+    assert!(net::served_subject(stud.addr, "localhost").contains("CN=localhost"));
+    // Before the reload, other.test gets the default (the first file).
+    assert!(net::served_subject(stud.addr, "other.test").contains("CN=localhost"));
+
+    pki.write_leaf(&certs.join("40-other.pem"), "other.test");
+    stud.signal(libc::SIGHUP);
+    stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
+    let deadline = Instant::now() + TIMEOUT;
+    while !net::served_subject(stud.addr, "other.test").contains("CN=other.test") {
+        assert!(
+            Instant::now() < deadline,
+            "the new file was never served after SIGHUP: {}",
+            stud.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(net::served_subject(stud.addr, "localhost").contains("CN=localhost"));
+}
+
+#[test]
+fn a_pem_dir_with_no_usable_file_is_a_clear_error() {
+    let dir = TempDir::new();
+    dir.write("broken.pem", "not a certificate\n");
+    let out = stud_tests::process::run(
+        &stud_bin!(),
+        &["-t", "--pem-dir", s(dir.path()), "-f", "127.0.0.1,0"],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let error = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("stud: error: "))
+        .unwrap_or_else(|| panic!("no error line: {}", out.stderr));
+    assert!(
+        error.contains("no certificate for frontend 127.0.0.1,0")
+            && error.contains("holds no usable certificate (pem-dir: skipping")
+            && error.contains("broken.pem"),
+        "{error}"
+    );
+}
+
+#[test]
+fn sighup_reads_the_configuration_file_again() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let work = TempDir::new();
+    let other = work.path().join("other.pem");
+    pki.write_leaf(&other, "other.test");
+    let backend = echo_backend().port();
+    let config = |pem: &Path, workers: u32| {
+        format!(
+            "frontend = {{\n  host = \"127.0.0.1\"\n  port = \"0\"\n}}\n\
+             backend = \"[127.0.0.1]:{backend}\"\nworkers = {workers}\npem-file = \"{}\"\n",
+            s(pem)
+        )
+    };
+    let conf = work.write("hitch.conf", config(&pki.site_pem, 1));
+    let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    assert!(net::served_subject(stud.addr, "other.test").contains("CN=localhost"));
+
+    // The operator edits the file: another certificate, and a worker count only a restart
+    // can apply.
+    work.write("hitch.conf", config(&other, 2));
+    stud.signal(libc::SIGHUP);
+    stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
+    assert!(
+        stud.output()
+            .lines()
+            .any(|l| l.contains("reload: workers changed") && l.contains("until a restart")),
+        "{}",
+        stud.output()
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while !net::served_subject(stud.addr, "other.test").contains("CN=other.test") {
+        assert!(
+            Instant::now() < deadline,
+            "the edited file was never served after SIGHUP: {}",
+            stud.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A file that no longer loads leaves the running configuration serving.
+    work.write("hitch.conf", "workers = many\n");
+    stud.signal(libc::SIGHUP);
+    stud.wait_line(
+        |l| l.contains("hitch.conf:1: invalid worker count 'many'"),
+        TIMEOUT,
+    )
+    .unwrap_or_else(|| panic!("the bad file was not reported: {}", stud.output()));
+    assert!(net::served_subject(stud.addr, "other.test").contains("CN=other.test"));
+}
