@@ -36,6 +36,44 @@ impl Daemon {
             "stud --daemon {args:?} did not start:\n{}",
             out.stderr
         );
+        Daemon::found(dir, pidfile)
+    }
+
+    /// [`Daemon::start`] with the arguments `args` makes for a free loopback frontend
+    /// (`127.0.0.1,PORT`); when that port was taken between choosing and binding (stud says
+    /// "Address already in use"), another is tried. Returns the daemon and its frontend.
+    pub fn start_on_free_port(
+        bin: &Path,
+        dir: &Path,
+        pidfile: &Path,
+        args: impl Fn(&str) -> Vec<String>,
+    ) -> (Daemon, SocketAddr) {
+        for _ in 0..4 {
+            let port = net::free_port();
+            let frontend = format!("127.0.0.1,{port}");
+            let made = args(&frontend);
+            let mut all = vec!["--daemon"];
+            all.extend(made.iter().map(String::as_str));
+            let out = run_in(bin, Some(dir), &all);
+            if out.code != Some(0) && out.stderr.contains("Address already in use") {
+                continue;
+            }
+            assert_eq!(
+                out.code,
+                Some(0),
+                "stud --daemon {made:?} did not start:\n{}",
+                out.stderr
+            );
+            return (
+                Daemon::found(dir, pidfile),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            );
+        }
+        panic!("no free port could be bound in four tries");
+    }
+
+    /// The daemon whose pid is in `pidfile` (relative to `dir` or absolute).
+    fn found(dir: &Path, pidfile: &Path) -> Daemon {
         let pidfile = dir.join(pidfile);
         let text = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| {
             panic!("no pidfile at {}: {e}", pidfile.display());

@@ -255,6 +255,31 @@ impl Drop for Stud {
     }
 }
 
+/// Starts the `stud` that `make` spawns for a free loopback frontend (`127.0.0.1,PORT`), for
+/// runs whose log does not say where they listen, and waits until the port accepts TCP
+/// connections. A port taken by someone else between choosing and binding makes stud exit at
+/// start; another port is tried then (five in all), so that rare race does not fail the test.
+pub fn spawn_on_free_port(make: impl Fn(&str) -> Stud) -> (Stud, SocketAddr) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = crate::net::free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stud = make(&format!("127.0.0.1,{port}"));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return (stud, addr);
+            }
+            if stud.wait_exit(Duration::ZERO).is_some() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        last = stud.output();
+    }
+    panic!("stud did not start on any of five free ports; its stderr:\n{last}");
+}
+
 /// The outcome of a `stud` run that is expected to end by itself.
 #[derive(Debug)]
 pub struct Finished {

@@ -11,6 +11,11 @@ use stud_tests::process::{alive, effective_uid, send_signal, Stud};
 use stud_tests::procfs::children;
 use stud_tests::{stud_bin, TIMEOUT};
 
+/// The arguments, owned.
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(ToString::to_string).collect()
+}
+
 /// Whether this test may use -u/-g/-r (it prints why not, once, when it may not).
 fn root() -> bool {
     if effective_uid() != 0 {
@@ -30,28 +35,23 @@ fn a_daemon_resolves_relative_paths_against_its_start_directory_on_start_and_on_
         "tickets.key",
         "0123456789abcdef0123456789abcdef0123456789abcdef\n",
     );
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
-    let daemon = Daemon::start(
-        &stud_bin!(),
-        dir.path(),
-        &[
-            "-p",
-            "stud.pid",
-            "-f",
-            &f,
-            "-b",
-            &b,
-            "--ticket-secret",
-            "tickets.key",
-            "-l",
-            "stud.log",
-            "site.pem",
-        ],
-        "stud.pid".as_ref(),
-    );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (daemon, addr) =
+        Daemon::start_on_free_port(&stud_bin!(), dir.path(), "stud.pid".as_ref(), |f| {
+            owned(&[
+                "-p",
+                "stud.pid",
+                "-f",
+                f,
+                "-b",
+                &b,
+                "--ticket-secret",
+                "tickets.key",
+                "-l",
+                "stud.log",
+                "site.pem",
+            ])
+        });
     echoes(
         &mut served_with(addr, &net::client_config(&old.ca_der)),
         b"old",
@@ -80,26 +80,21 @@ fn a_daemon_chrooted_to_a_relative_directory_starts_and_serves() {
     let dir = TempDir::new();
     let jail = dir.path().join("jail");
     std::fs::create_dir(&jail).expect("jail");
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
-    let daemon = Daemon::start(
-        &stud_bin!(),
-        dir.path(),
-        &[
-            "-r",
-            "jail",
-            "-p",
-            "stud.pid",
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-        "stud.pid".as_ref(),
-    );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (daemon, addr) =
+        Daemon::start_on_free_port(&stud_bin!(), dir.path(), "stud.pid".as_ref(), |f| {
+            owned(&[
+                "-r",
+                "jail",
+                "-p",
+                "stud.pid",
+                "-f",
+                f,
+                "-b",
+                &b,
+                pki.site_pem.to_str().expect("utf-8"),
+            ])
+        });
     echoes(
         &mut served_with(addr, &net::client_config(&pki.ca_der)),
         b"jailed",
@@ -147,30 +142,25 @@ fn an_unprivileged_chrooted_daemon_reloads_a_root_only_key_and_removes_its_pidfi
     let jail = TempDir::new();
     let pem = dir.path().join("site.pem");
     write_root_only(&pem, &std::fs::read(&old.site_pem).expect("old pem"));
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
-    let daemon = Daemon::start(
-        &stud_bin!(),
-        dir.path(),
-        &[
-            "-u",
-            "nobody",
-            "-g",
-            "nogroup",
-            "-r",
-            jail.path().to_str().expect("utf-8"),
-            "-p",
-            "relative.pid",
-            "-f",
-            &f,
-            "-b",
-            &b,
-            "site.pem",
-        ],
-        "relative.pid".as_ref(),
-    );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (daemon, addr) =
+        Daemon::start_on_free_port(&stud_bin!(), dir.path(), "relative.pid".as_ref(), |f| {
+            owned(&[
+                "-u",
+                "nobody",
+                "-g",
+                "nogroup",
+                "-r",
+                jail.path().to_str().expect("utf-8"),
+                "-p",
+                "relative.pid",
+                "-f",
+                f,
+                "-b",
+                &b,
+                "site.pem",
+            ])
+        });
     echoes(
         &mut served_with(addr, &net::client_config(&old.ca_der)),
         b"old",
@@ -299,20 +289,28 @@ fn unprivileged_workers_still_die_with_their_parent() {
 fn a_daemon_that_cannot_write_its_pidfile_fails_naming_it_and_leaves_nothing_running() {
     let pki = Pki::new();
     let dir = TempDir::new();
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
-    let out = stud_tests::process::run_in(
-        &stud_bin!(),
-        Some(dir.path()),
-        &[
-            "--daemon",
-            "-p",
-            "no-such-dir/stud.pid",
-            "-f",
-            &f,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-    );
+    // A port taken between choosing it and binding would fail the start for another reason:
+    // then another port.
+    let (out, port) = (0..4)
+        .map(|_| {
+            let port = net::free_port();
+            let f = format!("127.0.0.1,{port}");
+            let out = stud_tests::process::run_in(
+                &stud_bin!(),
+                Some(dir.path()),
+                &[
+                    "--daemon",
+                    "-p",
+                    "no-such-dir/stud.pid",
+                    "-f",
+                    &f,
+                    pki.site_pem.to_str().expect("utf-8"),
+                ],
+            );
+            (out, port)
+        })
+        .find(|(out, _)| !out.stderr.contains("Address already in use"))
+        .expect("a free port in four tries");
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     let expected = format!(
         "stud: error: cannot write pidfile {}:",

@@ -3,7 +3,6 @@
 //! carries an ISO 8601 UTC timestamp, and SIGUSR1 or SIGHUP let logrotate move the file away.
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,28 +20,29 @@ use stud_tests::{stud_bin, TIMEOUT};
 #[test]
 fn a_log_reader_that_stops_reading_costs_no_worker_and_no_connection() {
     let pki = Pki::new();
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
     let (reader, writer) = process::pipe();
     // The smallest pipe the kernel gives: a few lines fill it, as a stalled reader's would be.
     process::set_pipe_size(&writer, 4096);
-    let stud = Stud::spawn_with_stderr(
-        &stud_bin!(),
-        &[
-            "-n",
-            "1",
-            "--log-conns",
-            "--worker-timeout=3",
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-        Stdio::from(writer),
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (stud, addr) = process::spawn_on_free_port(|f| {
+        Stud::spawn_with_stderr(
+            &stud_bin!(),
+            &[
+                "-n",
+                "1",
+                "--log-conns",
+                "--worker-timeout=3",
+                "-f",
+                f,
+                "-b",
+                &b,
+                pki.site_pem.to_str().expect("utf-8"),
+            ],
+            Stdio::from(writer.try_clone().expect("dup the pipe")),
+        )
+    });
+    // Only stud holds the write end now.
+    drop(writer);
     let config = net::client_config(&pki.ca_der);
     let mut held = served_with(addr, &config);
     echoes(&mut held, b"before");
@@ -174,24 +174,23 @@ fn log_filename_gets_timestamped_lines_and_is_reopened_on_usr1_and_hup() {
     let dir = TempDir::new();
     let log = dir.path().join("stud.log");
     std::fs::write(&log, "an earlier line that must be kept\n").expect("existing log");
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
     let date_before = utc_date();
-    let stud = Stud::spawn(
-        &stud_bin!(),
-        &[
-            "--log-conns",
-            "-l",
-            log.to_str().expect("utf-8"),
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (stud, addr) = process::spawn_on_free_port(|f| {
+        Stud::spawn(
+            &stud_bin!(),
+            &[
+                "--log-conns",
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-f",
+                f,
+                "-b",
+                &b,
+                pki.site_pem.to_str().expect("utf-8"),
+            ],
+        )
+    });
     let config = net::client_config(&pki.ca_der);
     echoes(&mut served_with(addr, &config), b"one");
     let text = wait_in_file(&log, "closed: ");
@@ -268,22 +267,22 @@ fn a_log_file_that_cannot_be_reopened_keeps_the_old_one_and_says_so() {
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).expect("log directory");
     let log = logs.join("stud.log");
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
-    let stud = Stud::spawn(
-        &stud_bin!(),
-        &[
-            "--log-conns",
-            "-l",
-            log.to_str().expect("utf-8"),
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-    );
+    let (stud, addr) = process::spawn_on_free_port(|f| {
+        Stud::spawn(
+            &stud_bin!(),
+            &[
+                "--log-conns",
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-f",
+                f,
+                "-b",
+                &b,
+                pki.site_pem.to_str().expect("utf-8"),
+            ],
+        )
+    });
     wait_in_file(&log, "listening on");
     // The whole directory goes away: the file cannot be made again where it was.
     let moved = dir.path().join("logs.old");
@@ -293,7 +292,6 @@ fn a_log_file_that_cannot_be_reopened_keeps_the_old_one_and_says_so() {
     let text = wait_in_file(&old, "cannot reopen log file");
     assert!(text.contains(&log.display().to_string()), "{text}");
     // And it keeps logging there.
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     echoes(
         &mut served_with(addr, &net::client_config(&pki.ca_der)),
         b"hi",

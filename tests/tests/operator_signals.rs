@@ -22,10 +22,11 @@ fn many_pems(pki: &Pki, dir: &TempDir, count: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Starts stud on `port` with `extra` flags and `pems`, and returns at once (start-up is still
+/// Starts stud on a port the kernel picks (it is logged) with `extra` flags and `pems`, and
+/// returns at once (start-up is still
 /// going on).
-fn spawn(port: u16, extra: &[&str], pems: &[PathBuf]) -> Stud {
-    let f = format!("127.0.0.1,{port}");
+fn spawn(extra: &[&str], pems: &[PathBuf]) -> Stud {
+    let f = "127.0.0.1,0".to_string();
     let b = echo_backend().to_string();
     let mut args = vec!["-f", f.as_str(), "-b", b.as_str()];
     args.extend_from_slice(extra);
@@ -46,6 +47,17 @@ fn wait_for_main(stud: &Stud) {
     stud_tests::procfs::wait_for(TIMEOUT, ignored).expect("stud never reached main");
 }
 
+/// Where stud listens, from its "listening on" line (waiting up to `within` for it).
+fn listening(stud: &Stud, within: Duration) -> Option<SocketAddr> {
+    let line = stud.wait_line(|l| l.contains("listening on "), within)?;
+    line.split("listening on ")
+        .nth(1)?
+        .split([',', ' '])
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// How many lines so far contain `needle`.
 fn count(stud: &Stud, needle: &str) -> usize {
     stud.output().lines().filter(|l| l.contains(needle)).count()
@@ -58,8 +70,7 @@ fn hangups_while_a_thousand_certificates_load_become_one_reload() {
     let pems = many_pems(&pki, &dir, 1000);
     let config = net::client_config(&pki.ca_der);
     for delay_ms in [5, 20, 40] {
-        let port = net::free_port();
-        let mut stud = spawn(port, &[], &pems);
+        let mut stud = spawn(&[], &pems);
         wait_for_main(&stud);
         std::thread::sleep(Duration::from_millis(delay_ms));
         stud.signal(libc::SIGHUP);
@@ -78,7 +89,8 @@ fn hangups_while_a_thousand_certificates_load_become_one_reload() {
                 stud.output()
             );
         }
-        served_with(SocketAddr::from(([127, 0, 0, 1], port)), &config);
+        let addr = listening(&stud, TIMEOUT).expect("the listening line");
+        served_with(addr, &config);
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(
             count(&stud, "reloaded the configuration"),
@@ -96,7 +108,7 @@ fn a_stop_while_a_thousand_certificates_load_exits_cleanly_with_a_line() {
     let dir = TempDir::new();
     let pems = many_pems(&pki, &dir, 1000);
     for (signal, delay_ms) in [(libc::SIGTERM, 5), (libc::SIGINT, 20), (libc::SIGTERM, 40)] {
-        let mut stud = spawn(net::free_port(), &[], &pems);
+        let mut stud = spawn(&[], &pems);
         wait_for_main(&stud);
         std::thread::sleep(Duration::from_millis(delay_ms));
         stud.signal(signal);
@@ -158,18 +170,19 @@ fn trial(
     signal: i32,
     delay: Duration,
 ) {
-    let port = net::free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stud = spawn(port, &["-n", "2", "--drain-timeout=1"], pems);
+    let mut stud = spawn(&["-n", "2", "--drain-timeout=1"], pems);
     let what = format!("{phase:?}, signal {signal} after {delay:?}");
+    let listening_now = |stud: &Stud| listening(stud, Duration::ZERO);
     let mut held = None;
     match phase {
         Phase::StartUp => wait_for_main(&stud),
         Phase::Reload => {
+            let addr = listening(&stud, TIMEOUT).expect("the listening line");
             assert!(serves(addr, config, TIMEOUT), "{what}: never served");
             stud.signal(libc::SIGHUP);
         }
         Phase::Drain => {
+            let addr = listening(&stud, TIMEOUT).expect("the listening line");
             assert!(serves(addr, config, TIMEOUT), "{what}: never served");
             held = net::connect(addr, config).ok();
             stud.signal(libc::SIGTERM);
@@ -187,8 +200,10 @@ fn trial(
             break None;
         }
         if !matches!(phase, Phase::Drain) && signal != libc::SIGTERM && signal != libc::SIGINT {
-            if serves(addr, config, Duration::from_millis(200)) {
-                break None;
+            match listening_now(&stud) {
+                Some(addr) if serves(addr, config, Duration::from_millis(200)) => break None,
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(20)),
             }
         } else {
             std::thread::sleep(Duration::from_millis(20));
@@ -203,6 +218,8 @@ fn trial(
             let stopping =
                 matches!(phase, Phase::Drain) || signal == libc::SIGTERM || signal == libc::SIGINT;
             if !stopping {
+                let addr = listening(&stud, TIMEOUT)
+                    .unwrap_or_else(|| panic!("{what}: never listened:\n{}", stud.output()));
                 assert!(
                     serves(addr, config, TIMEOUT),
                     "{what}: neither serving nor exited:\n{}",

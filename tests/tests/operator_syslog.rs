@@ -4,7 +4,6 @@
 //! of the test's own, so the test plays the syslog daemon at `/dev/log` without touching the
 //! machine's.
 
-use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use stud_tests::daemon::{echoes, served_with};
 use stud_tests::net::{self, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
-use stud_tests::process::{effective_uid, Stud};
+use stud_tests::process::{effective_uid, spawn_on_free_port, Stud};
 use stud_tests::{stud_bin, TIMEOUT};
 
 /// Runs its arguments in the current (new) mount namespace with `/dev` replaced by `$1`, into
@@ -100,26 +99,25 @@ fn syslog_without_dev_log_warns_at_start_and_still_serves() {
     }
     let pki = Pki::new();
     let dev = TempDir::new();
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
-    let stud = spawn_with_dev(
-        dev.path(),
-        &[
-            "-s",
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-    );
+    let (stud, addr) = spawn_on_free_port(|f| {
+        spawn_with_dev(
+            dev.path(),
+            &[
+                "-s",
+                "-f",
+                f,
+                "-b",
+                &b,
+                pki.site_pem.to_str().expect("utf-8"),
+            ],
+        )
+    });
     stud.wait_line(
         |l| l.contains("stud: warning: --syslog: /dev/log does not exist"),
         TIMEOUT,
     )
     .unwrap_or_else(|| panic!("no warning about /dev/log; stderr:\n{}", stud.output()));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     echoes(
         &mut served_with(addr, &net::client_config(&pki.ca_der)),
         b"hi",
@@ -138,28 +136,28 @@ fn chrooted_workers_keep_logging_to_syslog_across_a_syslog_restart() {
     let log_file = files.path().join("stud.log");
     let log = dev.path().join("log");
     let syslogd = Syslogd::bind(&log);
-    let port = net::free_port();
-    let f = format!("127.0.0.1,{port}");
     let b = echo_backend().to_string();
-    let stud = spawn_with_dev(
-        dev.path(),
-        &[
-            "-s",
-            "--syslog-facility=local3",
-            "--log-conns",
-            "-l",
-            log_file.to_str().expect("utf-8"),
-            "-u",
-            "nobody",
-            "-r",
-            jail.path().to_str().expect("utf-8"),
-            "-f",
-            &f,
-            "-b",
-            &b,
-            pki.site_pem.to_str().expect("utf-8"),
-        ],
-    );
+    let (stud, addr) = spawn_on_free_port(|f| {
+        spawn_with_dev(
+            dev.path(),
+            &[
+                "-s",
+                "--syslog-facility=local3",
+                "--log-conns",
+                "-l",
+                log_file.to_str().expect("utf-8"),
+                "-u",
+                "nobody",
+                "-r",
+                jail.path().to_str().expect("utf-8"),
+                "-f",
+                f,
+                "-b",
+                &b,
+                pki.site_pem.to_str().expect("utf-8"),
+            ],
+        )
+    });
     let listening = syslogd
         .wait("listening on")
         .unwrap_or_else(|| panic!("no start-up line in syslog; stderr:\n{}", stud.output()));
@@ -170,7 +168,6 @@ fn chrooted_workers_keep_logging_to_syslog_across_a_syslog_restart() {
         "{}",
         stud.output()
     );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = net::client_config(&pki.ca_der);
     echoes(&mut served_with(addr, &config), b"one");
     let closed = syslogd
