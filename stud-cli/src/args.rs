@@ -33,6 +33,8 @@ pub(crate) struct Args {
     /// `ocsp-dir`: an OCSP response for a certificate is looked up there by its file name.
     pub(crate) ocsp_dir: Option<PathBuf>,
     pub(crate) backend: Backend,
+    /// Local addresses backend connections are made from, in turn (`--backend-source`).
+    pub(crate) backend_sources: Vec<std::net::IpAddr>,
     /// `backend-refresh`: how often the backend's name is resolved again (None = never).
     pub(crate) backend_refresh: Option<Duration>,
     pub(crate) workers: usize,
@@ -545,6 +547,10 @@ Socket:
                                 [HOST]:PORT+CERT for a certificate of this frontend only)
   -B, --backlog=N               listen backlog [default: 100]
   -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: 3600]
+      --backend-source=ADDR[,ADDR...]
+                                connect to the backend from these local addresses in turn
+                                (the kernel picks each port): more than one address's ~28,000
+                                source ports for one backend address
   -R, --backend-refresh=SECS    resolve the backend's name again every SECS and reload
                                 when its addresses changed; 0 = never [default: 0]
       --recv-bufsize=BYTES      SO_RCVBUF of every client socket [default: the kernel's]

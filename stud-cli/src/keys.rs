@@ -207,6 +207,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("syslog-facility", &["--syslog-facility"], Global, Text, Yes),
     key("metrics", &["--metrics"], Global, Text, Yes),
     key("log-format", &["--log-format"], Global, Text, Yes),
+    key("backend-source", &["--backend-source"], Global, Words, Yes),
     key(
         "ring-slots",
         &[],

@@ -141,6 +141,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     let backends = setup::backends(&args)?;
     // What every worker would find wrong (a socket path too long to connect to), said once.
     Options::new(backends.iter().cloned())
+        .with_source_addrs(args.backend_sources.clone())
         .validate()
         .map_err(|e| format!("backend {}: {e}", args.backend))?;
     let privileges = setup::resolve_privileges(&args)?;
@@ -216,6 +217,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .map(setup::PidFile::create)
         .transpose()?;
     let options = Options::new(backends.iter().cloned())
+        .with_source_addrs(args.backend_sources.clone())
         .with_keepalive(args.keepalive)
         .with_drain_timeout(args.drain_timeout)
         .with_max_connections(args.max_conns)

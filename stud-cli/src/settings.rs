@@ -648,6 +648,21 @@ impl Settings {
                 host: Some("127.0.0.1".into()),
                 port: 8000,
             }));
+        let backend_sources = self
+            .get("backend-source", |s| {
+                s.split([',', ' '])
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .parse::<std::net::IpAddr>()
+                            .map_err(|_| {
+                                format!("invalid backend-source '{a}': expected IP addresses")
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+            .unwrap_or_default();
         let backend_refresh = self.secs("backend-refresh", "backend refresh interval")?;
         let mut backend_refresh = backend_refresh.filter(|s| *s > 0).map(Duration::from_secs);
         if backend_refresh.is_some() && matches!(backend, Backend::Unix(_)) {
@@ -824,6 +839,7 @@ impl Settings {
             ocsp_dir,
             backend,
             backend_refresh,
+            backend_sources,
             workers,
             client_address,
             accept_proxy,
