@@ -255,7 +255,7 @@ fn a_log_file_that_cannot_be_opened_stops_the_start_naming_it() {
             pki.site_pem.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     let expected = format!("stud: error: cannot open log file {}:", missing.display());
     assert!(out.stderr.contains(&expected), "{}", out.stderr);
 }
