@@ -236,6 +236,13 @@ fn the_backend_sees_each_real_client_and_its_sni_through_balancer_and_stud() {
         instances.contains(&"a") && instances.contains(&"b"),
         "the balancer used both instances: {instances:?}"
     );
+    // haproxy's checks connect and close: a failed handshake each, with its reason, no backend.
+    let a = fleet.stud(0);
+    assert!(
+        a.output().contains("failed: client_closed_in_handshake"),
+        "{}",
+        a.output()
+    );
 }
 
 #[test]
