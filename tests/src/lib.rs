@@ -53,19 +53,31 @@ pub fn require_tool(name: &str) {
 /// missing tool fails the test instead, so CI never skips silently.
 #[must_use]
 pub fn optional_tool(name: &str) -> bool {
-    if on_path(name) {
+    optional(&format!("`{name}`"), on_path(name))
+}
+
+/// Like [`optional_tool`] for anything else a test can do without: `what` names it (a Python
+/// package, say), `present` says whether this machine has it.
+#[must_use]
+pub fn optional(what: &str, present: bool) -> bool {
+    if present {
         return true;
     }
     let strict = std::env::var_os("STUD_TEST_STRICT").is_some_and(|v| v == "1");
     assert!(
         !strict,
-        "STUD_TEST_STRICT=1 and `{name}` is not on PATH (see .ci/apt-packages)"
+        "STUD_TEST_STRICT=1 and {what} is not installed (see .ci/apt-packages)"
     );
+    skipped(&format!(
+        "{what} is not installed (STUD_TEST_STRICT=1 makes this a failure)"
+    ));
+    false
+}
+
+/// Prints `skipped: WHY` where the person running the tests sees it, for a test about to return
+/// without checking anything (not root, no IPv6, a missing tool).
+pub fn skipped(why: &str) {
     // Written to the stream itself: the test harness captures `eprintln!` of passing tests, and
     // a skip must stay visible.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: `{name}` is not installed (STUD_TEST_STRICT=1 makes this a failure)"
-    );
-    false
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
 }

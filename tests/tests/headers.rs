@@ -66,7 +66,9 @@ fn write_ip_v4_is_family_then_address() {
 #[test]
 fn write_ip_v6() {
     if !ipv6_available() {
-        eprintln!("note: no IPv6 loopback on this machine; the IPv6 --write-ip case cannot run");
+        stud_tests::skipped(
+            "no IPv6 loopback on this machine, so the IPv6 --write-ip case cannot run",
+        );
         return;
     }
     let (got, _, _) = first_bytes("[::1]:0", "--write-ip", b"PAYLOAD", |g| g.len() >= 24);
@@ -103,7 +105,9 @@ fn write_proxy_on_a_wildcard_names_the_accepting_address() {
 #[test]
 fn write_proxy_v6() {
     if !ipv6_available() {
-        eprintln!("note: no IPv6 loopback on this machine; the IPv6 --write-proxy case cannot run");
+        stud_tests::skipped(
+            "no IPv6 loopback on this machine, so the IPv6 --write-proxy case cannot run",
+        );
         return;
     }
     let (got, client, stud) = first_bytes("[::1]:0", "--write-proxy", b"PAYLOAD", line_then(7));

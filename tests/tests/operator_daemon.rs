@@ -19,7 +19,7 @@ fn owned(args: &[&str]) -> Vec<String> {
 /// Whether this test may use -u/-g/-r (it prints why not, once, when it may not).
 fn root() -> bool {
     if effective_uid() != 0 {
-        eprintln!("skipped: not root, so -u/-g/-r cannot be exercised");
+        stud_tests::skipped("not root, so -u/-g/-r cannot be exercised");
         return false;
     }
     true

@@ -27,7 +27,7 @@ exec "$@"
 /// not, once, when it does not.
 fn namespaces() -> bool {
     if effective_uid() != 0 {
-        eprintln!("skipped: not root, so no private /dev can be mounted");
+        stud_tests::skipped("not root, so no private /dev can be mounted");
         return false;
     }
     stud_tests::optional_tool("unshare")

@@ -149,7 +149,7 @@ fn status_field(pid: i32, field: &str) -> String {
 #[test]
 fn workers_drop_privileges_after_binding_and_the_supervisor_keeps_them() {
     if stud_tests::process::effective_uid() != 0 {
-        eprintln!("note: not root; -u/-g/-r cannot be exercised here");
+        stud_tests::skipped("not root, so -u/-g/-r cannot be exercised here");
         return;
     }
     let pki = Pki::new();

@@ -471,10 +471,7 @@ fn free_low_port() -> u16 {
 #[test]
 fn stud_serves_a_low_port_with_only_the_rights_stud_service_gives_it() {
     if effective_uid() != 0 {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: not root, so a user with only the service's rights cannot be made"
-        );
+        stud_tests::skipped("not root, so a user with only the service's rights cannot be made");
         return;
     }
     if !optional_tool("setpriv") {
@@ -590,7 +587,7 @@ fn the_socket_stud_socket_describes_is_taken_by_the_frontend_stud_default_names(
     socket.set_only_v6(false).expect("dual-stack");
     let any: SocketAddr = "[::]:0".parse().expect("address");
     if socket.bind(&any.into()).is_err() {
-        let _ = writeln!(std::io::stderr(), "skipped: no IPv6 on this machine");
+        stud_tests::skipped("no IPv6 on this machine");
         return;
     }
     socket.listen(128).expect("listen");
