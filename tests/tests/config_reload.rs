@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use stud_tests::daemon::{echoes, served_with, Daemon};
 use stud_tests::net::{self, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
 use stud_tests::process::Stud;
@@ -137,4 +138,68 @@ fn sighup_reads_the_configuration_file_again() {
     )
     .unwrap_or_else(|| panic!("the bad file was not reported: {}", stud.output()));
     assert!(net::served_subject(stud.addr, "other.test").contains("CN=other.test"));
+}
+
+/// Writes `contents` to `path` readable by root alone, as private keys are kept.
+fn write_root_only(path: &Path, contents: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create key file");
+    std::io::Write::write_all(&mut file, contents).expect("write key file");
+}
+
+#[test]
+fn a_chrooted_unprivileged_daemon_reloads_its_edited_relative_configuration() {
+    if stud_tests::process::effective_uid() != 0 {
+        eprintln!("skipped: not root, so user, group and chroot cannot be exercised");
+        return;
+    }
+    let old = Pki::new();
+    let new = Pki::new();
+    let dir = TempDir::new();
+    std::fs::create_dir(dir.path().join("jail")).expect("jail");
+    write_root_only(
+        &dir.path().join("old.pem"),
+        &std::fs::read(&old.site_pem).expect("old pem"),
+    );
+    write_root_only(
+        &dir.path().join("new.pem"),
+        &std::fs::read(&new.site_pem).expect("new pem"),
+    );
+    let port = net::free_port();
+    let backend = echo_backend().port();
+    // Every path relative, as in a file kept beside its certificates.
+    let config = |pem: &str| {
+        format!(
+            "frontend = \"[127.0.0.1]:{port}\"\nbackend = \"[127.0.0.1]:{backend}\"\n\
+             pem-file = \"{pem}\"\npidfile = \"stud.pid\"\nchroot = \"jail\"\n\
+             user = \"nobody\"\ngroup = \"nogroup\"\n"
+        )
+    };
+    dir.write("hitch.conf", config("old.pem"));
+    let daemon = Daemon::start(
+        &stud_bin!(),
+        dir.path(),
+        &["--config", "hitch.conf"],
+        "stud.pid".as_ref(),
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    echoes(
+        &mut served_with(addr, &net::client_config(&old.ca_der)),
+        b"old",
+    );
+
+    // At 3 a.m. the operator points the file at the new key and reloads: the daemon, in `/`
+    // since it detached, reads the same file and the root-only key it names.
+    dir.write("hitch.conf", config("new.pem"));
+    daemon.signal(libc::SIGHUP);
+    echoes(
+        &mut served_with(addr, &net::client_config(&new.ca_der)),
+        b"new",
+    );
+    assert!(daemon.stop(), "the pidfile outlived the daemon");
 }
