@@ -229,3 +229,34 @@ fn client_verify_without_its_ca_is_one_line_at_start() {
     );
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
 }
+
+#[test]
+fn frontend_blocks_listen_on_ipv6_and_ipv4_addresses() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "hitch.conf",
+        format!(
+            "backend = \"[127.0.0.1]:{}\"\npem-file = \"{}\"\n\
+             frontend = {{\n  host = \"::1\"\n  port = \"0\"\n}}\n\
+             frontend = \"[127.0.0.1]:0\"\n",
+            echo_backend().port(),
+            s(&pki.site_pem)
+        ),
+    );
+    let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    assert!(
+        stud.addrs[0].is_ipv6() && stud.addrs[1].is_ipv4(),
+        "{:?}",
+        stud.addrs
+    );
+    for addr in &stud.addrs {
+        let mut tls = connect(*addr, &net::client_config(&pki.ca_der)).expect("handshake");
+        tls.write_all(b"ping").expect("write");
+        assert_eq!(net::read_exact(&mut tls, 4).expect("echo"), b"ping");
+    }
+}
