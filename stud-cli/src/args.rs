@@ -50,6 +50,10 @@ pub(crate) struct Args {
     /// Send the client's certificate to the backend in the PROXY v2 header
     /// (`proxy-client-cert`).
     pub(crate) proxy_client_cert: bool,
+    /// The SSL TLV in the PROXY v2 header (`proxy-tlv`, on by default).
+    pub(crate) proxy_tlv: bool,
+    /// The authority (SNI) TLV in the PROXY v2 header (`proxy-authority`, on by default).
+    pub(crate) proxy_authority: bool,
     pub(crate) backlog: i32,
     pub(crate) keepalive: Option<Duration>,
     /// Socket options of the listening sockets (and so of every accepted one).
@@ -609,8 +613,10 @@ Special:
       --proxy-proxy             --accept-proxy, passing the address on as PROXY v1 (the
                                 original stud's meaning; in a --config file, proxy-proxy
                                 passes it on as v2, as in hitch)
-      --proxy-tlv, --proxy-authority
-                                on only: the PROXY v2 TLVs are always sent
+      --proxy-tlv=off           leave the SSL TLV (version, cipher, client certificate) out
+                                of the PROXY v2 header [default: on]
+      --proxy-authority=off     leave the authority TLV (the SNI name) out of the PROXY v2
+                                header [default: on]
       --daemon                  detach and run in the background
   -p, --pidfile=FILE            write the parent's pid to FILE
   -V, --version                 print the version and exit

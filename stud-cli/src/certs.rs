@@ -109,7 +109,9 @@ fn build_one(
         .idle_timeout(args.idle_timeout);
     builder = builder
         .client_verify(tls.client_verify)
-        .proxy_client_cert(args.proxy_client_cert);
+        .proxy_client_cert(args.proxy_client_cert)
+        .proxy_tlv(args.proxy_tlv)
+        .proxy_authority(args.proxy_authority);
     if let Some(ca) = &tls.client_verify_ca {
         builder = builder.client_verify_ca_file(ca);
     }

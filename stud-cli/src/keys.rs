@@ -43,8 +43,6 @@ pub(crate) enum Support {
     Differs(&'static str),
     /// Refused with this reason (a value meaning "off" or empty is still accepted).
     Refused(&'static str),
-    /// A switch stud always has on: `on` is accepted, `off` refused with this reason.
-    AlwaysOn(&'static str),
 }
 
 /// One key of the table.
@@ -77,7 +75,7 @@ const fn key(
 
 use Kind::{Bool, Repeated, Text, Words};
 use Scope::{CommandLine, Frontend, Global, GlobalOrFrontend, PemBlock};
-use Support::{AlwaysOn, Differs, Refused, Yes};
+use Support::{Differs, Refused, Yes};
 
 const NO_OCSP_FETCH: &str =
     "stud does not fetch OCSP responses; it staples the files it is given, re-read on SIGHUP";
@@ -175,20 +173,8 @@ pub(crate) const KEYS: &[Key] = &[
     key("write-proxy-v2", &["--write-proxy-v2"], Global, Bool, Yes),
     key("proxy-proxy", &["--proxy-proxy"], Global, Bool, Yes),
     key("accept-proxy", &["--accept-proxy"], Global, Bool, Yes),
-    key(
-        "proxy-tlv",
-        &["--proxy-tlv"],
-        Global,
-        Bool,
-        AlwaysOn("stud always sends the SSL TLV with PROXY v2; it cannot be turned off yet"),
-    ),
-    key(
-        "proxy-authority",
-        &["--proxy-authority"],
-        Global,
-        Bool,
-        AlwaysOn("stud always sends the authority TLV with PROXY v2; it cannot be turned off yet"),
-    ),
+    key("proxy-tlv", &["--proxy-tlv"], Global, Bool, Yes),
+    key("proxy-authority", &["--proxy-authority"], Global, Bool, Yes),
     // Processes and privileges.
     key("workers", &["-n", "--workers"], Global, Text, Yes),
     key("worker-timeout", &["--worker-timeout"], Global, Text, Yes),

@@ -258,9 +258,6 @@ impl Settings {
             Support::Refused(why) if !is_off(text) => {
                 Err(format!("'{name}' is not supported: {why}"))
             }
-            Support::AlwaysOn(why) if !text.is_empty() && !parse_bool(text)? => {
-                Err(format!("'{name}' cannot be off: {why}"))
-            }
             Support::Differs(how) if !is_off(text) && key.name != "ssl" => {
                 self.warnings.push(format!("{name}: {how}"));
                 Ok(())
@@ -641,6 +638,9 @@ impl Settings {
                 })
         })?;
         let proxy_client_cert = self.flag("proxy-client-cert")?;
+        // hitch's proxy-tlv and proxy-authority are on unless turned off.
+        let proxy_tlv = self.get("proxy-tlv", parse_bool)?.unwrap_or(true);
+        let proxy_authority = self.get("proxy-authority", parse_bool)?.unwrap_or(true);
         self.get("ecdh-curve", check_curves)?;
         let backend = self
             .get("backend", parse_backend)?
@@ -847,6 +847,8 @@ impl Settings {
             crl,
             client_verify_depth,
             proxy_client_cert,
+            proxy_tlv,
+            proxy_authority,
             backlog,
             keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
             sockets,
@@ -1134,10 +1136,9 @@ frontend = \"[::1]:9443\"
                 "ecdh-curve = \"X25519:prime265v1\"\n",
                 "1: ecdh-curve: unknown curve 'prime265v1'",
             ),
-            ("proxy-tlv = off\n", "1: 'proxy-tlv' cannot be off"),
             (
-                "proxy-authority = no\n",
-                "1: 'proxy-authority' cannot be off",
+                "proxy-tlv = maybe\n",
+                "1: invalid value 'maybe': expected on or off",
             ),
             (
                 "workers = {\n}\n",

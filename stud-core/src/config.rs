@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::proxy_header::ProxyV2Tlvs;
 use crate::tls::client_auth::{ClientAuthSpec, Source};
 use crate::tls::identity::{IdentitySource, PemSource};
 use crate::tls::{self, TlsVersion};
@@ -46,6 +47,7 @@ pub struct Config {
     pub(crate) accept_proxy_header: bool,
     client_verify: ClientVerifyMode,
     pub(crate) proxy_client_cert: bool,
+    pub(crate) proxy_tlvs: ProxyV2Tlvs,
     warnings: Vec<String>,
 }
 
@@ -62,6 +64,7 @@ impl std::fmt::Debug for Config {
             .field("accept_proxy_header", &self.accept_proxy_header)
             .field("client_verify", &self.client_verify)
             .field("proxy_client_cert", &self.proxy_client_cert)
+            .field("proxy_tlvs", &self.proxy_tlvs)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +156,7 @@ pub struct ConfigBuilder {
     accept_proxy_header: bool,
     client_auth: ClientAuthSpec,
     proxy_client_cert: bool,
+    proxy_tlvs: ProxyV2Tlvs,
 }
 
 impl Default for ConfigBuilder {
@@ -177,6 +181,7 @@ impl Default for ConfigBuilder {
             accept_proxy_header: false,
             client_auth: ClientAuthSpec::default(),
             proxy_client_cert: false,
+            proxy_tlvs: ProxyV2Tlvs::default(),
         }
     }
 }
@@ -518,6 +523,22 @@ impl ConfigBuilder {
         self
     }
 
+    /// With [`ClientAddressMode::ProxyV2`], send the `PP2_TYPE_SSL` TLV (TLS version, cipher,
+    /// client-certificate flags and CN; default on, as hitch's `proxy-tlv`). Off, the header
+    /// carries the addresses, the ALPN TLV and the authority TLV only (and no client
+    /// certificate, which travels in the SSL TLV).
+    pub fn proxy_tlv(mut self, yes: bool) -> Self {
+        self.proxy_tlvs.ssl = yes;
+        self
+    }
+
+    /// With [`ClientAddressMode::ProxyV2`], send the `PP2_TYPE_AUTHORITY` TLV naming the
+    /// server name the client asked for (default on, as hitch's `proxy-authority`).
+    pub fn proxy_authority(mut self, yes: bool) -> Self {
+        self.proxy_tlvs.authority = yes;
+        self
+    }
+
     /// Checks everything, loads the certificate and builds the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         if self.identities.is_empty() {
@@ -625,6 +646,7 @@ impl ConfigBuilder {
             accept_proxy_header: self.accept_proxy_header,
             client_verify: self.client_auth.mode,
             proxy_client_cert: self.proxy_client_cert,
+            proxy_tlvs: self.proxy_tlvs,
             warnings,
         })
     }

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::proxy_header::{
-    encode_client_address, parse_proxy_header, ProxyHeaderParse, MAX_HEADER_LEN,
+    encode_client_address, encode_proxy_v2_with, parse_proxy_header, ProxyHeaderParse,
+    MAX_HEADER_LEN,
 };
 use crate::tls::alert_scan::AlertScan;
 use crate::tls::client_hello::{self, HelloReader, Refusal, Verdict};
 use crate::tls::early_data::EarlyDataSkip;
 use crate::tls::{HandshakeInfo, IoState, Session};
-use crate::{CloseReason, Config, Instant, TlsError};
+use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
 #[derive(Clone, Debug, PartialEq)]
@@ -520,7 +521,16 @@ impl Conn {
         let mode = self.config.client_address;
         // Only a header that names the TLS session (PROXY v2) needs its details gathered.
         let info = mode.names_the_session().then(|| self.tls.info()).flatten();
-        let n = encode_client_address(mode, self.peer, self.local, info.as_ref(), &mut buf);
+        let n = match mode {
+            ClientAddressMode::ProxyV2 => encode_proxy_v2_with(
+                self.peer,
+                self.local,
+                info.as_ref(),
+                self.config.proxy_tlvs,
+                &mut buf,
+            ),
+            _ => encode_client_address(mode, self.peer, self.local, info.as_ref(), &mut buf),
+        };
         if n > 0 {
             let header = crate::proxy_client_cert::finish(&self.config, &buf[..n], info.as_ref());
             self.header = Some(header);

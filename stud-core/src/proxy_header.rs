@@ -317,6 +317,36 @@ pub fn encode_proxy_v2(
     tls: Option<&HandshakeInfo>,
     out: &mut [u8; MAX_HEADER_LEN],
 ) -> usize {
+    encode_proxy_v2_with(peer, local, tls, ProxyV2Tlvs::default(), out)
+}
+
+/// Which of the session's TLVs a PROXY v2 header carries (the ALPN TLV always does, when a
+/// protocol was agreed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProxyV2Tlvs {
+    /// `PP2_TYPE_SSL`: the TLS version, cipher, client-certificate flags and CN.
+    pub(crate) ssl: bool,
+    /// `PP2_TYPE_AUTHORITY`: the server name the client asked for.
+    pub(crate) authority: bool,
+}
+
+impl Default for ProxyV2Tlvs {
+    fn default() -> Self {
+        ProxyV2Tlvs {
+            ssl: true,
+            authority: true,
+        }
+    }
+}
+
+/// [`encode_proxy_v2`] with some of the session's TLVs left out.
+pub(crate) fn encode_proxy_v2_with(
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<&HandshakeInfo>,
+    tlvs: ProxyV2Tlvs,
+    out: &mut [u8; MAX_HEADER_LEN],
+) -> usize {
     let mut w = Writer { out, len: 0 };
     w.put(&PROXY_V2_SIGNATURE);
     // Version 2, command PROXY.
@@ -343,33 +373,39 @@ pub fn encode_proxy_v2(
         if let Some(alpn) = info.alpn.as_deref().filter(|a| a.len() <= 255) {
             w.tlv(PP2_TYPE_ALPN, &[alpn]);
         }
-        if let Some(sni) = info.sni.as_deref().filter(|s| s.len() <= 255) {
+        if let Some(sni) = info
+            .sni
+            .as_deref()
+            .filter(|s| tlvs.authority && s.len() <= 255)
+        {
             w.tlv(PP2_TYPE_AUTHORITY, &[sni.as_bytes()]);
         }
-        let version = info.version.as_str().as_bytes();
-        let cipher = info.cipher_suite.as_bytes();
-        let cn = client_common_name(info);
-        let mut sub = [0u8; 3 + 7 + 3 + 64 + 3 + 64];
-        let mut n = 0;
-        for (kind, value) in [
-            (PP2_SUBTYPE_SSL_VERSION, version),
-            (PP2_SUBTYPE_SSL_CN, cn),
-            (PP2_SUBTYPE_SSL_CIPHER, cipher),
-        ] {
-            if value.is_empty() && kind == PP2_SUBTYPE_SSL_CN {
-                continue;
+        if tlvs.ssl {
+            let version = info.version.as_str().as_bytes();
+            let cipher = info.cipher_suite.as_bytes();
+            let cn = client_common_name(info);
+            let mut sub = [0u8; 3 + 7 + 3 + 64 + 3 + 64];
+            let mut n = 0;
+            for (kind, value) in [
+                (PP2_SUBTYPE_SSL_VERSION, version),
+                (PP2_SUBTYPE_SSL_CN, cn),
+                (PP2_SUBTYPE_SSL_CIPHER, cipher),
+            ] {
+                if value.is_empty() && kind == PP2_SUBTYPE_SSL_CN {
+                    continue;
+                }
+                if value.len() > 64 || n + 3 + value.len() > sub.len() {
+                    continue;
+                }
+                sub[n] = kind;
+                sub[n + 1..n + 3].copy_from_slice(&(value.len() as u16).to_be_bytes());
+                sub[n + 3..n + 3 + value.len()].copy_from_slice(value);
+                n += 3 + value.len();
             }
-            if value.len() > 64 || n + 3 + value.len() > sub.len() {
-                continue;
-            }
-            sub[n] = kind;
-            sub[n + 1..n + 3].copy_from_slice(&(value.len() as u16).to_be_bytes());
-            sub[n + 3..n + 3 + value.len()].copy_from_slice(value);
-            n += 3 + value.len();
+            let (client, verify) = ssl_client_and_verify(info);
+            let verify = verify.to_be_bytes();
+            w.tlv(PP2_TYPE_SSL, &[&[client], &verify, &sub[..n]]);
         }
-        let (client, verify) = ssl_client_and_verify(info);
-        let verify = verify.to_be_bytes();
-        w.tlv(PP2_TYPE_SSL, &[&[client], &verify, &sub[..n]]);
     }
     // The length field counts every byte after the 16-byte preamble.
     let after = (w.len - 16) as u16;
@@ -675,6 +711,40 @@ mod tests {
         let after = u16::from_be_bytes([got[14], got[15]]) as usize;
         assert_eq!(after, got.len() - 16);
         assert_eq!(after, 12 + tlvs.len());
+    }
+
+    #[test]
+    fn proxy_v2_leaves_out_the_ssl_or_authority_tlv_when_told() {
+        let i = info(Some("example.com"), Some(b"h2"));
+        let encode = |ssl, authority| {
+            let mut buf = [0u8; MAX_HEADER_LEN];
+            let n = encode_proxy_v2_with(
+                "10.0.0.1:1".parse().expect("peer"),
+                "10.0.0.2:2".parse().expect("local"),
+                Some(&i),
+                ProxyV2Tlvs { ssl, authority },
+                &mut buf,
+            );
+            buf[..n].to_vec()
+        };
+        let alpn = [&[0x01, 0, 2][..], b"h2"].concat();
+        let authority = [&[0x02, 0, 11][..], b"example.com"].concat();
+        // Only the ALPN and authority TLVs after the addresses.
+        let no_ssl = encode(false, true);
+        assert_eq!(
+            &no_ssl[28..],
+            &[alpn.clone(), authority.clone()].concat()[..]
+        );
+        assert_eq!(
+            u16::from_be_bytes([no_ssl[14], no_ssl[15]]) as usize,
+            no_ssl.len() - 16
+        );
+        // ALPN, then the SSL TLV straight away.
+        let no_authority = encode(true, false);
+        assert_eq!(&no_authority[28..28 + alpn.len()], &alpn[..]);
+        assert_eq!(no_authority[28 + alpn.len()], 0x20);
+        assert_eq!(encode(true, true), v2("10.0.0.1:1", "10.0.0.2:2", Some(&i)));
+        assert_eq!(&encode(false, false)[28..], &alpn[..]);
     }
 
     #[test]

@@ -68,8 +68,6 @@ fn options_stud_cannot_honour_are_refused_with_one_line() {
     let pem = s(&pki.site_pem);
     refused(&["--ssl-engine=rdrand", pem], "there is no OpenSSL here");
     refused(&["-e", "rdrand", pem], "there is no OpenSSL here");
-    refused(&["--proxy-tlv=off", pem], "cannot be off");
-    refused(&["--proxy-authority=off", pem], "cannot be off");
     refused(&["--quiet=maybe", pem], "expected on or off");
     refused(&["-f", "[127.0.0.1]:8443+", pem], "nothing after '+'");
     refused(
@@ -238,4 +236,53 @@ fn the_default_config_printed_loads_back() {
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+}
+
+#[test]
+fn proxy_tlv_and_proxy_authority_off_leave_those_tlvs_out() {
+    let pki = Pki::new();
+    // A PROXY v2 header for IPv4 with no TLV is 28 bytes; then the client's byte.
+    let (backend, rx) = capture_backend(29);
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "hitch.conf",
+        format!(
+            "frontend = \"[127.0.0.1]:0\"\nbackend = \"[127.0.0.1]:{}\"\nwrite-proxy-v2 = on\n\
+             proxy-tlv = off\nproxy-authority = off\npem-file = \"{}\"\n",
+            backend.port(),
+            s(&pki.site_pem)
+        ),
+    );
+    let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    // The client names a server (SNI "localhost"), which proxy-authority = off keeps to itself.
+    let mut tls = connect(stud.addr, &net::client_config(&pki.ca_der)).expect("handshake");
+    tls.write_all(b"x").expect("write");
+    let got = rx.recv_timeout(TIMEOUT).expect("backend got bytes");
+    assert_eq!(&got[..12], V2, "{got:?}");
+    assert_eq!(
+        u16::from_be_bytes([got[14], got[15]]),
+        12,
+        "addresses only: {got:?}"
+    );
+    assert_eq!(got[28], b'x', "the client's byte follows: {got:?}");
+
+    // The defaults (on) send both: the authority TLV (0x02) and the SSL TLV (0x20).
+    let (backend, rx) = capture_backend(16);
+    let b = backend.to_string();
+    let both = Stud::start(
+        &stud_bin!(),
+        &[
+            "-f",
+            "127.0.0.1,0",
+            "-b",
+            &b,
+            "--write-proxy-v2",
+            s(&pki.site_pem),
+        ],
+    );
+    let mut tls = connect(both.addr, &net::client_config(&pki.ca_der)).expect("handshake");
+    tls.write_all(b"x").expect("write");
+    let head = rx.recv_timeout(TIMEOUT).expect("backend got bytes");
+    let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+    assert!(len > 12, "TLVs follow the addresses: {head:?}");
 }
