@@ -54,6 +54,8 @@ pub(crate) struct Args {
     pub(crate) proxy_tlv: bool,
     /// The authority (SNI) TLV in the PROXY v2 header (`proxy-authority`, on by default).
     pub(crate) proxy_authority: bool,
+    /// The key-exchange groups, OpenSSL's names (`ecdh-curve`); `None`: stud's defaults.
+    pub(crate) ecdh_curve: Option<String>,
     pub(crate) backlog: i32,
     pub(crate) keepalive: Option<Duration>,
     /// Socket options of the listening sockets (and so of every accepted one).

@@ -112,6 +112,9 @@ fn build_one(
         .proxy_client_cert(args.proxy_client_cert)
         .proxy_tlv(args.proxy_tlv)
         .proxy_authority(args.proxy_authority);
+    if let Some(list) = &args.ecdh_curve {
+        builder = builder.ecdh_curves(list.clone());
+    }
     if let Some(ca) = &tls.client_verify_ca {
         builder = builder.client_verify_ca_file(ca);
     }

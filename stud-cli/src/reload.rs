@@ -82,6 +82,7 @@ pub(crate) fn reread(running: &Args) -> Result<(Args, Vec<String>), String> {
     next.proxy_client_cert = fresh.proxy_client_cert;
     next.proxy_tlv = fresh.proxy_tlv;
     next.proxy_authority = fresh.proxy_authority;
+    next.ecdh_curve = fresh.ecdh_curve;
     next.client_address = fresh.client_address;
     next.accept_proxy = fresh.accept_proxy;
     next.handshake_timeout = fresh.handshake_timeout;

@@ -129,35 +129,12 @@ pub(crate) fn fold_ciphers(ciphers: Option<&str>, ciphersuites: Option<&str>) ->
     }
 }
 
-/// `ecdh-curve`'s list (OpenSSL's names, `:`-separated) is checked so that a typo is caught;
-/// the groups stud offers do not change (the key table's warning says which they are).
-pub(crate) fn check_curves(text: &str) -> Result<(), String> {
-    const KNOWN: &[&str] = &[
-        "auto",
-        "X25519",
-        "X448",
-        "prime256v1",
-        "secp256r1",
-        "P-256",
-        "secp384r1",
-        "P-384",
-        "secp521r1",
-        "P-521",
-        "X25519MLKEM768",
-        "SecP256r1MLKEM768",
-        "MLKEM768",
-        "ffdhe2048",
-        "ffdhe3072",
-        "ffdhe4096",
-        "ffdhe6144",
-        "ffdhe8192",
-    ];
-    for name in text.split(':').filter(|n| !n.is_empty()) {
-        if !KNOWN.iter().any(|k| k.eq_ignore_ascii_case(name)) {
-            return Err(format!("ecdh-curve: unknown curve '{name}'"));
-        }
-    }
-    Ok(())
+/// An `ecdh-curve` list, checked by the engine that will use it (so the file's line can be
+/// named); the engine warns about groups it does not offer when it builds.
+pub(crate) fn check_curves(text: &str) -> Result<String, String> {
+    stud_core::ConfigBuilder::check_ecdh_curves(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn parse_size(what: &str, text: &str) -> Result<usize, String> {

@@ -157,6 +157,7 @@ pub struct ConfigBuilder {
     client_auth: ClientAuthSpec,
     proxy_client_cert: bool,
     proxy_tlvs: ProxyV2Tlvs,
+    ecdh_curves: Option<String>,
 }
 
 impl Default for ConfigBuilder {
@@ -182,6 +183,7 @@ impl Default for ConfigBuilder {
             client_auth: ClientAuthSpec::default(),
             proxy_client_cert: false,
             proxy_tlvs: ProxyV2Tlvs::default(),
+            ecdh_curves: None,
         }
     }
 }
@@ -523,6 +525,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// The key-exchange groups to offer, most preferred first, as OpenSSL names them and hitch's
+    /// `ecdh-curve` lists them (`X25519:prime256v1:secp384r1`; default, or `auto`:
+    /// X25519MLKEM768, X25519, P-256, P-384). A group OpenSSL has and rustls has not (X448, P-521,
+    /// finite-field groups) draws a warning; an unknown name is an error.
+    pub fn ecdh_curves(mut self, list: impl Into<String>) -> Self {
+        self.ecdh_curves = Some(list.into());
+        self
+    }
+
+    /// Checks a list for [`ecdh_curves`](Self::ecdh_curves) without building anything (for a
+    /// configuration file reader that reports the line): the error `build` would give, if any.
+    pub fn check_ecdh_curves(list: &str) -> Result<(), ConfigError> {
+        tls::groups::parse(list).map(drop)
+    }
+
     /// With [`ClientAddressMode::ProxyV2`], send the `PP2_TYPE_SSL` TLV (TLS version, cipher,
     /// client-certificate flags and CN; default on, as hitch's `proxy-tlv`). Off, the header
     /// carries the addresses, the ALPN TLV and the authority TLV only (and no client
@@ -601,6 +618,18 @@ impl ConfigBuilder {
                     .into(),
             );
         }
+        let kx_groups = match &self.ecdh_curves {
+            None => None,
+            Some(list) => {
+                let choice = tls::groups::parse(list)?;
+                for name in choice.unsupported {
+                    warnings.push(format!(
+                        "key-exchange group '{name}' is not offered (only X25519, P-256, P-384 and the ML-KEM hybrids are)"
+                    ));
+                }
+                choice.groups
+            }
+        };
         let suites = match &self.ciphers {
             None => tls::suites::default_suites(),
             Some(list) => {
@@ -628,6 +657,7 @@ impl ConfigBuilder {
             session_tickets: self.session_tickets,
             ticket_secret: ticket_secret.as_deref(),
             client_auth: &self.client_auth,
+            kx_groups,
         })?;
         Ok(Config {
             tls: setup.config,

@@ -260,3 +260,31 @@ fn frontend_blocks_listen_on_ipv6_and_ipv4_addresses() {
         assert_eq!(net::read_exact(&mut tls, 4).expect("echo"), b"ping");
     }
 }
+
+#[test]
+fn ecdh_curve_chooses_the_key_exchange_groups() {
+    require_tool("openssl");
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "hitch.conf",
+        format!(
+            "frontend = \"[127.0.0.1]:0\"\nbackend = \"[127.0.0.1]:{}\"\npem-file = \"{}\"\n\
+             ecdh-curve = \"secp384r1\"\n",
+            echo_backend().port(),
+            s(&pki.site_pem)
+        ),
+    );
+    let stud = Stud::start(&stud_bin!(), &["--config", s(&conf)]);
+    // A client that prefers X25519 but offers P-384 gets P-384, at TLS 1.3 and 1.2.
+    for version in ["-tls1_3", "-tls1_2"] {
+        let out = net::s_client(stud.addr, &["-groups", "X25519:secp384r1", version]);
+        assert!(
+            out.contains("Server Temp Key: ECDH, secp384r1"),
+            "{version}: {out}"
+        );
+    }
+    // One that offers only X25519 is refused.
+    let out = net::s_client(stud.addr, &["-groups", "X25519"]);
+    assert!(!out.lines().any(|l| l.starts_with("New, TLSv1.")), "{out}");
+}

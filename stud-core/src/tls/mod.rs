@@ -15,6 +15,7 @@ pub(crate) mod cert_subject;
 pub(crate) mod client_auth;
 pub(crate) mod client_hello;
 pub(crate) mod early_data;
+pub(crate) mod groups;
 pub(crate) mod identity;
 pub(crate) mod sni;
 pub(crate) mod suites;
@@ -90,11 +91,17 @@ pub fn cipher_suite_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// The crypto provider stud uses, named explicitly: aws-lc-rs.
-pub(crate) fn provider(suites: Vec<rustls::SupportedCipherSuite>) -> CryptoProvider {
+/// The crypto provider stud uses, named explicitly: aws-lc-rs, with these suites and (when
+/// given) these key-exchange groups.
+pub(crate) fn provider(
+    suites: Vec<rustls::SupportedCipherSuite>,
+    kx_groups: Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>,
+) -> CryptoProvider {
+    let default = rustls::crypto::aws_lc_rs::default_provider();
     CryptoProvider {
         cipher_suites: suites,
-        ..rustls::crypto::aws_lc_rs::default_provider()
+        kx_groups: kx_groups.unwrap_or(default.kx_groups.clone()),
+        ..default
     }
 }
 
@@ -124,6 +131,8 @@ pub(crate) struct TlsSettings<'a> {
     /// The master secret for ticket keys (see [`tickets`]); random if `None`.
     pub(crate) ticket_secret: Option<&'a [u8]>,
     pub(crate) client_auth: &'a client_auth::ClientAuthSpec,
+    /// The key-exchange groups, most preferred first (`None`: the provider's defaults).
+    pub(crate) kx_groups: Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>,
 }
 
 /// The shared, immutable TLS configuration.
@@ -163,7 +172,7 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<ServerSetup, ConfigErr
                 .join(" and "),
         });
     }
-    let provider = Arc::new(provider(s.suites));
+    let provider = Arc::new(provider(s.suites, s.kx_groups));
     let mut keys = s
         .identities
         .iter()
