@@ -43,7 +43,20 @@ pub(crate) fn reread(running: &Args) -> Result<(Args, Vec<String>), String> {
         max_conns,
         worker_timeout,
         ticket_secret,
+        metrics,
     );
+    // Fields whose key is spelled otherwise.
+    for (changed, key) in [
+        (fresh.log_json != running.log_json, "log-format"),
+        (
+            fresh.backend_sources != running.backend_sources,
+            "backend-source",
+        ),
+    ] {
+        if changed {
+            needs_restart.push(key.to_string());
+        }
+    }
     // Each listening socket keeps serving, with the certificates and TLS policy the file now
     // gives its address; an added or removed frontend waits for a restart.
     let mut next = running.clone();

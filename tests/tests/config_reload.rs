@@ -108,14 +108,17 @@ fn sighup_reads_the_configuration_file_again() {
 
     // The operator edits the file: another certificate, and a worker count only a restart
     // can apply.
-    work.write("hitch.conf", config(&other, 2));
+    work.write(
+        "hitch.conf",
+        config(&other, 2) + "backend-source = 127.0.0.1\nlog-format = json\n",
+    );
     stud.signal(libc::SIGHUP);
     stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
         .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
     assert!(
-        stud.output()
-            .lines()
-            .any(|l| l.contains("reload: workers changed") && l.contains("until a restart")),
+        stud.output().lines().any(|l| l
+            .contains("reload: workers, log-format, backend-source changed")
+            && l.contains("until a restart")),
         "{}",
         stud.output()
     );
