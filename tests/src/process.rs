@@ -237,6 +237,9 @@ impl Stud {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 self.status = Some(status);
+                // Its standard error read to the end, so `output` holds its last words (a
+                // bounded wait: a worker may hold the pipe a moment longer).
+                let _ = self.wait_lines(|_| None::<()>, Duration::from_secs(5));
                 return Some(status);
             }
             if Instant::now() >= deadline {

@@ -4,13 +4,12 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use stud_tests::activation::socket_activated;
 use stud_tests::net::{self, connect, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
 use stud_tests::process::{send_signal, Stud};
@@ -163,35 +162,6 @@ fn the_watchdog_is_fed_only_while_every_worker_lives() {
     manager.expect("WATCHDOG=1");
 }
 
-/// Starts stud through `sh`, with `listener` as descriptor 3 and the variables systemd sets
-/// (`LISTEN_PID` is the shell's pid, which `exec` keeps for stud).
-fn socket_activated(listener: &TcpListener, args: &[String]) -> Command {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=https exec "$0" "$@""#)
-        .arg(stud_bin!())
-        .args(args);
-    let fd = listener.as_raw_fd();
-    // SAFETY: dup2 and fcntl are async-signal-safe; they put the listener at descriptor 3
-    // without close-on-exec, in the child only. (dup2 onto itself would keep close-on-exec.)
-    #[allow(unsafe_code)]
-    unsafe {
-        command.pre_exec(move || {
-            let rc = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if rc == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command
-}
-
 #[test]
 fn a_socket_passed_by_the_service_manager_is_served_with_connections_made_before_start() {
     let pki = Pki::new();
@@ -207,7 +177,7 @@ fn a_socket_passed_by_the_service_manager_is_served_with_connections_made_before
         backend,
         pki.site_pem.display().to_string(),
     ];
-    let stud = Stud::start_command(socket_activated(&listener, &args));
+    let stud = Stud::start_command(socket_activated(&stud_bin!(), &listener, &args));
     drop(listener);
     assert_eq!(stud.addr, addr, "{}", stud.output());
     // The early client's connection is accepted and served.
@@ -229,7 +199,7 @@ fn a_passed_socket_that_no_frontend_names_is_refused() {
         backend,
         pki.site_pem.display().to_string(),
     ];
-    let mut stud = Stud::spawn_command(socket_activated(&listener, &args));
+    let mut stud = Stud::spawn_command(socket_activated(&stud_bin!(), &listener, &args));
     let status = stud.wait_exit(TIMEOUT).expect("stud exits");
     assert!(!status.success());
     let out = stud.output();
