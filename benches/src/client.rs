@@ -82,6 +82,32 @@ pub fn config(resume: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
     Ok(Arc::new(cfg))
 }
 
+/// A client that offers what OpenSSL 3 offers by default (curl, Python's `ssl`, most scripts
+/// and health checkers): TLS 1.3 suites AES-256-GCM, ChaCha20-Poly1305, AES-128-GCM in that
+/// order, and X25519, P-256 and P-384 key exchange.
+pub fn openssl_like_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+    let base = aws_lc_rs::default_provider();
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+            aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        ],
+        kx_groups: vec![
+            aws_lc_rs::kx_group::X25519,
+            aws_lc_rs::kx_group::SECP256R1,
+            aws_lc_rs::kx_group::SECP384R1,
+        ],
+        ..base
+    });
+    let cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
 /// A TLS stream over a blocking socket.
 pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 

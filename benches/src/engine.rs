@@ -69,6 +69,21 @@ impl Bench {
         })
     }
 
+    /// As [`Bench::new`], with a client that offers what OpenSSL 3 offers by default.
+    pub fn openssl_like() -> io::Result<Bench> {
+        Ok(Bench {
+            client: client::openssl_like_config().map_err(io::Error::other)?,
+            ..Bench::new()?
+        })
+    }
+
+    /// The cipher suite the last handshake of `pair` settled on.
+    pub fn suite_of(pair: &Pair) -> Option<&'static str> {
+        pair.client
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+    }
+
     /// `count` certificates (at least one): the first is [`Bench::new`]'s for `localhost`, the
     /// others name `host1.example.test`, `host2.example.test`, … (one key shared, to set up
     /// quickly; the engine's choice depends on the names alone).

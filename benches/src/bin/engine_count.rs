@@ -1,5 +1,5 @@
 //! Runs one engine operation N times in memory, for callgrind to count (`harness callgrind`
-//! drives it): `engine_count handshake|download|upload [N]`.
+//! drives it): `engine_count handshake|handshake-openssl|download|upload [N]`.
 
 use std::process::ExitCode;
 
@@ -26,6 +26,15 @@ fn main() -> ExitCode {
                     bench.handshake()?;
                 }
             }
+            "handshake-openssl" => {
+                // The client offers what OpenSSL 3 does; the suite stud picks is printed.
+                let bench = Bench::openssl_like()?;
+                let mut suite = None;
+                for _ in 0..repeats {
+                    suite = Bench::suite_of(&bench.handshake()?);
+                }
+                eprintln!("suite: {}", suite.unwrap_or("none"));
+            }
             "download" => {
                 let mut pair = bench.handshake()?;
                 for _ in 0..repeats {
@@ -41,7 +50,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 return Err(std::io::Error::other(
-                    "usage: engine_count handshake|download|upload [N]",
+                    "usage: engine_count handshake|handshake-openssl|download|upload [N]",
                 ))
             }
         }
