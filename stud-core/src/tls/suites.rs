@@ -60,16 +60,12 @@ const fn entry(
     }
 }
 
-/// Every suite stud can offer, in the default preference order.
+/// Every suite stud can offer, in the default preference order. TLS 1.3 puts AES-128-GCM
+/// first (as Mozilla's recommended configurations do): it is the suite every TLS 1.3 peer must
+/// implement, no weaker in practice, and its SHA-256 key schedule costs a full handshake about
+/// 11 % fewer instructions than AES-256-GCM's SHA-384 for a client that offers both, as
+/// OpenSSL's do (docs/PERFORMANCE.md, "TLS 1.3 suite order"). TLS 1.2 keeps OpenSSL's order.
 static TABLE: &[Entry] = &[
-    entry(
-        "TLS_AES_256_GCM_SHA384",
-        "TLS_AES_256_GCM_SHA384",
-        cs::TLS13_AES_256_GCM_SHA384,
-        true,
-        Auth::Any,
-        Bulk::Aes256Gcm,
-    ),
     entry(
         "TLS_AES_128_GCM_SHA256",
         "TLS_AES_128_GCM_SHA256",
@@ -77,6 +73,14 @@ static TABLE: &[Entry] = &[
         true,
         Auth::Any,
         Bulk::Aes128Gcm,
+    ),
+    entry(
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_256_GCM_SHA384",
+        cs::TLS13_AES_256_GCM_SHA384,
+        true,
+        Auth::Any,
+        Bulk::Aes256Gcm,
     ),
     entry(
         "TLS_CHACHA20_POLY1305_SHA256",
@@ -431,8 +435,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                "TLS_AES_256_GCM_SHA384",
                 "TLS_AES_128_GCM_SHA256",
+                "TLS_AES_256_GCM_SHA384",
                 "TLS_CHACHA20_POLY1305_SHA256",
                 "ECDHE-RSA-CHACHA20-POLY1305",
                 "ECDHE-RSA-AES128-GCM-SHA256"
