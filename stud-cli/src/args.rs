@@ -342,6 +342,29 @@ impl Scanned {
     }
 }
 
+/// The key a long option names: its whole name, or (as getopt_long allows, and so the original
+/// stud and hitch) a prefix of exactly one option's name.
+fn long_option(name: &str) -> Result<(&'static Key, String), String> {
+    let spelled = format!("--{name}");
+    if let Some(key) = keys::by_flag(&spelled) {
+        return Ok((key, spelled));
+    }
+    let mut matches: Vec<(&'static Key, &'static str)> = keys::KEYS
+        .iter()
+        .flat_map(|k| k.cli.iter().map(move |flag| (k, *flag)))
+        .filter(|(_, flag)| !name.is_empty() && flag.starts_with(spelled.as_str()))
+        .collect();
+    matches.dedup_by_key(|(k, _)| k.name);
+    match matches.as_slice() {
+        [(key, flag)] => Ok((key, (*flag).to_string())),
+        [] => Err(format!("unknown option '{spelled}' (see stud --help)")),
+        many => Err(format!(
+            "ambiguous option '{spelled}': {}",
+            many.iter().map(|(_, f)| *f).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// Splits the arguments into options (looked up in the key table) and PEM files.
 ///
 /// `--opt=VALUE`, `--opt VALUE`, `-o VALUE` and `-oVALUE` all work; a boolean takes its value
@@ -368,9 +391,7 @@ fn scan(raw: Vec<OsString>) -> Result<Scanned, String> {
                 Some((name, value)) => (name, Some(value.to_string())),
                 None => (long, None),
             };
-            let spelled = format!("--{name}");
-            let key = keys::by_flag(&spelled)
-                .ok_or_else(|| format!("unknown option '{spelled}' (see stud --help)"))?;
+            let (key, spelled) = long_option(name)?;
             let value = match (key.kind, inline) {
                 (keys::Kind::Bool, value) => value,
                 (_, Some(value)) => Some(value),
@@ -885,6 +906,23 @@ mod tests {
                 assert!(listed, "--help does not list {flag}");
             }
         }
+    }
+
+    #[test]
+    fn long_options_may_be_abbreviated_while_unambiguous() {
+        let a = run(&["--backl=50", "--max", "10", "x.pem"]).expect("parses");
+        assert_eq!(a.backlog, 50);
+        assert_eq!(a.max_conns, Some(10));
+        let err = run(&["--work=3", "x.pem"]).expect_err("ambiguous");
+        assert!(err.contains("--workers, --worker-timeout"), "{err}");
+        let err = run(&["--write=on", "x.pem"]).expect_err("ambiguous");
+        assert!(err.starts_with("ambiguous option '--write'"), "{err}");
+        assert!(
+            err.contains("--write-ip") && err.contains("--write-proxy-v2"),
+            "{err}"
+        );
+        let err = run(&["--frobnicate", "x.pem"]).expect_err("unknown");
+        assert!(err.contains("unknown option '--frobnicate'"), "{err}");
     }
 
     #[test]
