@@ -443,6 +443,18 @@ fn a_check_by_an_unprivileged_user_accepts_a_file_that_names_a_user_like_hitch_d
             "hitch --test as nobody"
         );
     }
+    // Running it, rather than checking it, still needs root.
+    let run_it = Command::new("/bin/su")
+        .args(["nobody", "-s", "/bin/sh", "-c"])
+        .arg(format!("{} --config={}", s(&stud_bin!()), s(&conf)))
+        .output()
+        .expect("su");
+    assert_eq!(run_it.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&run_it.stderr).contains("need stud to start as root"),
+        "{}",
+        String::from_utf8_lossy(&run_it.stderr)
+    );
     // A user that does not exist is still refused, naming it.
     let unknown = dir.write(
         "unknown.conf",
