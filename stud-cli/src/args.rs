@@ -321,6 +321,50 @@ struct Scanned {
     pems: Vec<PathBuf>,
 }
 
+impl Scanned {
+    /// Records one option; a valued one without its value (or with an empty one) is an error.
+    fn push(
+        &mut self,
+        key: &'static Key,
+        spelled: String,
+        value: Option<String>,
+    ) -> Result<(), String> {
+        let missing = value.as_deref().is_none_or(str::is_empty);
+        if key.kind != keys::Kind::Bool && missing {
+            return Err(format!("option {} needs a value", keys::spelling(key)));
+        }
+        self.flags.push(Flag {
+            key,
+            spelled,
+            value,
+        });
+        Ok(())
+    }
+}
+
+/// The key a long option names: its whole name, or (as getopt_long allows, and so the original
+/// stud and hitch) a prefix of exactly one option's name.
+fn long_option(name: &str) -> Result<(&'static Key, String), String> {
+    let spelled = format!("--{name}");
+    if let Some(key) = keys::by_flag(&spelled) {
+        return Ok((key, spelled));
+    }
+    let mut matches: Vec<(&'static Key, &'static str)> = keys::KEYS
+        .iter()
+        .flat_map(|k| k.cli.iter().map(move |flag| (k, *flag)))
+        .filter(|(_, flag)| !name.is_empty() && flag.starts_with(spelled.as_str()))
+        .collect();
+    matches.dedup_by_key(|(k, _)| k.name);
+    match matches.as_slice() {
+        [(key, flag)] => Ok((key, (*flag).to_string())),
+        [] => Err(format!("unknown option '{spelled}' (see stud --help)")),
+        many => Err(format!(
+            "ambiguous option '{spelled}': {}",
+            many.iter().map(|(_, f)| *f).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// Splits the arguments into options (looked up in the key table) and PEM files.
 ///
 /// `--opt=VALUE`, `--opt VALUE`, `-o VALUE` and `-oVALUE` all work; a boolean takes its value
@@ -342,40 +386,45 @@ fn scan(raw: Vec<OsString>) -> Result<Scanned, String> {
             out.pems.push(PathBuf::from(text));
             continue;
         }
-        let (spelled, inline) = if text.starts_with("--") {
-            match text.split_once('=') {
-                Some((name, value)) => (name.to_string(), Some(value.to_string())),
-                None => (text.to_string(), None),
-            }
-        } else {
-            // -n4 is -n 4; -q is -q.
-            let mut chars = text.chars();
-            chars.next();
-            let short: String = chars.by_ref().take(1).collect();
-            let rest: String = chars.collect();
-            (
-                format!("-{short}"),
-                (!rest.is_empty()).then(|| rest.trim_start_matches('=').to_string()),
-            )
-        };
-        let key = keys::by_flag(&spelled)
-            .ok_or_else(|| format!("unknown option '{spelled}' (see stud --help)"))?;
-        let value = match (key.kind, inline) {
-            (keys::Kind::Bool, value) => value,
-            (_, Some(value)) => Some(value),
-            (_, None) => match raw.next() {
-                Some(next) => Some(next.to_string_lossy().into_owned()),
-                None => return Err(format!("option {} needs a value", keys::spelling(key))),
-            },
-        };
-        if key.kind != keys::Kind::Bool && value.as_deref() == Some("") {
-            return Err(format!("option {} needs a value", keys::spelling(key)));
+        if let Some(long) = text.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (long, None),
+            };
+            let (key, spelled) = long_option(name)?;
+            let value = match (key.kind, inline) {
+                (keys::Kind::Bool, value) => value,
+                (_, Some(value)) => Some(value),
+                (_, None) => raw.next().map(|v| v.to_string_lossy().into_owned()),
+            };
+            out.push(key, spelled, value)?;
+            continue;
         }
-        out.flags.push(Flag {
-            key,
-            spelled,
-            value,
-        });
+        // Short options bundle as getopt's do: `-qs` is `-q -s`, `-qn4` is `-q -n 4`, and a
+        // short option's value may follow it (`-n4`) or come next (`-n 4`).
+        let mut rest = &text[1..];
+        while let Some(c) = rest.chars().next() {
+            rest = &rest[c.len_utf8()..];
+            let spelled = format!("-{c}");
+            let key = keys::by_flag(&spelled)
+                .ok_or_else(|| format!("unknown option '{spelled}' (see stud --help)"))?;
+            if key.kind == keys::Kind::Bool {
+                // `-q=off`, as a long option would take it.
+                if let Some(value) = rest.strip_prefix('=') {
+                    out.push(key, spelled, Some(value.to_string()))?;
+                    break;
+                }
+                out.push(key, spelled, None)?;
+                continue;
+            }
+            let value = if rest.is_empty() {
+                raw.next().map(|v| v.to_string_lossy().into_owned())
+            } else {
+                Some(rest.trim_start_matches('=').to_string())
+            };
+            out.push(key, spelled, value)?;
+            break;
+        }
     }
     Ok(out)
 }
@@ -857,6 +906,40 @@ mod tests {
                 assert!(listed, "--help does not list {flag}");
             }
         }
+    }
+
+    #[test]
+    fn long_options_may_be_abbreviated_while_unambiguous() {
+        let a = run(&["--backl=50", "--max", "10", "x.pem"]).expect("parses");
+        assert_eq!(a.backlog, 50);
+        assert_eq!(a.max_conns, Some(10));
+        let err = run(&["--work=3", "x.pem"]).expect_err("ambiguous");
+        assert!(err.contains("--workers, --worker-timeout"), "{err}");
+        let err = run(&["--write=on", "x.pem"]).expect_err("ambiguous");
+        assert!(err.starts_with("ambiguous option '--write'"), "{err}");
+        assert!(
+            err.contains("--write-ip") && err.contains("--write-proxy-v2"),
+            "{err}"
+        );
+        let err = run(&["--frobnicate", "x.pem"]).expect_err("unknown");
+        assert!(err.contains("unknown option '--frobnicate'"), "{err}");
+    }
+
+    #[test]
+    fn short_options_bundle_as_getopt_s_do() {
+        let a = run(&["-qs", "x.pem"]).expect("parses");
+        assert!(a.quiet && a.syslog);
+        let a = run(&["-qn4", "x.pem"]).expect("parses");
+        assert!(a.quiet);
+        assert_eq!(a.workers, 4);
+        let a = run(&["-sn", "3", "x.pem"]).expect("parses");
+        assert!(a.syslog);
+        assert_eq!(a.workers, 3);
+        assert!(!run(&["-q=off", "x.pem"]).expect("parses").quiet);
+        let err = run(&["-qn"]).expect_err("no value");
+        assert!(err.contains("-n/--workers needs a value"), "{err}");
+        let err = run(&["-qZ", "x.pem"]).expect_err("unknown");
+        assert!(err.contains("unknown option '-Z'"), "{err}");
     }
 
     #[test]

@@ -385,7 +385,11 @@ impl Settings {
             }
             let result: Result<(), String> = (|| {
                 match key.name {
-                    "host" => host = (text != "*").then(|| text.clone()),
+                    // `[::1]` as in the one-line form, or `::1`.
+                    "host" => {
+                        let bare = text.trim_start_matches('[').trim_end_matches(']');
+                        host = (bare != "*").then(|| bare.to_string());
+                    }
                     "port" => {
                         port = Some(text.parse::<u16>().map_err(|_| {
                             format!("invalid port '{text}': expected a number from 0 to 65535")
@@ -1054,6 +1058,12 @@ frontend = \"[::1]:9443\"
             Some("ECDHE-RSA-AES128-GCM-SHA256:-TLSv1.3:TLS_AES_128_GCM_SHA256")
         );
         assert_eq!(three.endpoint.host.as_deref(), Some("::1"));
+        let bracketed = with_file(
+            "frontend = {\n host = \"[::1]\"\n port = 443\n}\n",
+            &["x.pem"],
+        )
+        .expect("ok");
+        assert_eq!(bracketed.frontends[0].endpoint.host.as_deref(), Some("::1"));
         assert!(three.global_certs && three.certs.is_empty());
         assert_eq!(three.tls.versions, [TlsVersion::Tls12, TlsVersion::Tls13]);
     }

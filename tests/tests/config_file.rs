@@ -405,3 +405,67 @@ fn a_missing_config_file_is_one_line() {
         "No such file",
     );
 }
+
+#[test]
+fn a_check_by_an_unprivileged_user_accepts_a_file_that_names_a_user_like_hitch_does() {
+    // CI checks configuration files without root; the file names the user stud will become.
+    if effective_uid() != 0 || !Path::new("/bin/su").exists() {
+        eprintln!("skipped: becoming another user needs root and su");
+        return;
+    }
+    let pki = Pki::new();
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "hitch.conf",
+        format!(
+            "frontend = \"[127.0.0.1]:8443\"\npem-file = \"{}\"\nuser = \"nobody\"\n",
+            s(&pki.site_pem)
+        ),
+    );
+    let as_nobody = |program: &str| {
+        Command::new("/bin/su")
+            .args(["nobody", "-s", "/bin/sh", "-c"])
+            .arg(format!("{program} --test --config={}", s(&conf)))
+            .output()
+            .expect("su")
+    };
+    let stud = as_nobody(s(&stud_bin!()));
+    assert_eq!(
+        stud.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&stud.stderr)
+    );
+    if stud_tests::optional_tool("hitch") {
+        assert_eq!(
+            as_nobody("hitch").status.code(),
+            Some(0),
+            "hitch --test as nobody"
+        );
+    }
+    // Running it, rather than checking it, still needs root.
+    let run_it = Command::new("/bin/su")
+        .args(["nobody", "-s", "/bin/sh", "-c"])
+        .arg(format!("{} --config={}", s(&stud_bin!()), s(&conf)))
+        .output()
+        .expect("su");
+    assert_eq!(run_it.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&run_it.stderr).contains("need stud to start as root"),
+        "{}",
+        String::from_utf8_lossy(&run_it.stderr)
+    );
+    // A user that does not exist is still refused, naming it.
+    let unknown = dir.write(
+        "unknown.conf",
+        format!(
+            "pem-file = \"{}\"\nuser = \"no-such-user-here\"\n",
+            s(&pki.site_pem)
+        ),
+    );
+    expect_error(
+        &["-t", &format!("--config={}", s(&unknown))],
+        "unknown user 'no-such-user-here'",
+        "no-such-user-here",
+    );
+}

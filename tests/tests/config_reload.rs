@@ -1,6 +1,7 @@
 //! What SIGHUP reads again, as hitch does: the configuration file and every file it names, a
 //! `pem-dir` included (where every file is a certificate and a bad one is skipped with a
-//! warning, never stopping stud). What only a restart can change is kept, with a warning.
+//! warning, never stopping stud). What only a restart can change is kept, with a warning. And
+//! `backend-refresh`, which takes the reload's path when the backend's name moves.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -205,4 +206,62 @@ fn a_chrooted_unprivileged_daemon_reloads_its_edited_relative_configuration() {
         b"new",
     );
     assert!(daemon.stop(), "the pidfile outlived the daemon");
+}
+
+/// A backend that answers each connection's first byte with `tag`.
+fn tagged_backend(bind: &str, tag: u8) -> std::net::SocketAddr {
+    stud_tests::net::backend_on(bind, move |mut conn| {
+        let mut byte = [0u8; 1];
+        if std::io::Read::read_exact(&mut conn, &mut byte).is_ok() {
+            let _ = std::io::Write::write_all(&mut conn, &[tag]);
+        }
+    })
+}
+
+/// Which backend a new connection through `stud` reaches.
+fn reached(addr: std::net::SocketAddr, pki: &Pki) -> Option<u8> {
+    let mut tls = stud_tests::net::connect(addr, &net::client_config(&pki.ca_der)).ok()?;
+    std::io::Write::write_all(&mut tls, b"?").ok()?;
+    net::read_exact(&mut tls, 1).ok().map(|got| got[0])
+}
+
+#[test]
+fn backend_refresh_follows_the_backend_to_its_new_address() {
+    if stud_tests::process::effective_uid() != 0 || !stud_tests::optional_tool("unshare") {
+        return;
+    }
+    let pki = Pki::new();
+    let old = tagged_backend("127.0.0.7:0", b'A');
+    let new = tagged_backend(&format!("127.0.0.8:{}", old.port()), b'B');
+    // The name resolves through a hosts file of the test's own, bound over /etc/hosts in a
+    // mount namespace for stud alone.
+    let dir = TempDir::new();
+    let hosts = dir.write("hosts", "127.0.0.1 localhost\n127.0.0.7 backend.test\n");
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec {} -f 127.0.0.1,0 -b backend.test,{} --backend-refresh=1 {}",
+        s(&hosts),
+        s(&stud_bin!()),
+        old.port(),
+        s(&pki.site_pem)
+    );
+    let stud = Stud::start(Path::new("/usr/bin/unshare"), &["-m", "sh", "-c", &script]);
+    assert_eq!(reached(stud.addr, &pki), Some(b'A'), "{}", stud.output());
+
+    // The record changes (written in place: the bind mount follows the file, not its name).
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.8 backend.test\n").expect("hosts");
+    stud.wait_line(|l| l.contains("now resolves to 127.0.0.8"), TIMEOUT)
+        .unwrap_or_else(|| panic!("the change was not seen: {}", stud.output()));
+    // The same path as SIGHUP: a new generation of workers, the old one draining.
+    stud.wait_line(|l| l.contains("reloaded the configuration"), TIMEOUT)
+        .unwrap_or_else(|| panic!("no reload: {}", stud.output()));
+    let deadline = Instant::now() + TIMEOUT;
+    while reached(stud.addr, &pki) != Some(b'B') {
+        assert!(
+            Instant::now() < deadline,
+            "new connections never reached the new address: {}",
+            stud.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(new.port(), old.port());
 }
