@@ -413,6 +413,18 @@ mod tests {
     }
 
     #[test]
+    fn the_man_page_documents_every_option() {
+        let man = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/stud.1"));
+        for key in KEYS {
+            for flag in key.cli {
+                // roff writes a literal '-' as '\-'.
+                let written = flag.replace('-', "\\-");
+                assert!(man.contains(&written), "docs/stud.1 does not document {flag}");
+            }
+        }
+    }
+
+    #[test]
     fn every_hitch_key_is_in_the_table() {
         // hitch 1.8's hitch.conf(5) and lexer, and the 2016 stud's stud.conf.
         for name in [
