@@ -419,7 +419,10 @@ mod tests {
             for flag in key.cli {
                 // roff writes a literal '-' as '\-'.
                 let written = flag.replace('-', "\\-");
-                assert!(man.contains(&written), "docs/stud.1 does not document {flag}");
+                assert!(
+                    man.contains(&written),
+                    "docs/stud.1 does not document {flag}"
+                );
             }
         }
     }
