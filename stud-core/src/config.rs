@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::proxy_header::ProxyV2Tlvs;
 use crate::tls::client_auth::{ClientAuthSpec, Source};
+use crate::tls::client_side::{BackendSetup, BackendTls};
 use crate::tls::identity::{IdentitySource, PemSource};
 use crate::tls::{self, TlsVersion};
 use crate::{ClientAddressMode, ClientVerifyMode, ConfigError};
@@ -49,6 +50,8 @@ pub struct Config {
     pub(crate) proxy_client_cert: bool,
     pub(crate) proxy_tlvs: ProxyV2Tlvs,
     warnings: Vec<String>,
+    /// Client mode: the backend's TLS configuration (stud is its TLS client).
+    pub(crate) backend_tls: Option<BackendSetup>,
 }
 
 impl std::fmt::Debug for Config {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for Config {
             .field("client_verify", &self.client_verify)
             .field("proxy_client_cert", &self.proxy_client_cert)
             .field("proxy_tlvs", &self.proxy_tlvs)
+            .field("backend_tls", &self.backend_tls)
             .finish_non_exhaustive()
     }
 }
@@ -91,12 +95,14 @@ impl Config {
         self.accept_proxy_header
     }
 
-    /// The handshake deadline, counted from the connection's creation.
+    /// The handshake deadline, counted from the connection's creation (in client mode, from
+    /// the backend's connect).
     pub fn handshake_timeout(&self) -> Duration {
         self.handshake_timeout
     }
 
-    /// The backend connect deadline, counted from the end of the handshake.
+    /// The backend connect deadline, counted from the end of the handshake (in client mode,
+    /// from the connection's creation).
     pub fn backend_connect_timeout(&self) -> Duration {
         self.backend_connect_timeout
     }
@@ -130,6 +136,12 @@ impl Config {
     pub fn proxy_client_cert(&self) -> bool {
         self.proxy_client_cert
     }
+
+    /// Whether this is client mode: plaintext clients, TLS to the backend (see
+    /// [`ConfigBuilder::client_mode`]).
+    pub fn client_mode(&self) -> bool {
+        self.backend_tls.is_some()
+    }
 }
 
 /// Builds a [`Config`]. Every setter has a default except the certificate.
@@ -158,6 +170,7 @@ pub struct ConfigBuilder {
     proxy_client_cert: bool,
     proxy_tlvs: ProxyV2Tlvs,
     ecdh_curves: Option<String>,
+    client_mode: Option<BackendTls>,
 }
 
 impl Default for ConfigBuilder {
@@ -184,6 +197,7 @@ impl Default for ConfigBuilder {
             proxy_client_cert: false,
             proxy_tlvs: ProxyV2Tlvs::default(),
             ecdh_curves: None,
+            client_mode: None,
         }
     }
 }
@@ -556,9 +570,29 @@ impl ConfigBuilder {
         self
     }
 
+    /// Client mode (`--client`): clients speak plaintext, and stud speaks TLS to the backend
+    /// as `backend` describes (default: server mode, TLS from clients).
+    ///
+    /// Each connection asks for the backend at once, handshakes with it, and relays the
+    /// client's bytes (held within the to-backend budget until the handshake completes)
+    /// encrypted. The protocol versions, cipher list, key-exchange groups and ALPN protocols of
+    /// this builder are what stud offers the backend. The connect deadline counts from the
+    /// connection's creation, the handshake deadline from the backend's connect.
+    /// [`Event::HandshakeComplete`](crate::Event) reports the backend's session.
+    ///
+    /// No certificate is needed. The settings that only make sense for a TLS client in front
+    /// are refused by `build`: the client-address header
+    /// ([`client_address`](Self::client_address): a TLS backend expects TLS first),
+    /// [`accept_proxy_header`](Self::accept_proxy_header) and
+    /// [`client_verify`](Self::client_verify). Certificates given are unused (a warning).
+    pub fn client_mode(mut self, backend: BackendTls) -> Self {
+        self.client_mode = Some(backend);
+        self
+    }
+
     /// Checks everything, loads the certificate and builds the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
-        if self.identities.is_empty() {
+        if self.identities.is_empty() && self.client_mode.is_none() {
             return Err(ConfigError::NoIdentity);
         }
         if self.ocsp_without_identity {
@@ -646,6 +680,55 @@ impl ConfigBuilder {
         let mut versions = self.versions.clone();
         versions.sort();
         versions.dedup();
+        if let Some(backend) = &self.client_mode {
+            let refused = if self.client_address != ClientAddressMode::None {
+                Some("a client-address header (write-ip, write-proxy) cannot go before the TLS handshake with the backend")
+            } else if self.accept_proxy_header {
+                Some("a PROXY header from a load balancer (proxy-proxy) is not read from plaintext clients")
+            } else if self.client_auth.mode != ClientVerifyMode::None {
+                Some("client certificates (client-verify) need TLS from the clients")
+            } else {
+                None
+            };
+            if let Some(detail) = refused {
+                return Err(ConfigError::Invalid {
+                    what: "client mode",
+                    detail: detail.into(),
+                });
+            }
+            if !identities.is_empty() {
+                warnings.push("certificates are not used in client mode: clients speak plaintext (a certificate for the backend is backend-cert)".into());
+            }
+            let rustls_versions = tls::check_versions(&versions, &suites, self.ciphers.as_deref())?;
+            let provider = Arc::new(tls::provider(suites, kx_groups));
+            let setup = backend.build(
+                provider.clone(),
+                &rustls_versions,
+                &self.alpn,
+                &mut warnings,
+            )?;
+            return Ok(Config {
+                tls: tls::client_side::unused_server_config(provider)?,
+                hello: tls::client_hello::HelloPolicy {
+                    tls12: false,
+                    tls13: false,
+                    strict_names: None,
+                },
+                handshake_timeout: self.handshake_timeout,
+                backend_connect_timeout: self.backend_connect_timeout,
+                idle_timeout: self.idle_timeout,
+                linger_timeout: self.linger_timeout,
+                to_backend_budget: self.to_backend_budget,
+                to_client_budget: self.to_client_budget,
+                client_address: self.client_address,
+                accept_proxy_header: false,
+                client_verify: ClientVerifyMode::None,
+                proxy_client_cert: false,
+                proxy_tlvs: self.proxy_tlvs,
+                warnings,
+                backend_tls: Some(setup),
+            });
+        }
         let setup = tls::server_config(tls::TlsSettings {
             identities: &identities,
             versions: &versions,
@@ -678,6 +761,7 @@ impl ConfigBuilder {
             proxy_client_cert: self.proxy_client_cert,
             proxy_tlvs: self.proxy_tlvs,
             warnings,
+            backend_tls: None,
         })
     }
 }

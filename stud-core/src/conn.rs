@@ -43,20 +43,22 @@ pub enum Event {
 pub struct Interest {
     /// Read from the client (capacity is available and its stream is open).
     pub client_read: bool,
-    /// Ciphertext waits for the client.
+    /// Bytes wait for the client (ciphertext; plaintext in client mode).
     pub client_write: bool,
     /// Read from the backend.
     pub backend_read: bool,
-    /// Plaintext (or the client-address header) waits for the backend.
+    /// Bytes wait for the backend (plaintext or the client-address header; ciphertext in
+    /// client mode).
     pub backend_write: bool,
 }
 
 /// Bytes held in flight, by direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Buffered {
-    /// Decrypted client bytes (and header bytes) not yet taken by the backend.
+    /// Decrypted client bytes (and header bytes) not yet taken by the backend; in client mode,
+    /// the client's bytes and their ciphertext.
     pub to_backend: usize,
-    /// Ciphertext not yet taken by the client.
+    /// Ciphertext not yet taken by the client; in client mode, decrypted backend bytes.
     pub to_client: usize,
 }
 
@@ -75,8 +77,10 @@ enum State {
 #[derive(Debug, Default, Clone, Copy)]
 struct Pending {
     connect: bool,
-    shutdown_backend: bool,
-    shutdown_client: bool,
+    /// Shut the plaintext side's write half.
+    shutdown_plain: bool,
+    /// Shut the TLS side's write half.
+    shutdown_tls: bool,
 }
 
 /// How many flush loops one `write_*` call may run: bounded work per call.
@@ -92,21 +96,29 @@ const PLAIN_BATCH: usize = 64 * 1024;
 /// A `Conn` does no I/O and reads no clock. The caller owns two sockets (the client's, accepted;
 /// the backend's, connected when asked) and moves bytes and events between them and the `Conn`.
 ///
+/// One side speaks TLS, the other plaintext. In server mode (the default) the TLS side is the
+/// client and the plaintext side the backend. In client mode
+/// ([`ConfigBuilder::client_mode`](crate::ConfigBuilder::client_mode)) the roles swap: the client
+/// speaks plaintext, and the `Conn` is the TLS client of the backend. The methods keep naming
+/// sockets (`client`, `backend`); what their bytes are follows from the mode. One state machine
+/// serves both, with the same rules.
+///
 /// **Inputs** (`handle_*`), each with `now`, which must never go backwards:
-/// - [`handle_client_data`](Conn::handle_client_data) — ciphertext read from the client. Returns how
+/// - [`handle_client_data`](Conn::handle_client_data) — bytes read from the client. Returns how
 ///   many bytes were taken; all of them whenever `data.len() <= client_read_capacity()`.
 /// - [`handle_client_eof`](Conn::handle_client_eof) / [`handle_client_reset`](Conn::handle_client_reset)
 ///   — the client's socket read end of stream, or failed (RST, EPIPE, …).
 /// - [`handle_backend_connected`](Conn::handle_backend_connected) /
 ///   [`handle_backend_connect_failed`](Conn::handle_backend_connect_failed) — the outcome of
 ///   [`Action::ConnectBackend`].
-/// - [`handle_backend_data`](Conn::handle_backend_data) — plaintext read from the backend. Returns
+/// - [`handle_backend_data`](Conn::handle_backend_data) — bytes read from the backend. Returns
 ///   how many bytes were taken; all of them whenever `data.len() <= backend_read_capacity()`.
 /// - [`handle_backend_eof`](Conn::handle_backend_eof) / [`handle_backend_reset`](Conn::handle_backend_reset).
 /// - [`handle_timeout`](Conn::handle_timeout) — call when `now` reaches [`poll_timeout`](Conn::poll_timeout).
 ///
 /// **Outputs**, to drain after every input, in this order:
-/// 1. [`poll_event`](Conn::poll_event) — once, when the handshake completes (SNI, ALPN, version, suite).
+/// 1. [`poll_event`](Conn::poll_event) — once, when the handshake completes (SNI, ALPN, version,
+///    suite; in client mode, of the backend's session).
 /// 2. [`poll_action`](Conn::poll_action) until `None` — connect the backend, shut one socket's write
 ///    side, or close both sockets with a [`CloseReason`]. After `Close` the `Conn` is finished.
 /// 3. Bytes: [`poll_client_transmit`](Conn::poll_client_transmit) (or
@@ -117,12 +129,18 @@ const PLAIN_BATCH: usize = 64 * 1024;
 ///    [`poll_timeout`](Conn::poll_timeout) — when to call `handle_timeout` next.
 ///
 /// # Rules the engine keeps
-/// - No backend connection is asked for until the handshake completes.
+/// - Server mode: no backend connection is asked for until the handshake completes. Client
+///   mode: the backend is asked for at once (a plaintext client has no handshake to wait for);
+///   the handshake with it starts when it connects, and the client's bytes that come first are
+///   held, within the to-backend budget, until it completes. A failed handshake with the
+///   backend closes with [`CloseReason::BackendHandshakeFailed`]: none of the client's bytes
+///   reach a backend that did not prove its identity.
 /// - The client-address header (per [`ClientAddressMode`](crate::ClientAddressMode)) is the first
-///   thing the backend receives, exactly once.
-/// - Half-close both ways: the client's end of stream (close_notify or FIN) becomes a shutdown of
-///   the backend's write side once every byte is delivered, and the backend's reply keeps flowing;
-///   the backend's end of stream becomes close_notify, then a shutdown of the client's write side.
+///   thing the backend receives, exactly once (server mode only).
+/// - Half-close both ways: the TLS side's end of stream (close_notify or FIN) becomes a shutdown
+///   of the plaintext side's write half once every byte is delivered, and the reply keeps
+///   flowing; the plaintext side's end of stream becomes close_notify, then a shutdown of the
+///   TLS side's write half.
 ///   The connection closes when both directions are done, or when the remaining direction makes
 ///   no progress for the linger timeout.
 /// - Each direction has a budget; with a full budget the producer's read interest is off and its
@@ -164,15 +182,20 @@ pub struct Conn {
     event: Option<Box<HandshakeInfo>>,
     pending: Pending,
     close: Option<CloseReason>,
-    /// The client's transport reached end of stream.
-    client_eof: bool,
-    /// Every client byte reached the backend and its write side is (to be) shut.
-    client_done: bool,
-    /// The backend's stream ended.
-    backend_eof: bool,
+    /// The TLS side's transport reached end of stream.
+    tls_eof: bool,
+    /// Every byte from the TLS side reached the plaintext side, whose write half is (to be) shut.
+    tls_in_done: bool,
+    /// The plaintext side's stream ended.
+    plain_eof: bool,
     close_notify_queued: bool,
-    /// close_notify reached the client socket and its write side is (to be) shut.
-    backend_done: bool,
+    /// close_notify reached the TLS side's socket, whose write half is (to be) shut.
+    plain_in_done: bool,
+    /// Client mode: the TLS side is the backend, the plaintext side the client.
+    client_mode: bool,
+    /// Client mode: the client's bytes that came before the handshake with the backend
+    /// completed, counted in the to-backend budget; empty otherwise.
+    pre_tls: Vec<u8>,
     handshake_deadline: Instant,
     connect_deadline: Instant,
     closing_deadline: Instant,
@@ -185,8 +208,8 @@ impl std::fmt::Debug for Conn {
             .field("state", &self.state)
             .field("peer", &self.peer)
             .field("local", &self.local)
-            .field("client_eof", &self.client_eof)
-            .field("backend_eof", &self.backend_eof)
+            .field("tls_eof", &self.tls_eof)
+            .field("plain_eof", &self.plain_eof)
             .finish_non_exhaustive()
     }
 }
@@ -203,11 +226,15 @@ impl Conn {
         local: SocketAddr,
     ) -> Result<Conn, TlsError> {
         let tls = Session::new(&config)?;
+        let client_mode = config.client_mode();
         let handshake_deadline = now + config.handshake_timeout;
-        let state = if config.accept_proxy_header {
-            State::ProxyHeader
+        let (state, connect_deadline) = if client_mode {
+            // Nothing to wait for from a plaintext client: the backend first.
+            (State::Connecting, now + config.backend_connect_timeout)
+        } else if config.accept_proxy_header {
+            (State::ProxyHeader, Instant::ZERO)
         } else {
-            State::Handshaking
+            (State::Handshaking, Instant::ZERO)
         };
         Ok(Conn {
             config,
@@ -222,21 +249,27 @@ impl Conn {
             proxy_in: Vec::new(),
             io: IoState::default(),
             alert_scan: AlertScan::default(),
-            hello_judged: false,
+            // A ClientHello is judged on the server side only.
+            hello_judged: client_mode,
             hello_in: Vec::new(),
             hello_reader: HelloReader::default(),
             early: None,
             own_alert: None,
             event: None,
-            pending: Pending::default(),
+            pending: Pending {
+                connect: client_mode,
+                ..Pending::default()
+            },
             close: None,
-            client_eof: false,
-            client_done: false,
-            backend_eof: false,
+            tls_eof: false,
+            tls_in_done: false,
+            plain_eof: false,
             close_notify_queued: false,
-            backend_done: false,
+            plain_in_done: false,
+            client_mode,
+            pre_tls: Vec::new(),
             handshake_deadline,
-            connect_deadline: Instant::ZERO,
+            connect_deadline,
             closing_deadline: Instant::ZERO,
             last_activity: now,
         })
@@ -254,9 +287,11 @@ impl Conn {
         self.local
     }
 
-    /// Whether the handshake is still in progress.
+    /// Whether the handshake is still in progress (in client mode, from the start until the
+    /// handshake with the backend completes).
     pub fn is_handshaking(&self) -> bool {
         matches!(self.state, State::ProxyHeader | State::Handshaking)
+            || (self.client_mode && self.state == State::Connecting)
     }
 
     /// Whether `Close` has been returned (or is about to be): nothing more will happen.
@@ -266,43 +301,105 @@ impl Conn {
 
     // ---------------------------------------------------------------- inputs: client
 
-    /// How many ciphertext bytes [`handle_client_data`](Conn::handle_client_data) is sure to take
-    /// now. Zero while the to-backend budget is full or the client's stream is over.
+    /// How many bytes [`handle_client_data`](Conn::handle_client_data) is sure to take now.
+    /// Zero while the to-backend budget is full or the client's stream is over.
     pub fn client_read_capacity(&self) -> usize {
-        if self.client_eof || self.io.peer_closed {
+        match self.client_mode {
+            false => self.tls_read_capacity(),
+            true => self.plain_read_capacity(),
+        }
+    }
+
+    /// Bytes from the client (ciphertext; plaintext in client mode). Returns how many bytes
+    /// were taken: all of `data` whenever `data.len() <= self.client_read_capacity()`, and all
+    /// of it once the connection is closing (the bytes are then discarded). Untaken bytes must
+    /// be offered again later.
+    pub fn handle_client_data(&mut self, now: Instant, data: &[u8]) -> usize {
+        match self.client_mode {
+            false => self.tls_data(now, data),
+            true => self.plain_data(now, data),
+        }
+    }
+
+    /// The client's stream ended (a read returned 0).
+    pub fn handle_client_eof(&mut self, now: Instant) {
+        match self.client_mode {
+            false => self.tls_side_eof(now),
+            true => self.plain_side_eof(now),
+        }
+    }
+
+    /// The client's socket failed (reset, broken pipe, …): close at once.
+    pub fn handle_client_reset(&mut self, _now: Instant) {
+        match self.state {
+            State::ProxyHeader | State::Handshaking if !self.client_mode => {
+                self.close_now(CloseReason::ClientClosedInHandshake)
+            }
+            State::Closed => {}
+            _ => self.close_now(CloseReason::ClientReset),
+        }
+    }
+
+    // ---------------------------------------------------------------- inputs: the TLS side
+
+    /// Whether the TLS side has a socket: in client mode, not before the backend connects.
+    fn tls_side_connected(&self) -> bool {
+        !(self.client_mode && self.state == State::Connecting)
+    }
+
+    /// The budget of bytes from the TLS side waiting for the plaintext side.
+    fn tls_to_plain_budget(&self) -> usize {
+        match self.client_mode {
+            false => self.config.to_backend_budget,
+            true => self.config.to_client_budget,
+        }
+    }
+
+    /// The budget of bytes from the plaintext side waiting for the TLS side.
+    fn plain_to_tls_budget(&self) -> usize {
+        match self.client_mode {
+            false => self.config.to_client_budget,
+            true => self.config.to_backend_budget,
+        }
+    }
+
+    /// How many ciphertext bytes [`tls_data`](Conn::tls_data) is sure to take now.
+    fn tls_read_capacity(&self) -> usize {
+        if self.tls_eof || self.io.peer_closed || !self.tls_side_connected() {
             return 0;
         }
         match self.state {
             State::ProxyHeader | State::Handshaking | State::Connecting | State::Established => {
-                self.config
-                    .to_backend_budget
+                self.tls_to_plain_budget()
                     .saturating_sub(self.plain_pending())
             }
             State::Closing(_) | State::Closed => 0,
         }
     }
 
-    /// Ciphertext from the client. Returns how many bytes were taken: all of `data` whenever
-    /// `data.len() <= self.client_read_capacity()`, and all of it once the connection is closing
-    /// (the bytes are then discarded). Untaken bytes must be offered again later.
-    pub fn handle_client_data(&mut self, now: Instant, data: &[u8]) -> usize {
+    /// Ciphertext from the TLS side; returns how many bytes were taken.
+    fn tls_data(&mut self, now: Instant, data: &[u8]) -> usize {
         if self.state == State::ProxyHeader {
             return self.read_proxy_header(now, data);
         }
         if !matches!(
             self.state,
             State::Handshaking | State::Connecting | State::Established
-        ) || self.client_eof
+        ) || self.tls_eof
             || self.io.peer_closed
+            || !self.tls_side_connected()
         {
             // Closing, closed, or after close_notify: bytes are ignored (RFC 8446 §6.1).
             return data.len();
         }
-        let take = data.len().min(self.client_read_capacity());
+        let take = data.len().min(self.tls_read_capacity());
         if take == 0 {
             return 0;
         }
-        if self.state == State::Handshaking && self.alert_scan.saw_close_notify(&data[..take]) {
+        if self.state == State::Handshaking
+            && !self.client_mode
+            && self.alert_scan.saw_close_notify(&data[..take])
+        {
             // The client ended the connection before a handshake could complete.
             self.close_now(CloseReason::ClientClosedInHandshake);
             return data.len();
@@ -363,7 +460,7 @@ impl Conn {
     }
 
     /// Whether bytes wait for the client: stud's own alert or rustls' output.
-    fn client_out_pending(&self) -> bool {
+    fn tls_out_pending(&self) -> bool {
         self.own_alert.is_some() || self.tls.wants_write()
     }
 
@@ -393,7 +490,7 @@ impl Conn {
     /// Reads the load balancer's PROXY header; once it is whole, its addresses replace the
     /// socket's and the bytes after it go to TLS.
     fn read_proxy_header(&mut self, now: Instant, data: &[u8]) -> usize {
-        let take = data.len().min(self.client_read_capacity());
+        let take = data.len().min(self.tls_read_capacity());
         if take == 0 {
             return 0;
         }
@@ -430,7 +527,7 @@ impl Conn {
                 let rest = &buf[len..];
                 if !rest.is_empty() {
                     // Within the capacity just checked, so all of it is taken.
-                    let _ = self.handle_client_data(now, rest);
+                    let _ = self.tls_data(now, rest);
                 }
                 take
             }
@@ -481,15 +578,21 @@ impl Conn {
         }
     }
 
-    /// The client's stream ended (a read returned 0).
-    pub fn handle_client_eof(&mut self, now: Instant) {
+    /// The TLS side's stream ended (a read returned 0).
+    fn tls_side_eof(&mut self, now: Instant) {
         match self.state {
+            State::ProxyHeader | State::Handshaking if self.client_mode => {
+                let error = rustls::Error::General(
+                    "the backend closed the connection during the handshake".into(),
+                );
+                self.close_now(CloseReason::BackendHandshakeFailed(TlsError(error)))
+            }
             State::ProxyHeader | State::Handshaking => {
                 self.close_now(CloseReason::ClientClosedInHandshake)
             }
             State::Connecting | State::Established => {
-                if !self.client_eof {
-                    self.client_eof = true;
+                if !self.tls_eof {
+                    self.tls_eof = true;
                     self.last_activity = now;
                 }
                 self.update(now);
@@ -498,22 +601,19 @@ impl Conn {
         }
     }
 
-    /// The client's socket failed (reset, broken pipe, …): close at once.
-    pub fn handle_client_reset(&mut self, _now: Instant) {
-        match self.state {
-            State::ProxyHeader | State::Handshaking => {
-                self.close_now(CloseReason::ClientClosedInHandshake)
-            }
-            State::Closed => {}
-            _ => self.close_now(CloseReason::ClientReset),
-        }
-    }
-
     // ---------------------------------------------------------------- inputs: backend
 
-    /// The backend connection requested by [`Action::ConnectBackend`] is established.
+    /// The backend connection requested by [`Action::ConnectBackend`] is established. In
+    /// client mode the handshake with the backend starts, with its deadline.
     pub fn handle_backend_connected(&mut self, now: Instant) {
         if self.state != State::Connecting {
+            return;
+        }
+        if self.client_mode {
+            self.state = State::Handshaking;
+            self.handshake_deadline = now + self.config.handshake_timeout;
+            self.last_activity = now;
+            self.update(now);
             return;
         }
         self.state = State::Established;
@@ -546,25 +646,83 @@ impl Conn {
         }
     }
 
-    /// How many plaintext bytes [`handle_backend_data`](Conn::handle_backend_data) takes now.
+    /// How many bytes [`handle_backend_data`](Conn::handle_backend_data) takes now.
     /// Zero while the to-client budget is full.
     pub fn backend_read_capacity(&self) -> usize {
-        if self.state != State::Established || self.backend_eof {
-            return 0;
+        match self.client_mode {
+            false => self.plain_read_capacity(),
+            true => self.tls_read_capacity(),
         }
-        self.config.to_client_budget.saturating_sub(self.io.tls_out)
     }
 
-    /// Plaintext from the backend. Returns how many bytes were taken:
-    /// `min(data.len(), self.backend_read_capacity())`, or all of them once the connection is
-    /// closing (discarded).
+    /// Bytes from the backend (plaintext; ciphertext in client mode). Returns how many bytes
+    /// were taken: `min(data.len(), self.backend_read_capacity())` (in client mode, all of
+    /// `data` whenever it fits that capacity), or all of them once the connection is closing
+    /// (discarded).
     pub fn handle_backend_data(&mut self, now: Instant, data: &[u8]) -> usize {
+        match self.client_mode {
+            false => self.plain_data(now, data),
+            true => self.tls_data(now, data),
+        }
+    }
+
+    /// The backend's stream ended: once its bytes are sent, close_notify follows, then a
+    /// shutdown of the client's write side. In client mode, the bytes the backend sent before
+    /// reach the client, then a shutdown of the client's write side.
+    pub fn handle_backend_eof(&mut self, now: Instant) {
+        match self.client_mode {
+            false => self.plain_side_eof(now),
+            true => self.tls_side_eof(now),
+        }
+    }
+
+    /// The backend's socket failed: close at once.
+    pub fn handle_backend_reset(&mut self, _now: Instant) {
+        let live = match self.state {
+            State::Connecting | State::Established => true,
+            State::Handshaking => self.client_mode,
+            _ => false,
+        };
+        if live {
+            self.close_now(CloseReason::BackendReset);
+        }
+    }
+
+    // ---------------------------------------------------------------- inputs: the plaintext side
+
+    /// How many bytes [`plain_data`](Conn::plain_data) takes now: zero while the budget towards
+    /// the TLS side is full. In client mode the client's bytes are taken from the start, and
+    /// held until the handshake with the backend completes.
+    fn plain_read_capacity(&self) -> usize {
+        if self.plain_eof {
+            return 0;
+        }
+        let budget = self.plain_to_tls_budget();
         match self.state {
-            State::Established if !self.backend_eof => {}
+            State::Established => budget.saturating_sub(self.io.tls_out),
+            State::Connecting | State::Handshaking if self.client_mode => {
+                budget.saturating_sub(self.pre_tls.len())
+            }
+            _ => 0,
+        }
+    }
+
+    /// Plaintext for the TLS side; returns how many bytes were taken.
+    fn plain_data(&mut self, now: Instant, data: &[u8]) -> usize {
+        match self.state {
+            State::Established if !self.plain_eof => {}
+            State::Connecting | State::Handshaking if self.client_mode && !self.plain_eof => {
+                let n = data.len().min(self.plain_read_capacity());
+                if n > 0 {
+                    self.pre_tls.extend_from_slice(&data[..n]);
+                    self.last_activity = now;
+                }
+                return n;
+            }
             State::Closing(_) | State::Closed => return data.len(),
             _ => return 0,
         }
-        let n = data.len().min(self.backend_read_capacity());
+        let n = data.len().min(self.plain_read_capacity());
         if n == 0 {
             return 0;
         }
@@ -575,20 +733,18 @@ impl Conn {
         n
     }
 
-    /// The backend's stream ended: once its bytes are sent, close_notify follows, then a
-    /// shutdown of the client's write side.
-    pub fn handle_backend_eof(&mut self, now: Instant) {
-        if self.state == State::Established && !self.backend_eof {
-            self.backend_eof = true;
+    /// The plaintext side's stream ended: once its bytes are encrypted and sent, close_notify
+    /// follows, then a shutdown of the TLS side's write half.
+    fn plain_side_eof(&mut self, now: Instant) {
+        let open = match self.state {
+            State::Established => true,
+            State::Connecting | State::Handshaking => self.client_mode,
+            _ => false,
+        };
+        if open && !self.plain_eof {
+            self.plain_eof = true;
             self.last_activity = now;
             self.update(now);
-        }
-    }
-
-    /// The backend's socket failed: close at once.
-    pub fn handle_backend_reset(&mut self, _now: Instant) {
-        if matches!(self.state, State::Connecting | State::Established) {
-            self.close_now(CloseReason::BackendReset);
         }
     }
 
@@ -651,7 +807,7 @@ impl Conn {
     }
 
     fn linger_deadline(&self) -> Option<Instant> {
-        let half_closed = self.client_eof || self.io.peer_closed || self.backend_eof;
+        let half_closed = self.tls_eof || self.io.peer_closed || self.plain_eof;
         half_closed.then(|| self.last_activity + self.config.linger_timeout)
     }
 
@@ -671,11 +827,16 @@ impl Conn {
         if std::mem::take(&mut self.pending.connect) {
             return Some(Action::ConnectBackend);
         }
-        if std::mem::take(&mut self.pending.shutdown_backend) {
-            return Some(Action::ShutdownBackendWrite);
+        // The plaintext side is the backend, or in client mode the client.
+        let (plain, tls) = match self.client_mode {
+            false => (Action::ShutdownBackendWrite, Action::ShutdownClientWrite),
+            true => (Action::ShutdownClientWrite, Action::ShutdownBackendWrite),
+        };
+        if std::mem::take(&mut self.pending.shutdown_plain) {
+            return Some(plain);
         }
-        if std::mem::take(&mut self.pending.shutdown_client) {
-            return Some(Action::ShutdownClientWrite);
+        if std::mem::take(&mut self.pending.shutdown_tls) {
+            return Some(tls);
         }
         self.close.take().map(Action::Close)
     }
@@ -684,11 +845,23 @@ impl Conn {
     #[must_use]
     pub fn interest(&self) -> Interest {
         let open = !matches!(self.state, State::Closed);
-        Interest {
-            client_read: self.client_read_capacity() > 0,
-            client_write: open && self.client_out_pending(),
-            backend_read: self.backend_read_capacity() > 0,
-            backend_write: self.state == State::Established && self.backend_pending(),
+        let tls_read = self.tls_read_capacity() > 0;
+        let tls_write = open && self.tls_side_connected() && self.tls_out_pending();
+        let plain_read = self.plain_read_capacity() > 0;
+        let plain_write = self.state == State::Established && self.plain_out_pending();
+        match self.client_mode {
+            false => Interest {
+                client_read: tls_read,
+                client_write: tls_write,
+                backend_read: plain_read,
+                backend_write: plain_write,
+            },
+            true => Interest {
+                client_read: plain_read,
+                client_write: plain_write,
+                backend_read: tls_read,
+                backend_write: tls_write,
+            },
         }
     }
 
@@ -702,16 +875,68 @@ impl Conn {
             .own_alert
             .as_ref()
             .map_or(0, |(record, sent)| record.len() - sent);
-        Buffered {
-            to_backend: self.plain_pending() + header,
-            to_client: self.io.tls_out + own,
+        let to_plain = self.plain_pending() + header;
+        let to_tls = self.io.tls_out + own + self.pre_tls.len();
+        match self.client_mode {
+            false => Buffered {
+                to_backend: to_plain,
+                to_client: to_tls,
+            },
+            true => Buffered {
+                to_backend: to_tls,
+                to_client: to_plain,
+            },
         }
     }
 
-    /// Copies ciphertext for the client into `buf`; returns the count (0: nothing to send).
-    /// The bytes are the caller's from then on.
+    /// Copies bytes for the client (ciphertext; plaintext in client mode) into `buf`; returns
+    /// the count (0: nothing to send). The bytes are the caller's from then on.
     #[must_use]
     pub fn poll_client_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+        match self.client_mode {
+            false => self.poll_tls_transmit(now, buf),
+            true => self.poll_plain_transmit(now, buf),
+        }
+    }
+
+    /// Writes bytes for the client (ciphertext; plaintext in client mode) straight into `w` (a
+    /// nonblocking socket), without a copy through a caller buffer. Stops at `WouldBlock`
+    /// (returning what was written, possibly 0) or after a bounded number of writes. Other
+    /// errors are returned; report them with [`handle_client_reset`](Conn::handle_client_reset).
+    pub fn write_client(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+        match self.client_mode {
+            false => self.write_tls_side(now, w),
+            true => self.write_plain_side(now, w),
+        }
+    }
+
+    /// Copies bytes for the backend (plaintext, the client-address header first; ciphertext in
+    /// client mode) into `buf`; returns the count (0: nothing to send, or the backend is not
+    /// connected yet).
+    #[must_use]
+    pub fn poll_backend_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+        match self.client_mode {
+            false => self.poll_plain_transmit(now, buf),
+            true => self.poll_tls_transmit(now, buf),
+        }
+    }
+
+    /// Writes bytes for the backend (plaintext, the client-address header first; ciphertext in
+    /// client mode) straight into `w`. Stops at `WouldBlock` or after a bounded number of
+    /// writes; other errors are returned (report them with
+    /// [`handle_backend_reset`](Conn::handle_backend_reset)).
+    pub fn write_backend(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+        match self.client_mode {
+            false => self.write_plain_side(now, w),
+            true => self.write_tls_side(now, w),
+        }
+    }
+
+    /// Copies ciphertext for the TLS side into `buf`.
+    fn poll_tls_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+        if !self.tls_side_connected() {
+            return 0;
+        }
         let mut out = &mut buf[..];
         let before = out.len();
         let _ = self.write_own_alert(&mut out);
@@ -722,15 +947,15 @@ impl Conn {
             }
         }
         let n = before - out.len();
-        self.after_client_flush(now, n);
+        self.after_tls_flush(now, n);
         n
     }
 
-    /// Writes ciphertext for the client straight into `w` (a nonblocking socket), without a copy
-    /// through a caller buffer. Stops at `WouldBlock` (returning what was written, possibly 0)
-    /// or after a bounded number of writes. Other errors are returned; report them with
-    /// [`handle_client_reset`](Conn::handle_client_reset).
-    pub fn write_client(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+    /// Writes ciphertext for the TLS side straight into `w`.
+    fn write_tls_side(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+        if !self.tls_side_connected() {
+            return Ok(0);
+        }
         let mut total = match self.write_own_alert(w) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
@@ -746,16 +971,16 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.after_client_flush(now, total);
+                    self.after_tls_flush(now, total);
                     return Err(e);
                 }
             }
         }
-        self.after_client_flush(now, total);
+        self.after_tls_flush(now, total);
         Ok(total)
     }
 
-    fn after_client_flush(&mut self, now: Instant, n: usize) {
+    fn after_tls_flush(&mut self, now: Instant, n: usize) {
         if n > 0 {
             if let Some(skip) = self.early.as_mut() {
                 // The server's flight is out: the client's Finished may come next.
@@ -767,7 +992,7 @@ impl Conn {
         }
     }
 
-    fn backend_pending(&self) -> bool {
+    fn plain_out_pending(&self) -> bool {
         self.header.is_some() || self.plain_pending() > 0
     }
 
@@ -795,7 +1020,7 @@ impl Conn {
             // than a doubling series. Short ones (interactive traffic) grow the usual way, from
             // just their size.
             if incoming >= crate::MAX_RECORD_PLAINTEXT {
-                let batch = need.max(self.config.to_backend_budget.clamp(1, PLAIN_BATCH));
+                let batch = need.max(self.tls_to_plain_budget().clamp(1, PLAIN_BATCH));
                 self.plain.reserve_exact(batch - self.plain.len());
             } else {
                 self.plain.reserve(incoming);
@@ -813,24 +1038,16 @@ impl Conn {
         self.io.plaintext_in = 0;
     }
 
-    /// Copies plaintext for the backend (the client-address header first) into `buf`; returns
-    /// the count (0: nothing to send, or the backend is not connected yet).
-    #[must_use]
-    pub fn poll_backend_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+    /// Copies plaintext for the plaintext side (the client-address header first) into `buf`.
+    fn poll_plain_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
         let mut out = &mut buf[..];
         let before = out.len();
-        let _ = self.write_backend_inner(now, &mut out);
+        let _ = self.write_plain_side(now, &mut out);
         before - out.len()
     }
 
-    /// Writes plaintext for the backend (the client-address header first) straight into `w`.
-    /// Stops at `WouldBlock` or after a bounded number of writes; other errors are returned
-    /// (report them with [`handle_backend_reset`](Conn::handle_backend_reset)).
-    pub fn write_backend(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
-        self.write_backend_inner(now, w)
-    }
-
-    fn write_backend_inner(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
+    /// Writes plaintext for the plaintext side (the client-address header first) into `w`.
+    fn write_plain_side(&mut self, now: Instant, w: &mut dyn io::Write) -> io::Result<usize> {
         if self.state != State::Established {
             return Ok(0);
         }
@@ -910,37 +1127,48 @@ impl Conn {
                 if !self.tls.is_handshaking() {
                     self.early = None;
                     self.event = self.tls.info().map(Box::new);
-                    self.pending.connect = true;
-                    self.state = State::Connecting;
-                    self.connect_deadline = now + self.config.backend_connect_timeout;
+                    if self.client_mode {
+                        // The backend is there: what the client sent meanwhile goes first.
+                        self.state = State::Established;
+                        let early = std::mem::take(&mut self.pre_tls);
+                        if !early.is_empty() {
+                            self.tls.write_plaintext(&early);
+                        }
+                        self.refresh_io(now);
+                        self.update(now);
+                    } else {
+                        self.pending.connect = true;
+                        self.state = State::Connecting;
+                        self.connect_deadline = now + self.config.backend_connect_timeout;
+                    }
                 }
             }
             State::Connecting => {}
             State::Established => {
-                if !self.client_done
-                    && (self.client_eof || self.io.peer_closed)
+                if !self.tls_in_done
+                    && (self.tls_eof || self.io.peer_closed)
                     && self.plain_pending() == 0
                     && self.header.is_none()
                 {
-                    self.client_done = true;
-                    self.pending.shutdown_backend = true;
+                    self.tls_in_done = true;
+                    self.pending.shutdown_plain = true;
                 }
-                if self.backend_eof && !self.close_notify_queued {
+                if self.plain_eof && !self.close_notify_queued {
                     self.tls.send_close_notify();
                     self.close_notify_queued = true;
                     self.refresh_io(now);
                 }
-                if self.close_notify_queued && !self.backend_done && !self.tls.wants_write() {
-                    self.backend_done = true;
-                    self.pending.shutdown_client = true;
+                if self.close_notify_queued && !self.plain_in_done && !self.tls.wants_write() {
+                    self.plain_in_done = true;
+                    self.pending.shutdown_tls = true;
                 }
-                if self.client_done && self.backend_done {
+                if self.tls_in_done && self.plain_in_done {
                     self.state = State::Closed;
                     self.close = Some(CloseReason::Completed);
                 }
             }
             State::Closing(ref reason) => {
-                if !self.client_out_pending() {
+                if !self.tls_out_pending() {
                     let reason = reason.clone();
                     self.close_now(reason);
                 }
@@ -951,10 +1179,15 @@ impl Conn {
 
     /// A TLS error: flush the alert rustls queued, then close.
     fn fail(&mut self, now: Instant, error: TlsError) {
-        let reason = if matches!(self.state, State::ProxyHeader | State::Handshaking) {
-            CloseReason::HandshakeFailed(error)
-        } else {
-            CloseReason::ProtocolError(error)
+        let handshaking = matches!(self.state, State::ProxyHeader | State::Handshaking);
+        let reason = match self.client_mode {
+            false if handshaking => CloseReason::HandshakeFailed(error),
+            // A TLS 1.3 backend judges stud's certificate after stud's side of the handshake
+            // is done: its refusal still fails the handshake.
+            true if handshaking || crate::tls::client_side::refuses_handshake(&error.0) => {
+                CloseReason::BackendHandshakeFailed(error)
+            }
+            _ => CloseReason::ProtocolError(error),
         };
         self.enter_closing(now, reason);
     }
@@ -970,6 +1203,7 @@ impl Conn {
     fn close_now(&mut self, reason: CloseReason) {
         self.pending = Pending::default();
         self.header = None;
+        self.pre_tls = Vec::new();
         self.hello_in = Vec::new();
         self.early = None;
         self.own_alert = None;

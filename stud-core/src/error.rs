@@ -122,7 +122,7 @@ pub enum CloseReason {
     Completed,
     /// The TLS handshake failed (bad bytes, no shared suite, alert from the client, …).
     HandshakeFailed(TlsError),
-    /// The handshake did not complete before its deadline.
+    /// The handshake did not complete before its deadline (in client mode, the backend's).
     HandshakeTimeout,
     /// The client closed or reset before completing the handshake.
     ClientClosedInHandshake,
@@ -139,13 +139,17 @@ pub enum CloseReason {
     ClientReset,
     /// The backend's socket failed (reset, broken pipe).
     BackendReset,
-    /// The client sent bytes that broke the TLS protocol after the handshake.
+    /// The TLS peer (the client; in client mode the backend) sent bytes that broke the TLS
+    /// protocol after the handshake.
     ProtocolError(TlsError),
     /// The caller ended the connection (shutdown, drain deadline).
     Aborted,
     /// A PROXY header was expected from the load balancer and what came was not one (or a
     /// malformed one): the reason names what was wrong.
     BadProxyHeader(&'static str),
+    /// Client mode: the TLS handshake with the backend failed (its certificate did not verify,
+    /// it refused stud's certificate or the lack of one, it closed mid-handshake, …).
+    BackendHandshakeFailed(TlsError),
 }
 
 impl CloseReason {
@@ -165,6 +169,7 @@ impl CloseReason {
         "protocol_error",
         "aborted",
         "bad_proxy_header",
+        "backend_handshake_failed",
     ];
 
     /// A short stable name for logs and metrics (`"completed"`, `"handshake_failed"`, …).
@@ -183,6 +188,7 @@ impl CloseReason {
             CloseReason::ProtocolError(_) => "protocol_error",
             CloseReason::Aborted => "aborted",
             CloseReason::BadProxyHeader(_) => "bad_proxy_header",
+            CloseReason::BackendHandshakeFailed(_) => "backend_handshake_failed",
         }
     }
 
@@ -201,7 +207,9 @@ impl CloseReason {
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CloseReason::HandshakeFailed(e) | CloseReason::ProtocolError(e) => {
+            CloseReason::HandshakeFailed(e)
+            | CloseReason::ProtocolError(e)
+            | CloseReason::BackendHandshakeFailed(e) => {
                 write!(f, "{}: {e}", self.as_str())
             }
             CloseReason::BadProxyHeader(why) => write!(f, "{}: {why}", self.as_str()),
@@ -231,6 +239,7 @@ mod tests {
             CloseReason::ProtocolError(tls()),
             CloseReason::Aborted,
             CloseReason::BadProxyHeader("x"),
+            CloseReason::BackendHandshakeFailed(tls()),
         ];
         let names: Vec<&str> = all.iter().map(CloseReason::as_str).collect();
         assert_eq!(names, CloseReason::NAMES);

@@ -114,4 +114,5 @@ pub use proxy_header::{
 };
 pub use time::Instant;
 pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
+pub use tls::client_side::{BackendTls, SYSTEM_CA_BUNDLE};
 pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};

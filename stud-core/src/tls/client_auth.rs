@@ -104,7 +104,7 @@ pub(crate) enum Source {
 
 impl Source {
     /// The bytes and a name for them in errors.
-    fn read(&self, what: &str) -> Result<(Vec<u8>, String), ConfigError> {
+    pub(crate) fn read(&self, what: &str) -> Result<(Vec<u8>, String), ConfigError> {
         match self {
             Source::Bytes(b) => Ok((b.clone(), format!("{what} data"))),
             Source::File(path) => std::fs::read(path)
@@ -225,7 +225,10 @@ impl ClientAuthSpec {
 }
 
 /// Every certificate of a PEM bundle, each checked to parse as X.509.
-fn anchors_of(bytes: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn anchors_of(
+    bytes: &[u8],
+    origin: &str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError::Pem {

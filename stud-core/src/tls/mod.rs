@@ -8,12 +8,14 @@
 //! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
 //! - [`client_auth`]: the client-certificate policy (modes, trust anchors, CRLs, depth).
 //! - [`cert_subject`]: the subject CN of a client certificate, for the backend.
+//! - [`client_side`]: client mode, where stud is the TLS client of its backend.
 //! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
 
 pub(crate) mod alert_scan;
 pub(crate) mod cert_subject;
 pub(crate) mod client_auth;
 pub(crate) mod client_hello;
+pub(crate) mod client_side;
 pub(crate) mod early_data;
 pub(crate) mod groups;
 pub(crate) mod identity;
@@ -52,7 +54,8 @@ impl TlsVersion {
 /// What the handshake settled, reported once by [`Conn::poll_event`](crate::Conn::poll_event).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandshakeInfo {
-    /// The server name the client asked for (SNI), if any.
+    /// The server name the client asked for (SNI), if any. In client mode, the name stud sent
+    /// to the backend (none for an IP address).
     pub sni: Option<String>,
     /// The application protocol agreed by ALPN, if any.
     pub alpn: Option<Vec<u8>>,
@@ -63,7 +66,8 @@ pub struct HandshakeInfo {
     /// Whether the session was resumed (ticket or session ID) rather than fully negotiated.
     pub resumed: bool,
     /// The client's certificate chain as it sent it (DER, leaf first); empty when it sent
-    /// none. For a resumed session, the chain of the handshake that made the session.
+    /// none. For a resumed session, the chain of the handshake that made the session. In
+    /// client mode, the backend's chain.
     pub peer_certificates: Vec<Vec<u8>>,
     /// The client-certificate outcome; `None` when no certificate was asked for
     /// ([`ClientVerifyMode::None`](crate::ClientVerifyMode::None)). A certificate that fails
@@ -74,8 +78,11 @@ pub struct HandshakeInfo {
 impl HandshakeInfo {
     /// The subject common name (CN) of the client's certificate, if it sent one that has a CN
     /// in a text type (the first CN when there are several). The text is as the certificate
-    /// holds it: escape it before writing it into a line-based log.
+    /// holds it: escape it before writing it into a line-based log. `None` in client mode,
+    /// where the certificates are the backend's.
     pub fn client_common_name(&self) -> Option<&str> {
+        // Certificates are the client's only when one was asked for (server mode).
+        self.client_verify.as_ref()?;
         self.peer_certificates
             .first()
             .and_then(|leaf| cert_subject::common_name(leaf))
@@ -143,35 +150,43 @@ pub(crate) struct ServerSetup {
     pub(crate) strict_names: Option<Arc<sni::NameIndex>>,
 }
 
-/// Builds the shared, immutable rustls configuration.
-pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<ServerSetup, ConfigError> {
-    if s.versions.is_empty() {
+/// The rustls versions for `versions`, once some version is enabled and some suite serves one.
+pub(crate) fn check_versions(
+    versions: &[TlsVersion],
+    suites: &[rustls::SupportedCipherSuite],
+    cipher_list: Option<&str>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConfigError> {
+    if versions.is_empty() {
         return Err(ConfigError::NoProtocolVersion);
     }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = s
-        .versions
+    let rustls_versions: Vec<&'static rustls::SupportedProtocolVersion> = versions
         .iter()
         .map(|v| match v {
             TlsVersion::Tls12 => &rustls::version::TLS12,
             TlsVersion::Tls13 => &rustls::version::TLS13,
         })
         .collect();
-    let usable = s.suites.iter().any(|suite| {
-        versions
+    let usable = suites.iter().any(|suite| {
+        rustls_versions
             .iter()
             .any(|v| suite.version().version == v.version)
     });
     if !usable {
         return Err(ConfigError::NoUsableCipher {
-            list: s.cipher_list.unwrap_or("DEFAULT").to_owned(),
-            versions: s
-                .versions
+            list: cipher_list.unwrap_or("DEFAULT").to_owned(),
+            versions: versions
                 .iter()
                 .map(|v| v.as_str())
                 .collect::<Vec<_>>()
                 .join(" and "),
         });
     }
+    Ok(rustls_versions)
+}
+
+/// Builds the shared, immutable rustls configuration.
+pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<ServerSetup, ConfigError> {
+    let versions = check_versions(s.versions, &s.suites, s.cipher_list)?;
     let provider = Arc::new(provider(s.suites, s.kx_groups));
     let mut keys = s
         .identities
@@ -238,21 +253,38 @@ pub(crate) struct IoState {
     pub(crate) peer_closed: bool,
 }
 
-/// One server-side TLS session.
+/// One TLS session: the server side of a client's connection, or in client mode the client
+/// side of the backend's.
 pub(crate) struct Session {
-    conn: rustls::ServerConnection,
+    conn: rustls::Connection,
     /// Whether the configuration asks clients for a certificate.
     asks_for_certificate: bool,
+    /// In client mode, the DNS name sent to the backend.
+    sent_name: Option<String>,
 }
 
 impl Session {
     pub(crate) fn new(config: &crate::Config) -> Result<Self, TlsError> {
-        let mut conn = rustls::ServerConnection::new(config.tls.clone()).map_err(TlsError)?;
+        let mut sent_name = None;
+        let mut conn: rustls::Connection = match &config.backend_tls {
+            Some(backend) => {
+                if let rustls::pki_types::ServerName::DnsName(name) = &backend.server_name {
+                    sent_name = Some(name.as_ref().to_owned());
+                }
+                rustls::ClientConnection::new(backend.config.clone(), backend.server_name.clone())
+                    .map_err(TlsError)?
+                    .into()
+            }
+            None => rustls::ServerConnection::new(config.tls.clone())
+                .map_err(TlsError)?
+                .into(),
+        };
         // The engine enforces its own budgets; rustls must never refuse a write we decided on.
         conn.set_buffer_limit(None);
         Ok(Session {
             conn,
             asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
+            sent_name,
         })
     }
 
@@ -321,7 +353,7 @@ impl Session {
         };
         let suite = self.conn.negotiated_cipher_suite()?;
         Some(HandshakeInfo {
-            sni: self.conn.server_name().map(str::to_owned),
+            sni: self.server_name(),
             alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
             version,
             cipher_suite: suites::openssl_name(suite),
@@ -334,7 +366,15 @@ impl Session {
         })
     }
 
-    /// The client's chain (DER, leaf first); empty when it sent none.
+    /// The name the client asked for; in client mode, the name stud sent to the backend.
+    fn server_name(&self) -> Option<String> {
+        match &self.conn {
+            rustls::Connection::Server(conn) => conn.server_name().map(str::to_owned),
+            rustls::Connection::Client(_) => self.sent_name.clone(),
+        }
+    }
+
+    /// The peer's chain (DER, leaf first); empty when it sent none.
     fn peer_certificates(&self) -> Vec<Vec<u8>> {
         self.conn
             .peer_certificates()
