@@ -298,6 +298,11 @@ enum stud_close_reason
    */
   STUD_CLOSE_BAD_PROXY_HEADER = 13,
   /**
+   * Client mode: the TLS handshake with the backend failed; `stud_conn_close_message` says
+   * why.
+   */
+  STUD_CLOSE_BACKEND_HANDSHAKE_FAILED = 14,
+  /**
    * A reason newer than this header; `stud_conn_close_message` names it.
    */
   STUD_CLOSE_OTHER = 99,

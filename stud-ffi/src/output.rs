@@ -88,6 +88,9 @@ pub enum stud_close_reason {
     /// A PROXY header from a load balancer was expected and not found (or malformed);
     /// `stud_conn_close_message` says what was wrong.
     STUD_CLOSE_BAD_PROXY_HEADER = 13,
+    /// Client mode: the TLS handshake with the backend failed; `stud_conn_close_message` says
+    /// why.
+    STUD_CLOSE_BACKEND_HANDSHAKE_FAILED = 14,
     /// A reason newer than this header; `stud_conn_close_message` names it.
     STUD_CLOSE_OTHER = 99,
 }
@@ -114,6 +117,9 @@ impl From<&CloseReason> for stud_close_reason {
             CloseReason::ProtocolError(_) => stud_close_reason::STUD_CLOSE_PROTOCOL_ERROR,
             CloseReason::Aborted => stud_close_reason::STUD_CLOSE_ABORTED,
             CloseReason::BadProxyHeader(_) => stud_close_reason::STUD_CLOSE_BAD_PROXY_HEADER,
+            CloseReason::BackendHandshakeFailed(_) => {
+                stud_close_reason::STUD_CLOSE_BACKEND_HANDSHAKE_FAILED
+            }
             // The engine may grow new reasons; the message still names them.
             _ => stud_close_reason::STUD_CLOSE_OTHER,
         }
@@ -232,6 +238,7 @@ pub extern "C" fn stud_close_reason_name(reason: u32) -> *const c_char {
             11 => b"protocol_error\0",
             12 => b"aborted\0",
             13 => b"bad_proxy_header\0",
+            14 => b"backend_handshake_failed\0",
             _ => b"unknown\0",
         };
         name.as_ptr().cast::<c_char>()

@@ -430,9 +430,11 @@ void test_conn_close_reasons(void) {
                  "backend_connect_timeout") == 0);
     CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_ABORTED), "aborted") == 0);
     CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_BAD_PROXY_HEADER), "bad_proxy_header") == 0);
+    CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_BACKEND_HANDSHAKE_FAILED),
+                 "backend_handshake_failed") == 0);
     CHECK(strcmp(stud_close_reason_name(STUD_CLOSE_OTHER), "unknown") == 0);
     CHECK(strcmp(stud_close_reason_name(1000), "unknown") == 0);
-    for (uint32_t r = 0; r <= 13; r++) {
+    for (uint32_t r = 0; r <= 14; r++) {
         CHECK(strcmp(stud_close_reason_name(r), "unknown") != 0);
     }
 }
