@@ -56,6 +56,8 @@ pub(crate) struct Args {
     pub(crate) proxy_authority: bool,
     /// The key-exchange groups, OpenSSL's names (`ecdh-curve`); `None`: stud's defaults.
     pub(crate) ecdh_curve: Option<String>,
+    /// Client mode (`--client`): plaintext from clients, TLS to the backend.
+    pub(crate) client: Option<ClientMode>,
     pub(crate) backlog: i32,
     pub(crate) keepalive: Option<Duration>,
     /// Socket options of the listening sockets (and so of every accepted one).
@@ -107,6 +109,20 @@ pub(crate) struct Sources {
     pub(crate) raw: Vec<OsString>,
     /// Relative paths (on the command line and in the file) are relative to this directory.
     pub(crate) base: PathBuf,
+}
+
+/// How stud speaks TLS to the backend in client mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientMode {
+    /// The CA certificates the backend's certificate must chain to (`backend-ca`); `None`:
+    /// the system bundle.
+    pub(crate) ca: Option<PathBuf>,
+    /// Accept any backend certificate (`backend-insecure`).
+    pub(crate) insecure: bool,
+    /// The name sent to the backend and verified (`backend-sni`, else the backend's host).
+    pub(crate) server_name: String,
+    /// A PEM file with the chain and key to present when asked (`backend-cert`).
+    pub(crate) cert: Option<PathBuf>,
 }
 
 /// One listening address with the certificates and TLS policy it serves.
@@ -520,6 +536,13 @@ write-proxy-v2 = off
 proxy-proxy = off
 accept-proxy = off
 
+# Client mode: plaintext from clients, TLS to the backend (no certificate needed).
+client = off
+# backend-ca = "/etc/ssl/certs/ca-certificates.crt"
+# backend-sni = "backend.example"
+# backend-cert = "/etc/stud/client.pem"
+backend-insecure = off
+
 # Processes.
 workers = 1
 worker-timeout = 30
@@ -545,6 +568,7 @@ stud: the Scalable TLS Unwrapping Daemon
 Usage: stud [OPTIONS] PEM [PEM ...]
        stud [OPTIONS] --config=FILE [PEM ...]
        stud [OPTIONS] --self-signed
+       stud [OPTIONS] --client [--backend-ca=FILE]
 
 PEM is one file holding the certificate chain and its private key. Boolean options take
 =on or =off (--quiet=on, --daemon=off); alone they mean on.
@@ -593,8 +617,17 @@ Encryption:
                                 --ticket-secret on every host
       --self-signed             serve an ephemeral certificate for localhost (testing only)
 
+Client mode (plaintext from clients, TLS to the backend; no PEM needed):
+      --client                  encrypt towards the backend instead of decrypting clients
+      --backend-ca=FILE         the CA certificates (PEM) the backend's certificate must
+                                chain to [default: /etc/ssl/certs/ca-certificates.crt]
+      --backend-sni=NAME        the name sent to the backend and checked against its
+                                certificate [default: the --backend host]
+      --backend-cert=PEM        chain and key (one PEM file) to present when the backend
+                                asks for a client certificate
+      --backend-insecure        do not verify the backend's certificate (testing only)
+
 Socket:
-      --client                  refused: client mode is not supported yet
   -b, --backend=HOST,PORT       backend [default: 127.0.0.1,8000] (also [HOST]:PORT, or
                                 /PATH for a UNIX-domain socket)
   -f, --frontend=HOST,PORT      frontend; * means every address; repeat for several

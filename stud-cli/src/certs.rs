@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use stud_core::Config;
+use stud_core::{BackendTls, Config};
 
 use crate::args::{Args, Cert, Frontend, PemDir};
 use crate::setup;
@@ -29,6 +29,17 @@ pub(crate) fn build(args: &Args) -> Result<(Vec<Config>, Vec<String>), String> {
     };
     let mut configs = Vec::new();
     for frontend in &args.frontends {
+        if args.client.is_some() {
+            // Clients speak plaintext: no certificate of theirs to serve.
+            let (config, more) = build_one(args, frontend, &[], None)?;
+            for w in more {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+            configs.push(config);
+            continue;
+        }
         let mut certs: Vec<Cert> = frontend.certs.clone();
         if frontend.global_certs {
             certs.extend(args.pems.iter().cloned());
@@ -131,6 +142,16 @@ fn build_one(
         builder = builder.ticket_secret_file(path);
     } else if let Some(secret) = &args.ticket_secret_bytes {
         builder = builder.ticket_secret(secret.clone());
+    }
+    if let Some(client) = &args.client {
+        let mut backend = BackendTls::new(client.server_name.clone()).insecure(client.insecure);
+        if let Some(ca) = &client.ca {
+            backend = backend.ca_file(ca);
+        }
+        if let Some(cert) = &client.cert {
+            backend = backend.client_cert_file(cert);
+        }
+        builder = builder.client_mode(backend);
     }
     if let (Some((cert, key)), true) = (self_signed, certs.is_empty()) {
         builder = builder.cert_and_key_pem(cert.clone(), key.clone());

@@ -283,6 +283,18 @@ pub(crate) const KEYS: &[Key] = &[
     key("accept-proxy", &["--accept-proxy"], Global, Bool, Yes),
     key("proxy-tlv", &["--proxy-tlv"], Global, Bool, Yes),
     key("proxy-authority", &["--proxy-authority"], Global, Bool, Yes),
+    // Client mode: plaintext from clients, TLS to the backend.
+    key("client", &["--client"], Global, Bool, Yes),
+    key("backend-ca", &["--backend-ca"], Global, Text, Yes),
+    key(
+        "backend-insecure",
+        &["--backend-insecure"],
+        Global,
+        Bool,
+        Yes,
+    ),
+    key("backend-sni", &["--backend-sni"], Global, Text, Yes),
+    key("backend-cert", &["--backend-cert"], Global, Text, Yes),
     // Processes and privileges.
     key("workers", &["-n", "--workers"], Global, Text, Yes),
     key("worker-timeout", &["--worker-timeout"], Global, Text, Yes),
@@ -317,13 +329,6 @@ pub(crate) const KEYS: &[Key] = &[
         Differs("there is no ring buffer: each direction has a 64 KiB budget"),
     ),
     // The command line alone.
-    key(
-        "client",
-        &["--client"],
-        CommandLine,
-        Bool,
-        Refused("client mode (TLS towards the backend) is not supported yet"),
-    ),
     key("config", &["--config"], CommandLine, Text, Yes),
     key(
         "default-config",

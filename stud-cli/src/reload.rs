@@ -77,6 +77,10 @@ pub(crate) fn reread(running: &Args) -> Result<(Args, Vec<String>), String> {
     if !same_set {
         needs_restart.push("frontend".into());
     }
+    // Client mode's backend settings are TLS settings; turning it on or off is not.
+    if fresh.client.is_some() != running.client.is_some() {
+        needs_restart.push("client".into());
+    }
     if !needs_restart.is_empty() {
         notes.push(format!(
             "reload: {} changed; the running value{} stay until a restart",
@@ -101,5 +105,8 @@ pub(crate) fn reread(running: &Args) -> Result<(Args, Vec<String>), String> {
     next.handshake_timeout = fresh.handshake_timeout;
     next.backend_connect_timeout = fresh.backend_connect_timeout;
     next.idle_timeout = fresh.idle_timeout;
+    if fresh.client.is_some() == running.client.is_some() {
+        next.client = fresh.client;
+    }
     Ok((next, notes))
 }

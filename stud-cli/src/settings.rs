@@ -15,7 +15,8 @@ use std::time::Duration;
 use stud_core::{ClientAddressMode, ClientVerifyMode, TlsVersion};
 
 use crate::args::{
-    parse_endpoint, Args, Backend, Cert, Endpoint, Flag, Frontend, PemDir, SocketOptions, TlsPolicy,
+    parse_endpoint, Args, Backend, Cert, ClientMode, Endpoint, Flag, Frontend, PemDir,
+    SocketOptions, TlsPolicy,
 };
 use crate::config_file::{self, Entry, Value};
 use crate::keys::{self, Key, Kind, Scope, Support};
@@ -823,11 +824,24 @@ impl Settings {
                 tls: policy(&PolicySpec::default(), &global),
             });
         }
+        let client = self.client_mode(&backend, client_address, accept_proxy, &global)?;
         let has_global = !pems.is_empty() || pem_dir.is_some();
-        if self_signed && has_global {
+        if client.is_some() {
+            if self_signed {
+                return Err(
+                    "--self-signed cannot be combined with --client: clients speak plaintext"
+                        .into(),
+                );
+            }
+            if has_global || frontends.iter().any(|f| !f.certs.is_empty()) {
+                self.warnings.push(
+                    "client mode: the certificates given are not used (clients speak plaintext; a certificate for the backend is backend-cert)".into(),
+                );
+            }
+        } else if self_signed && has_global {
             return Err("--self-signed cannot be combined with a PEM file".into());
         }
-        if !self_signed && !has_global {
+        if client.is_none() && !self_signed && !has_global {
             if let Some(bare) = frontends.iter().find(|f| f.certs.is_empty()) {
                 return Err(format!(
                     "no certificate for frontend {}: give a PEM file (certificate chain and key), pem-file, pem-dir or --self-signed",
@@ -854,6 +868,7 @@ impl Settings {
             proxy_tlv,
             proxy_authority,
             ecdh_curve,
+            client,
             backlog,
             keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
             sockets,
@@ -884,6 +899,82 @@ impl Settings {
             notices,
             sources: crate::args::Sources::default(),
         })
+    }
+
+    /// Client mode's settings, with `--client`; the backend-* keys without it are an error, and
+    /// so are the settings that need TLS from the clients.
+    fn client_mode(
+        &self,
+        backend: &Backend,
+        client_address: ClientAddressMode,
+        accept_proxy: bool,
+        global: &PolicySpec,
+    ) -> Result<Option<ClientMode>, String> {
+        const KEYS: [&str; 4] = [
+            "backend-ca",
+            "backend-insecure",
+            "backend-sni",
+            "backend-cert",
+        ];
+        if !self.flag("client")? {
+            // An empty or "off" value sets nothing, as for every key.
+            let set = |k: &&&str| self.raw(k).is_some_and(|r| !is_off(&r.text()));
+            if let Some(name) = KEYS.iter().find(set) {
+                return Err(self.at(name, "only has a use in client mode (--client)"));
+            }
+            return Ok(None);
+        }
+        if client_address != ClientAddressMode::None || accept_proxy {
+            return Err(
+                "--client cannot be combined with write-ip, write-proxy, proxy-proxy or accept-proxy: no header goes before the TLS handshake with the backend, and clients send plaintext".into(),
+            );
+        }
+        let verify = global
+            .client_verify
+            .is_some_and(|m| m != ClientVerifyMode::None)
+            || self.frontends.iter().any(|f| {
+                f.policy
+                    .client_verify
+                    .is_some_and(|m| m != ClientVerifyMode::None)
+            });
+        if verify {
+            return Err(
+                "--client cannot be combined with client-verify: clients speak plaintext".into(),
+            );
+        }
+        // An empty value is no value.
+        let path = |s: &str| Ok((!s.is_empty()).then(|| PathBuf::from(s)));
+        let insecure = self.flag("backend-insecure")?;
+        let ca = self.get("backend-ca", path)?.flatten();
+        if insecure && ca.is_some() {
+            return Err(self.at(
+                "backend-ca",
+                "cannot be combined with backend-insecure (which verifies nothing)",
+            ));
+        }
+        let sni = self.get(
+            "backend-sni",
+            |s| Ok((!s.is_empty()).then(|| s.to_string())),
+        )?;
+        let server_name = match sni.flatten() {
+            Some(name) => name,
+            None => match backend {
+                Backend::Tcp(Endpoint {
+                    host: Some(host), ..
+                }) => host.clone(),
+                _ => {
+                    return Err(format!(
+                        "--client: backend {backend} has no host name to verify; give --backend-sni=NAME"
+                    ))
+                }
+            },
+        };
+        Ok(Some(ClientMode {
+            ca,
+            insecure,
+            server_name,
+            cert: self.get("backend-cert", path)?.flatten(),
+        }))
     }
 
     /// `message` with the origin of `name`'s value in front.
@@ -926,6 +1017,68 @@ mod tests {
         let err = with_file(text, &["x.pem"]).expect_err(text);
         err.split_once(".conf:")
             .map_or(err.clone(), |(_, rest)| rest.to_string())
+    }
+
+    #[test]
+    fn client_mode_needs_no_certificate_and_verifies_the_backend_host_by_default() {
+        let a = with_file("", &["--client", "-b", "backend.example,443"]).expect("no PEM needed");
+        let client = a.client.expect("client mode");
+        assert_eq!(client.server_name, "backend.example");
+        assert!(!client.insecure && client.ca.is_none() && client.cert.is_none());
+        let a = with_file(
+            "client = on\nbackend-ca = \"ca.pem\"\nbackend-cert = \"me.pem\"\n",
+            &["--backend-sni=inner.example"],
+        )
+        .expect("from the file");
+        let client = a.client.expect("client mode");
+        assert_eq!(client.server_name, "inner.example");
+        assert_eq!(client.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(client.cert, Some(PathBuf::from("me.pem")));
+        let a = with_file(
+            "backend-ca = \"\"\nbackend-sni = \"\"\n",
+            &["--client", "x.pem"],
+        )
+        .expect("a PEM is unused, empty values are no values");
+        assert_eq!(
+            a.client.as_ref().map(|c| c.server_name.as_str()),
+            Some("127.0.0.1")
+        );
+        assert_eq!(a.client.as_ref().and_then(|c| c.ca.clone()), None);
+        assert!(
+            a.warnings.iter().any(|w| w.contains("not used")),
+            "{:?}",
+            a.warnings
+        );
+        let a = with_file("backend-insecure = off\nbackend-ca = \"\"\n", &["x.pem"])
+            .expect("off and empty values need no --client");
+        assert!(a.client.is_none());
+    }
+
+    #[test]
+    fn client_mode_refuses_what_needs_tls_from_clients() {
+        for (args, needle) in [
+            (&["--backend-ca=ca.pem", "x.pem"][..], "--client"),
+            (&["--backend-insecure", "x.pem"][..], "--client"),
+            (&["--client", "--write-proxy"][..], "write-proxy"),
+            (&["--client", "--write-ip"][..], "write-ip"),
+            (&["--client", "--accept-proxy"][..], "accept-proxy"),
+            (
+                &["--client", "--client-verify=required"][..],
+                "client-verify",
+            ),
+            (&["--client", "--self-signed"][..], "--self-signed"),
+            (
+                &["--client", "--backend-insecure", "--backend-ca=ca.pem"][..],
+                "backend-insecure",
+            ),
+            (
+                &["--client", "-b", "/run/backend.sock"][..],
+                "--backend-sni",
+            ),
+        ] {
+            let err = with_file("", args).expect_err(needle);
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
     }
 
     #[test]

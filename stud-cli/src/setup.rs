@@ -53,6 +53,11 @@ pub(crate) fn absolute_paths(args: &mut Args) -> Result<(), String> {
         .chain(args.ticket_secret.as_mut())
         .chain(args.chroot.as_mut())
         .chain(args.log_filename.as_mut())
+        .chain(
+            args.client
+                .iter_mut()
+                .flat_map(|c| c.ca.iter_mut().chain(c.cert.as_mut())),
+        )
     {
         absolute(path)?;
     }

@@ -166,7 +166,10 @@ impl Observer for LogObserver {
             log::event(log::Level::Info, &text, &fields);
             return;
         }
-        if !reason.is_handshake_failure() {
+        // Client mode: a backend that fails the handshake is the operator's to hear about
+        // (a CA or certificate mistake), within the same rate limit.
+        let with_backend = matches!(reason, CloseReason::BackendHandshakeFailed(_));
+        if !reason.is_handshake_failure() && !with_backend {
             return;
         }
         if let Some(suppressed) = self.handshake_failures.admit(Instant::now()) {
@@ -175,7 +178,13 @@ impl Observer for LogObserver {
                     "suppressed {suppressed} handshake failure messages"
                 ));
             }
-            log::info(&format!("handshake with {peer} failed: {reason}"));
+            if with_backend {
+                log::info(&format!(
+                    "handshake with the backend for {peer} failed: {reason}"
+                ));
+            } else {
+                log::info(&format!("handshake with {peer} failed: {reason}"));
+            }
         }
     }
 

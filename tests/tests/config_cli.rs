@@ -80,7 +80,11 @@ fn options_stud_cannot_honour_are_refused_with_one_line() {
         &["--config=a", "--config=b", pem],
         "--config given more than once",
     );
-    refused(&["--client", pem], "client mode");
+    refused(
+        &["--client", "--write-proxy", pem],
+        "--client cannot be combined",
+    );
+    refused(&["--backend-ca=ca.pem", pem], "client mode (--client)");
 }
 
 #[test]
