@@ -83,6 +83,11 @@
 //! CA certificates, CRLs and a depth limit); what was verified reaches the embedder in
 //! [`HandshakeInfo`] and the backend in the PROXY v2 header. Cryptography is rustls with the
 //! aws-lc-rs provider.
+//!
+//! To bring your own TLS (a certificate resolver of yours for ACME or certificates made on
+//! demand, a key log, a verifier), hand a `rustls::ServerConfig` built with the re-exported
+//! [`rustls`] to [`ConfigBuilder::rustls_server_config`]; stud's client-address header,
+//! budgets and deadlines still apply.
 
 // The engine has no unsafe code. `deny` rather than `forbid` lets the driver's two socket calls
 // that need it (polling's `Poller::add`, one setsockopt socket2 lacks) opt out locally, each
@@ -112,6 +117,9 @@ pub use proxy_header::{
     ProxyHeaderParse, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
     PROXY_V2_SIGNATURE,
 };
+/// The rustls stud-core is built on, for [`ConfigBuilder::rustls_server_config`]: build your
+/// `ServerConfig` with this one and the versions always match.
+pub use rustls;
 pub use time::Instant;
 pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
 pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};

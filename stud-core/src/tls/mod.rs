@@ -67,7 +67,9 @@ pub struct HandshakeInfo {
     pub peer_certificates: Vec<Vec<u8>>,
     /// The client-certificate outcome; `None` when no certificate was asked for
     /// ([`ClientVerifyMode::None`](crate::ClientVerifyMode::None)). A certificate that fails
-    /// verification ends the handshake, so there is no "failed" value.
+    /// verification ends the handshake, so there is no "failed" value. With the embedder's own
+    /// rustls configuration ([`ConfigBuilder::rustls_server_config`](crate::ConfigBuilder::rustls_server_config)):
+    /// `Some(Verified)` when the client sent a certificate, `None` otherwise.
     pub client_verify: Option<client_auth::ClientVerify>,
 }
 
@@ -243,6 +245,8 @@ pub(crate) struct Session {
     conn: rustls::ServerConnection,
     /// Whether the configuration asks clients for a certificate.
     asks_for_certificate: bool,
+    /// The verifier is the embedder's: whether it asks is unknown, a chain kept is verified.
+    embedders_verifier: bool,
 }
 
 impl Session {
@@ -253,6 +257,7 @@ impl Session {
         Ok(Session {
             conn,
             asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
+            embedders_verifier: config.tls_is_embedders,
         })
     }
 
@@ -346,6 +351,10 @@ impl Session {
 
     /// A chain rustls kept is one its verifier accepted (a failure ends the handshake).
     fn client_verify(&self) -> Option<client_auth::ClientVerify> {
+        if self.embedders_verifier {
+            let sent = self.conn.peer_certificates().is_some_and(|c| !c.is_empty());
+            return sent.then_some(client_auth::ClientVerify::Verified);
+        }
         self.asks_for_certificate.then(|| {
             match self.conn.peer_certificates().is_some_and(|c| !c.is_empty()) {
                 true => client_auth::ClientVerify::Verified,
