@@ -521,7 +521,8 @@ pub unsafe extern "C" fn stud_conn_is_handshaking(
     }
 }
 
-/// Whether the connection is closed: `STUD_ACTION_CLOSE` was returned or is pending.
+/// Whether the connection is closed: `stud_conn_poll_action` has returned `STUD_ACTION_CLOSE`.
+/// A close that is decided but not yet polled reads false, so the reason is never skipped.
 #[no_mangle]
 pub unsafe extern "C" fn stud_conn_is_closed(
     conn: *const stud_conn,
