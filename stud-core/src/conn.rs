@@ -16,8 +16,13 @@ use crate::tls::{HandshakeInfo, IoState, Session};
 use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
+///
+/// New actions may come in a minor release, but only for behaviour a configuration must turn
+/// on first: with the settings your code knows, only the actions it knows arrive, so a `_` arm
+/// may ignore the rest.
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Action {
     /// Open a nonblocking connection to the backend now; report the outcome with
     /// [`Conn::handle_backend_connected`] or [`Conn::handle_backend_connect_failed`].

@@ -58,6 +58,7 @@
 //!         Action::ShutdownBackendWrite => { /* backend.shutdown(Write) */ }
 //!         Action::ShutdownClientWrite => { /* client.shutdown(Write) */ }
 //!         Action::Close(reason) => { println!("closed: {reason}"); break }
+//!         _ => {} // actions of settings not used here
 //!     }
 //! }
 //! let mut buf = [0u8; 16 * 1024];

@@ -50,7 +50,9 @@ impl TlsVersion {
 }
 
 /// What the handshake settled, reported once by [`Conn::poll_event`](crate::Conn::poll_event).
+/// More fields may come in a minor release: read it, the engine makes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandshakeInfo {
     /// The server name the client asked for (SNI), if any.
     pub sni: Option<String>,
@@ -74,6 +76,28 @@ pub struct HandshakeInfo {
 }
 
 impl HandshakeInfo {
+    /// A handshake of `version` with `cipher_suite` and nothing else settled (no SNI, no ALPN,
+    /// not resumed, no client certificate): for tests of code that consumes handshake
+    /// reports. Set the other fields on the value it returns.
+    ///
+    /// ```
+    /// use stud_core::{HandshakeInfo, TlsVersion};
+    /// let mut info = HandshakeInfo::new(TlsVersion::Tls13, "TLS_AES_128_GCM_SHA256");
+    /// info.sni = Some("example.test".into());
+    /// assert!(!info.resumed);
+    /// ```
+    pub fn new(version: TlsVersion, cipher_suite: &'static str) -> HandshakeInfo {
+        HandshakeInfo {
+            sni: None,
+            alpn: None,
+            version,
+            cipher_suite,
+            resumed: false,
+            peer_certificates: Vec::new(),
+            client_verify: None,
+        }
+    }
+
     /// The subject common name (CN) of the client's certificate, if it sent one that has a CN
     /// in a text type (the first CN when there are several). The text is as the certificate
     /// holds it: escape it before writing it into a line-based log.
