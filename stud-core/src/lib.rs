@@ -74,7 +74,14 @@
 //! A real loop also feeds backend bytes with [`Conn::handle_backend_data`], ends of stream with
 //! [`Conn::handle_client_eof`] / [`Conn::handle_backend_eof`], and socket failures with the
 //! `handle_*_reset` inputs. [`Conn::write_client`] and [`Conn::write_backend`] write straight
-//! into a nonblocking socket instead of through a buffer.
+//! into a nonblocking socket instead of through a buffer. Take `now` from your clock with
+//! [`Instant::from_std`] (one base for the whole loop) and sleep until
+//! [`Instant::to_std`] of the deadline.
+//!
+//! Two complete programs in the repository's `stud-core/examples/` show both ways to run it:
+//! `minimal.rs` serves with the reference driver in ten lines, and `tokio.rs` is a whole
+//! terminator on tokio — a task per client driving a `Conn` with readiness-based I/O
+//! (`ready`, `try_read`, `try_write`) — in under 200 lines.
 //!
 //! ## Configuration
 //! [`Config::builder`] takes the certificate chain and key (one stud-style PEM or separate files;
