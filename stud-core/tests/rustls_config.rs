@@ -2,6 +2,7 @@
 //! connections through `Conn`, while stud's own settings (the client-address header, deadlines)
 //! still apply, and stud's TLS settings beside it are refused rather than ignored.
 
+mod client_pki;
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,8 @@ use common::{cert_for, client_config, KeyKind, Pair};
 use stud_core::rustls;
 use stud_core::rustls::pki_types::pem::PemObject;
 use stud_core::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use stud_core::rustls::server::{ClientHello, ResolvesServerCert};
+use stud_core::rustls::server::danger::ClientCertVerifier;
+use stud_core::rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use stud_core::rustls::sign::CertifiedKey;
 use stud_core::{ClientAddressMode, CloseReason, Config, ConfigError, Event, TlsVersion};
 
@@ -40,6 +42,18 @@ fn embedders_config(
     Arc<KnownNames>,
     CertificateDer<'static>,
 ) {
+    embedders_config_verifying(names, None)
+}
+
+/// Like [`embedders_config`], asking clients for a certificate with `verifier` if given.
+fn embedders_config_verifying(
+    names: &[&str],
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> (
+    Arc<rustls::ServerConfig>,
+    Arc<KnownNames>,
+    CertificateDer<'static>,
+) {
     let (cert_pem, key_pem, der) = cert_for(KeyKind::EcdsaP256, names);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
@@ -53,11 +67,14 @@ fn embedders_config(
         names: names.iter().map(|n| n.to_string()).collect(),
         asked: Mutex::new(Vec::new()),
     });
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
+        .expect("versions");
+    let builder = match verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut tls = builder.with_cert_resolver(resolver.clone());
     tls.alpn_protocols = vec![b"h2".to_vec()];
     (Arc::new(tls), resolver, der)
 }
@@ -292,4 +309,45 @@ fn the_builders_checks_of_limits_still_apply() {
             ..
         }
     ));
+}
+
+#[test]
+fn a_client_certificate_the_embedders_verifier_accepted_is_reported_verified() {
+    let pki = client_pki::Pki::new();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).expect("client CA");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .expect("verifier");
+    let (tls, _, der) = embedders_config_verifying(&["localhost"], Some(verifier));
+    let config = Arc::new(
+        Config::builder()
+            .rustls_server_config(tls)
+            .build()
+            .expect("config"),
+    );
+    assert_eq!(config.client_verify(), stud_core::ClientVerifyMode::None);
+
+    let with_cert = client_pki::client_presenting(&der, Some(&pki.good), true);
+    let mut p = Pair::with_client(config.clone(), with_cert, "localhost");
+    p.handshake();
+    let Some(Event::HandshakeComplete(info)) = p.events.first() else {
+        panic!("no handshake event");
+    };
+    assert_eq!(info.client_verify, Some(stud_core::ClientVerify::Verified));
+    assert_eq!(
+        info.peer_certificates.first().map(Vec::as_slice),
+        Some(pki.good.leaf())
+    );
+
+    let without = client_pki::client_presenting(&der, None, true);
+    let mut p = Pair::with_client(config, without, "localhost");
+    p.handshake();
+    let Some(Event::HandshakeComplete(info)) = p.events.first() else {
+        panic!("no handshake event");
+    };
+    assert_eq!(info.client_verify, None);
+    assert!(info.peer_certificates.is_empty());
 }
