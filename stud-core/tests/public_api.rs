@@ -223,3 +223,44 @@ fn the_header_codecs_keep_their_signatures() {
         PROXY_V2_SIGNATURE,
     );
 }
+
+#[cfg(feature = "driver")]
+#[test]
+fn the_driver_keeps_its_entry_points() {
+    use std::net::TcpListener;
+    let _: fn(Arc<Config>, Vec<TcpListener>, Options) -> io::Result<Server> = Server::new;
+    let _: fn(Arc<Config>, SocketAddr, Options) -> io::Result<Server> = Server::bind;
+    let _: fn(Vec<Frontend>, Options) -> io::Result<Server> = Server::with_frontends;
+    let _: fn(&mut Server, Box<dyn Observer>) = Server::set_observer;
+    let _: fn(&Server) -> Vec<SocketAddr> = Server::local_addrs;
+    let _: fn(&Server) -> StopHandle = Server::stop_handle;
+    let _: fn(&Server) -> usize = Server::connection_count;
+    let _: fn(&mut Server) -> io::Result<()> = Server::run;
+    let _: fn(&StopHandle) = StopHandle::stop;
+    let _: fn(&StopHandle) = StopHandle::stop_now;
+    let _: fn(&StopHandle) -> RawFd = StopHandle::raw_fd;
+    let _: fn(TcpListener, Arc<Config>) -> Frontend = Frontend::new;
+    let _: fn(SocketAddr, Arc<Config>) -> io::Result<Frontend> = Frontend::bind;
+    let _: fn(&Frontend) -> io::Result<SocketAddr> = Frontend::local_addr;
+    let _: fn(&Frontend) -> &Arc<Config> = Frontend::config;
+    let _: fn(&Options) -> io::Result<()> = Options::validate;
+    let _ = |b: BackendAddr| {
+        Options::new([b])
+            .with_source_addrs(Vec::new())
+            .with_keepalive(None)
+            .with_accept_batch(1)
+            .with_drain_timeout(Duration::ZERO)
+            .with_max_connections(None)
+            .with_scratch_size(1)
+            .with_heartbeat(None)
+    };
+    let stats = ConnStats::default();
+    let _: (u64, u64, Duration, u64, u64) = (
+        stats.bytes_from_client,
+        stats.bytes_to_client,
+        stats.duration,
+        stats.bytes_from_backend,
+        stats.bytes_to_backend,
+    );
+    let _: Option<&InvalidBackendAddr> = None;
+}
