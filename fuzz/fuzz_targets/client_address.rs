@@ -89,25 +89,20 @@ fuzz_target!(|data: &[u8]| {
     let rest = &data[37..];
     let cut = rest.first().map_or(0, |&b| b as usize * 2).min(rest.len());
     let (sni, alpn) = rest.split_at(cut);
-    let info = HandshakeInfo {
-        sni: (!sni.is_empty()).then(|| String::from_utf8_lossy(sni).into_owned()),
-        alpn: (!alpn.is_empty()).then(|| alpn.to_vec()),
-        version: if flags & 4 != 0 {
-            TlsVersion::Tls12
-        } else {
-            TlsVersion::Tls13
-        },
-        cipher_suite: "TLS_CHACHA20_POLY1305_SHA256",
-        resumed: flags & 16 != 0,
-        // Any bytes as the client's certificate: the CN walker must cope, and a CN it finds
-        // still fits the header.
-        peer_certificates: if flags & 8 != 0 {
-            vec![rest.to_vec()]
-        } else {
-            Vec::new()
-        },
-        client_verify: None,
+    let version = if flags & 4 != 0 {
+        TlsVersion::Tls12
+    } else {
+        TlsVersion::Tls13
     };
+    let mut info = HandshakeInfo::new(version, "TLS_CHACHA20_POLY1305_SHA256");
+    info.sni = (!sni.is_empty()).then(|| String::from_utf8_lossy(sni).into_owned());
+    info.alpn = (!alpn.is_empty()).then(|| alpn.to_vec());
+    info.resumed = flags & 16 != 0;
+    // Any bytes as the client's certificate: the CN walker must cope, and a CN it finds
+    // still fits the header.
+    if flags & 8 != 0 {
+        info.peer_certificates = vec![rest.to_vec()];
+    }
     let n = encode_proxy_v2(peer, local, Some(&info), &mut buf);
     // The generic entry point, as the engine calls it, writes the same header.
     let mut same = [0u8; MAX_HEADER_LEN];

@@ -79,6 +79,7 @@ impl World {
                 }
                 Action::Close(_) => self.closed = true,
                 Action::ShutdownBackendWrite | Action::ShutdownClientWrite => {}
+                other => panic!("an action this target does not know: {other:?}"),
             }
         }
         while self.conn.poll_event().is_some() {}

@@ -302,13 +302,12 @@ mod tests {
     #[test]
     fn a_connection_line_in_text_and_in_json() {
         let peer: SocketAddr = "[::1]:4433".parse().expect("address");
-        let stats = ConnStats {
-            bytes_from_client: 1,
-            bytes_to_client: 2,
-            duration: Duration::from_millis(1500),
-            bytes_from_backend: 3,
-            bytes_to_backend: 4,
-        };
+        let mut stats = ConnStats::default();
+        stats.bytes_from_client = 1;
+        stats.bytes_to_client = 2;
+        stats.duration = Duration::from_millis(1500);
+        stats.bytes_from_backend = 3;
+        stats.bytes_to_backend = 4;
         let settled = Settled {
             sni: Some("www.example.test".into()),
             alpn: None,

@@ -38,6 +38,8 @@ pub struct Config {
     pub(crate) tls: Arc<rustls::ServerConfig>,
     /// What the engine checks in the ClientHello before rustls sees it.
     pub(crate) hello: tls::client_hello::HelloPolicy,
+    /// `tls` came from [`ConfigBuilder::rustls_server_config`]: its verifier is the embedder's.
+    pub(crate) tls_is_embedders: bool,
     pub(crate) handshake_timeout: Duration,
     pub(crate) backend_connect_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
@@ -127,7 +129,8 @@ impl Config {
         self.to_client_budget
     }
 
-    /// Whether clients are asked for a certificate.
+    /// Whether clients are asked for a certificate ([`ClientVerifyMode::None`] with
+    /// [`ConfigBuilder::rustls_server_config`]: the policy is then that configuration's).
     pub fn client_verify(&self) -> ClientVerifyMode {
         self.client_verify
     }
@@ -170,6 +173,10 @@ pub struct ConfigBuilder {
     proxy_client_cert: bool,
     proxy_tlvs: ProxyV2Tlvs,
     ecdh_curves: Option<String>,
+    /// The embedder's own rustls configuration, used instead of one built from the settings.
+    rustls_config: Option<Arc<rustls::ServerConfig>>,
+    /// The stud TLS settings set so far, by method name: none may meet `rustls_config`.
+    tls_settings: Vec<&'static str>,
     client_mode: Option<BackendTls>,
 }
 
@@ -197,6 +204,8 @@ impl Default for ConfigBuilder {
             proxy_client_cert: false,
             proxy_tlvs: ProxyV2Tlvs::default(),
             ecdh_curves: None,
+            rustls_config: None,
+            tls_settings: Vec::new(),
             client_mode: None,
         }
     }
@@ -304,40 +313,120 @@ impl ConfigBuilder {
     /// the one whose names cover the client's SNI and whose key suits the client; the first
     /// added is the default.
     pub fn pem_file(self, path: impl AsRef<Path>) -> Self {
-        self.add_identity(IdentitySpec::CombinedFile(path.as_ref().to_path_buf()))
+        self.add_identity(
+            "pem_file",
+            IdentitySpec::CombinedFile(path.as_ref().to_path_buf()),
+        )
     }
 
     /// Adds PEM bytes with a certificate chain and its private key.
     pub fn pem(self, pem: impl Into<Vec<u8>>) -> Self {
-        self.add_identity(IdentitySpec::Loaded(IdentitySource::Combined(PemSource {
-            origin: "PEM data".into(),
-            bytes: pem.into(),
-        })))
+        self.add_identity(
+            "pem",
+            IdentitySpec::Loaded(IdentitySource::Combined(PemSource {
+                origin: "PEM data".into(),
+                bytes: pem.into(),
+            })),
+        )
     }
 
     /// Adds a certificate chain file and a separate private key file.
     pub fn cert_and_key_files(self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
-        self.add_identity(IdentitySpec::SplitFiles(
-            chain.as_ref().to_path_buf(),
-            key.as_ref().to_path_buf(),
-        ))
+        self.add_identity(
+            "cert_and_key_files",
+            IdentitySpec::SplitFiles(chain.as_ref().to_path_buf(), key.as_ref().to_path_buf()),
+        )
     }
 
     /// Adds a certificate chain and a private key, each as PEM bytes.
     pub fn cert_and_key_pem(self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
-        self.add_identity(IdentitySpec::Loaded(IdentitySource::Split {
-            chain: PemSource {
-                origin: "certificate PEM data".into(),
-                bytes: chain.into(),
-            },
-            key: PemSource {
-                origin: "key PEM data".into(),
-                bytes: key.into(),
-            },
-        }))
+        self.add_identity(
+            "cert_and_key_pem",
+            IdentitySpec::Loaded(IdentitySource::Split {
+                chain: PemSource {
+                    origin: "certificate PEM data".into(),
+                    bytes: chain.into(),
+                },
+                key: PemSource {
+                    origin: "key PEM data".into(),
+                    bytes: key.into(),
+                },
+            }),
+        )
     }
 
-    fn add_identity(mut self, spec: IdentitySpec) -> Self {
+    /// Terminates TLS with your own rustls configuration instead of one stud builds: your
+    /// certificate resolver (ACME, certificates made on demand), ALPN, key log, client-certificate
+    /// verifier, session storage and tickets. stud's own settings still apply on top of it: the
+    /// client-address header, an incoming PROXY header, budgets and deadlines.
+    ///
+    /// `config` must be built with the same rustls stud-core uses: it is re-exported as
+    /// [`stud_core::rustls`](crate::rustls), so the types cannot drift. What stud then relies on
+    /// and what becomes yours:
+    /// - **Crypto provider**: any provider rustls accepts (the one inside `config` does all the
+    ///   cryptography; stud's aws-lc-rs is not used for it). Cipher suites without an OpenSSL
+    ///   name in stud's table are reported in [`HandshakeInfo::cipher_suite`](crate::HandshakeInfo)
+    ///   as `"UNKNOWN"`.
+    /// - **Protocol versions**: yours. stud refuses ClientHellos up front (with the alert the
+    ///   RFCs name) only by the versions your provider has cipher suites for; the rest is
+    ///   rustls' to refuse.
+    /// - **Certificates, SNI checks, OCSP stapling, session tickets and resumption, ALPN,
+    ///   client certificates**: yours, entirely. stud adds no SNI check of its own (a resolver
+    ///   that returns `None` fails the handshake, as rustls does). With a client-certificate
+    ///   verifier of yours, [`HandshakeInfo::client_verify`](crate::HandshakeInfo) is
+    ///   `Some(Verified)` when the client sent a certificate (your verifier accepted it, or the
+    ///   handshake would have failed) and `None` otherwise, and
+    ///   [`Config::client_verify`] reports [`ClientVerifyMode::None`].
+    /// - **Early data**: `max_early_data_size` must be 0; stud does not accept 0-RTT data, so
+    ///   `build` refuses anything else with [`ConfigError::Invalid`].
+    /// - **Buffer limits**: stud lifts rustls' per-connection buffer limit and enforces its own
+    ///   budgets instead.
+    ///
+    /// stud's own certificate and TLS methods cannot be combined with it: `build` fails with
+    /// [`ConfigError::ConflictsWithRustlsConfig`] naming the first one called
+    /// (`pem*`, `cert_and_key*`, `ocsp_response*`, `versions`, `ciphers`, `sni_strict`,
+    /// `prefer_server_ciphers`, `alpn_protocols`, `session_tickets`, `ticket_secret*`,
+    /// `client_verify*`, `crl*`, `ecdh_curves`), rather than ignore it. Configure those in
+    /// `config` (key-exchange groups are its provider's `kx_groups`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stud_core::{rustls, Config, ConfigError};
+    ///
+    /// # fn resolver() -> Arc<dyn rustls::server::ResolvesServerCert> {
+    /// #     Arc::new(rustls::server::ResolvesServerCertUsingSni::new())
+    /// # }
+    /// let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    /// let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()
+    ///     .expect("the provider supports TLS 1.2 and 1.3")
+    ///     .with_no_client_auth()
+    ///     .with_cert_resolver(resolver()); // yours: ACME, certificates made on demand, …
+    /// tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    /// let config = Config::builder().rustls_server_config(Arc::new(tls)).build()?;
+    /// # let _ = config;
+    ///
+    /// // stud's own TLS settings are refused beside it, never silently ignored:
+    /// let refused = Config::builder()
+    ///     .rustls_server_config(Arc::clone(&config_tls()))
+    ///     .alpn_protocols(vec![b"h2".to_vec()])
+    ///     .build();
+    /// assert!(matches!(refused, Err(ConfigError::ConflictsWithRustlsConfig { setting: "alpn_protocols" })));
+    /// # fn config_tls() -> Arc<rustls::ServerConfig> {
+    /// #     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    /// #     Arc::new(rustls::ServerConfig::builder_with_provider(provider)
+    /// #         .with_safe_default_protocol_versions().expect("versions")
+    /// #         .with_no_client_auth().with_cert_resolver(resolver()))
+    /// # }
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn rustls_server_config(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.rustls_config = Some(config);
+        self
+    }
+
+    fn add_identity(mut self, method: &'static str, spec: IdentitySpec) -> Self {
+        self.tls_settings.push(method);
         self.identities.push((spec, None));
         self
     }
@@ -348,15 +437,19 @@ impl ConfigBuilder {
     /// (fetch a new one before `nextUpdate` and rebuild). Given before any certificate, `build`
     /// fails.
     pub fn ocsp_response(self, der: impl Into<Vec<u8>>) -> Self {
-        self.set_ocsp(OcspSpec::Bytes(der.into()))
+        self.set_ocsp("ocsp_response", OcspSpec::Bytes(der.into()))
     }
 
     /// Like [`ocsp_response`](ConfigBuilder::ocsp_response), read from a file by `build`.
     pub fn ocsp_response_file(self, path: impl AsRef<Path>) -> Self {
-        self.set_ocsp(OcspSpec::File(path.as_ref().to_path_buf()))
+        self.set_ocsp(
+            "ocsp_response_file",
+            OcspSpec::File(path.as_ref().to_path_buf()),
+        )
     }
 
-    fn set_ocsp(mut self, spec: OcspSpec) -> Self {
+    fn set_ocsp(mut self, method: &'static str, spec: OcspSpec) -> Self {
+        self.tls_settings.push(method);
         match self.identities.last_mut() {
             Some((_, ocsp)) => *ocsp = Some(spec),
             None => self.ocsp_without_identity = true,
@@ -366,12 +459,14 @@ impl ConfigBuilder {
 
     /// The protocol versions to offer (default TLS 1.2 and 1.3).
     pub fn versions(mut self, versions: &[TlsVersion]) -> Self {
+        self.tls_settings.push("versions");
         self.versions = versions.to_vec();
         self
     }
 
     /// A cipher list in OpenSSL syntax or IANA names; see the crate docs for the mapping.
     pub fn ciphers(mut self, list: impl Into<String>) -> Self {
+        self.tls_settings.push("ciphers");
         self.ciphers = Some(list.into());
         self
     }
@@ -382,24 +477,28 @@ impl ConfigBuilder {
     /// certificate covers gets the fatal `unrecognized_name` alert (RFC 6066 §3); a covered name
     /// whose certificates this client cannot verify fails as rustls fails it.
     pub fn sni_strict(mut self, yes: bool) -> Self {
+        self.tls_settings.push("sni_strict");
         self.sni_strict = yes;
         self
     }
 
     /// Choose the suite by the server's order rather than the client's (default true).
     pub fn prefer_server_ciphers(mut self, yes: bool) -> Self {
+        self.tls_settings.push("prefer_server_ciphers");
         self.prefer_server_ciphers = yes;
         self
     }
 
     /// ALPN protocols to accept, most preferred first (default none: ALPN is not negotiated).
     pub fn alpn_protocols(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.tls_settings.push("alpn_protocols");
         self.alpn = protocols;
         self
     }
 
     /// Issue TLS session tickets (default on).
     pub fn session_tickets(mut self, yes: bool) -> Self {
+        self.tls_settings.push("session_tickets");
         self.session_tickets = yes;
         self
     }
@@ -408,12 +507,14 @@ impl ConfigBuilder {
     /// given the same secret resume each other's sessions. Default: random, made when the
     /// configuration is built (shared by processes forked after that).
     pub fn ticket_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.tls_settings.push("ticket_secret");
         self.ticket_secret = Some(TicketSecret::Bytes(secret.into()));
         self
     }
 
     /// Like [`ticket_secret`](Self::ticket_secret), read from a file (trailing whitespace ignored).
     pub fn ticket_secret_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.tls_settings.push("ticket_secret_file");
         self.ticket_secret = Some(TicketSecret::File(path.as_ref().to_path_buf()));
         self
     }
@@ -484,6 +585,7 @@ impl ConfigBuilder {
     /// ([`client_verify_ca_file`](Self::client_verify_ca_file)); see
     /// [`ClientVerifyMode`] for what each serves and refuses.
     pub fn client_verify(mut self, mode: ClientVerifyMode) -> Self {
+        self.tls_settings.push("client_verify");
         self.client_auth.mode = mode;
         self
     }
@@ -493,6 +595,7 @@ impl ConfigBuilder {
     /// is an anchor. Read by `build`: an unreadable file, one without a certificate or with one
     /// that does not parse is an error naming the file.
     pub fn client_verify_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.tls_settings.push("client_verify_ca_file");
         self.client_auth
             .anchors
             .push(Source::File(path.as_ref().to_path_buf()));
@@ -501,6 +604,7 @@ impl ConfigBuilder {
 
     /// Like [`client_verify_ca_file`](Self::client_verify_ca_file), from PEM bytes.
     pub fn client_verify_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_settings.push("client_verify_ca_pem");
         self.client_auth.anchors.push(Source::Bytes(pem.into()));
         self
     }
@@ -511,6 +615,7 @@ impl ConfigBuilder {
     /// chain must be covered by a CRL from its issuer; a revoked client is refused with the
     /// `certificate_revoked` alert.
     pub fn crl_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.tls_settings.push("crl_file");
         self.client_auth
             .crls
             .push(Source::File(path.as_ref().to_path_buf()));
@@ -519,6 +624,7 @@ impl ConfigBuilder {
 
     /// Like [`crl_file`](Self::crl_file), from bytes (PEM or DER).
     pub fn crl(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.tls_settings.push("crl");
         self.client_auth.crls.push(Source::Bytes(pem_or_der.into()));
         self
     }
@@ -527,6 +633,7 @@ impl ConfigBuilder {
     /// trust anchor (`--client-verify-depth`; OpenSSL's `verify_depth`: 0 accepts only
     /// certificates issued by an anchor itself). Default: no limit beyond rustls-webpki's own.
     pub fn client_verify_depth(mut self, max_intermediates: usize) -> Self {
+        self.tls_settings.push("client_verify_depth");
         self.client_auth.max_intermediates = Some(max_intermediates);
         self
     }
@@ -544,6 +651,7 @@ impl ConfigBuilder {
     /// X25519MLKEM768, X25519, P-256, P-384). A group OpenSSL has and rustls has not (X448, P-521,
     /// finite-field groups) draws a warning; an unknown name is an error.
     pub fn ecdh_curves(mut self, list: impl Into<String>) -> Self {
+        self.tls_settings.push("ecdh_curves");
         self.ecdh_curves = Some(list.into());
         self
     }
@@ -583,29 +691,56 @@ impl ConfigBuilder {
     /// No certificate is needed. The settings that only make sense for a TLS client in front
     /// are refused by `build`: the client-address header
     /// ([`client_address`](Self::client_address): a TLS backend expects TLS first),
-    /// [`accept_proxy_header`](Self::accept_proxy_header) and
-    /// [`client_verify`](Self::client_verify). Certificates given are unused (a warning).
+    /// [`accept_proxy_header`](Self::accept_proxy_header),
+    /// [`client_verify`](Self::client_verify) and
+    /// [`rustls_server_config`](Self::rustls_server_config). Certificates given are unused (a
+    /// warning).
     pub fn client_mode(mut self, backend: BackendTls) -> Self {
         self.client_mode = Some(backend);
         self
     }
 
     /// Checks everything, loads the certificate and builds the configuration.
-    pub fn build(self) -> Result<Config, ConfigError> {
-        if self.identities.is_empty() && self.client_mode.is_none() {
-            return Err(ConfigError::NoIdentity);
-        }
-        if self.ocsp_without_identity {
-            return Err(ConfigError::Invalid {
-                what: "OCSP response",
-                detail: "given before any certificate; add the certificate first".into(),
+    pub fn build(mut self) -> Result<Config, ConfigError> {
+        if self.client_mode.is_some() && self.rustls_config.is_some() {
+            return Err(ConfigError::ConflictsWithRustlsConfig {
+                setting: "client_mode",
             });
         }
-        let identities = self
-            .identities
-            .into_iter()
-            .map(|(spec, ocsp)| Ok((spec.load()?, ocsp.map(OcspSpec::load).transpose()?)))
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let tls = match self.rustls_config.take() {
+            Some(config) => self.adopt(config)?,
+            None => self.build_tls()?,
+        };
+        self.check_limits()?;
+        let mut warnings = tls.warnings;
+        if self.proxy_client_cert && self.client_address != ClientAddressMode::ProxyV2 {
+            warnings.push(
+                "proxy-client-cert does nothing without the PROXY v2 header (write-proxy-v2)"
+                    .into(),
+            );
+        }
+        Ok(Config {
+            tls: tls.config,
+            hello: tls.hello,
+            tls_is_embedders: tls.is_embedders,
+            handshake_timeout: self.handshake_timeout,
+            backend_connect_timeout: self.backend_connect_timeout,
+            idle_timeout: self.idle_timeout,
+            linger_timeout: self.linger_timeout,
+            to_backend_budget: self.to_backend_budget,
+            to_client_budget: self.to_client_budget,
+            client_address: self.client_address,
+            accept_proxy_header: self.accept_proxy_header,
+            client_verify: tls.client_verify,
+            proxy_client_cert: self.proxy_client_cert,
+            proxy_tlvs: self.proxy_tlvs,
+            warnings,
+            backend_tls: tls.backend_tls,
+        })
+    }
+
+    /// The deadlines and budgets: the same checks whoever made the TLS configuration.
+    fn check_limits(&self) -> Result<(), ConfigError> {
         for (what, t) in [
             ("handshake timeout", self.handshake_timeout),
             ("backend connect timeout", self.backend_connect_timeout),
@@ -617,16 +752,6 @@ impl ConfigBuilder {
                     detail: "must be greater than zero".into(),
                 });
             }
-        }
-        // RFC 7301: each protocol name is 1 to 255 bytes.
-        if let Some(bad) = self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
-            return Err(ConfigError::Invalid {
-                what: "ALPN protocol",
-                detail: format!(
-                    "a protocol name must be 1 to 255 bytes long (got {} bytes)",
-                    bad.len()
-                ),
-            });
         }
         if self.idle_timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::Invalid {
@@ -645,13 +770,71 @@ impl ConfigBuilder {
                 });
             }
         }
-        let mut warnings = self.client_auth.warnings();
-        if self.proxy_client_cert && self.client_address != ClientAddressMode::ProxyV2 {
-            warnings.push(
-                "proxy-client-cert does nothing without the PROXY v2 header (write-proxy-v2)"
-                    .into(),
-            );
+        Ok(())
+    }
+
+    /// The embedder's rustls configuration, checked against stud's settings and rules (see
+    /// [`rustls_server_config`](Self::rustls_server_config)).
+    fn adopt(&self, config: Arc<rustls::ServerConfig>) -> Result<TlsPart, ConfigError> {
+        if let Some(setting) = self.tls_settings.first() {
+            return Err(ConfigError::ConflictsWithRustlsConfig { setting });
         }
+        if config.max_early_data_size != 0 {
+            return Err(ConfigError::Invalid {
+                what: "rustls server config",
+                detail: format!(
+                    "max_early_data_size is {}; stud does not accept 0-RTT data, set it to 0",
+                    config.max_early_data_size
+                ),
+            });
+        }
+        let offers = |version: rustls::ProtocolVersion| {
+            config
+                .crypto_provider()
+                .cipher_suites
+                .iter()
+                .any(|suite| suite.version().version == version)
+        };
+        Ok(TlsPart {
+            hello: tls::client_hello::HelloPolicy {
+                tls12: offers(rustls::ProtocolVersion::TLSv1_2),
+                tls13: offers(rustls::ProtocolVersion::TLSv1_3),
+                strict_names: None,
+            },
+            config,
+            is_embedders: true,
+            client_verify: ClientVerifyMode::None,
+            warnings: Vec::new(),
+            backend_tls: None,
+        })
+    }
+
+    /// The rustls configuration stud makes from its certificate and TLS settings.
+    fn build_tls(&mut self) -> Result<TlsPart, ConfigError> {
+        if self.identities.is_empty() && self.client_mode.is_none() {
+            return Err(ConfigError::NoIdentity);
+        }
+        if self.ocsp_without_identity {
+            return Err(ConfigError::Invalid {
+                what: "OCSP response",
+                detail: "given before any certificate; add the certificate first".into(),
+            });
+        }
+        let identities = std::mem::take(&mut self.identities)
+            .into_iter()
+            .map(|(spec, ocsp)| Ok((spec.load()?, ocsp.map(OcspSpec::load).transpose()?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        // RFC 7301: each protocol name is 1 to 255 bytes.
+        if let Some(bad) = self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
+            return Err(ConfigError::Invalid {
+                what: "ALPN protocol",
+                detail: format!(
+                    "a protocol name must be 1 to 255 bytes long (got {} bytes)",
+                    bad.len()
+                ),
+            });
+        }
+        let mut warnings = self.client_auth.warnings();
         let kx_groups = match &self.ecdh_curves {
             None => None,
             Some(list) => {
@@ -676,7 +859,11 @@ impl ConfigBuilder {
                 choice.suites
             }
         };
-        let ticket_secret = self.ticket_secret.map(TicketSecret::load).transpose()?;
+        let ticket_secret = self
+            .ticket_secret
+            .take()
+            .map(TicketSecret::load)
+            .transpose()?;
         let mut versions = self.versions.clone();
         versions.sort();
         versions.dedup();
@@ -707,24 +894,15 @@ impl ConfigBuilder {
                 &self.alpn,
                 &mut warnings,
             )?;
-            return Ok(Config {
-                tls: tls::client_side::unused_server_config(provider)?,
+            return Ok(TlsPart {
+                config: tls::client_side::unused_server_config(provider)?,
                 hello: tls::client_hello::HelloPolicy {
                     tls12: false,
                     tls13: false,
                     strict_names: None,
                 },
-                handshake_timeout: self.handshake_timeout,
-                backend_connect_timeout: self.backend_connect_timeout,
-                idle_timeout: self.idle_timeout,
-                linger_timeout: self.linger_timeout,
-                to_backend_budget: self.to_backend_budget,
-                to_client_budget: self.to_client_budget,
-                client_address: self.client_address,
-                accept_proxy_header: false,
+                is_embedders: false,
                 client_verify: ClientVerifyMode::None,
-                proxy_client_cert: false,
-                proxy_tlvs: self.proxy_tlvs,
                 warnings,
                 backend_tls: Some(setup),
             });
@@ -742,26 +920,29 @@ impl ConfigBuilder {
             client_auth: &self.client_auth,
             kx_groups,
         })?;
-        Ok(Config {
-            tls: setup.config,
+        Ok(TlsPart {
+            config: setup.config,
             hello: tls::client_hello::HelloPolicy {
                 tls12: versions.contains(&TlsVersion::Tls12),
                 tls13: versions.contains(&TlsVersion::Tls13),
                 strict_names: setup.strict_names,
             },
-            handshake_timeout: self.handshake_timeout,
-            backend_connect_timeout: self.backend_connect_timeout,
-            idle_timeout: self.idle_timeout,
-            linger_timeout: self.linger_timeout,
-            to_backend_budget: self.to_backend_budget,
-            to_client_budget: self.to_client_budget,
-            client_address: self.client_address,
-            accept_proxy_header: self.accept_proxy_header,
+            is_embedders: false,
             client_verify: self.client_auth.mode,
-            proxy_client_cert: self.proxy_client_cert,
-            proxy_tlvs: self.proxy_tlvs,
             warnings,
             backend_tls: None,
         })
     }
+}
+
+/// The TLS half of a configuration, as stud built it or the embedder gave it.
+struct TlsPart {
+    config: Arc<rustls::ServerConfig>,
+    hello: tls::client_hello::HelloPolicy,
+    /// Made by the embedder ([`ConfigBuilder::rustls_server_config`]).
+    is_embedders: bool,
+    client_verify: ClientVerifyMode,
+    warnings: Vec<String>,
+    /// Client mode: the backend's TLS configuration.
+    backend_tls: Option<BackendSetup>,
 }

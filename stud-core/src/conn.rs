@@ -16,8 +16,13 @@ use crate::tls::{HandshakeInfo, IoState, Session};
 use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
+///
+/// New actions may come in a minor release, but only for behaviour a configuration must turn
+/// on first: with the settings your code knows, only the actions it knows arrive, so a `_` arm
+/// may ignore the rest.
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Action {
     /// Open a nonblocking connection to the backend now; report the outcome with
     /// [`Conn::handle_backend_connected`] or [`Conn::handle_backend_connect_failed`].
@@ -120,7 +125,8 @@ const PLAIN_BATCH: usize = 64 * 1024;
 /// 1. [`poll_event`](Conn::poll_event) — once, when the handshake completes (SNI, ALPN, version,
 ///    suite; in client mode, of the backend's session).
 /// 2. [`poll_action`](Conn::poll_action) until `None` — connect the backend, shut one socket's write
-///    side, or close both sockets with a [`CloseReason`]. After `Close` the `Conn` is finished.
+///    side, or close both sockets with a [`CloseReason`]. After `Close` the `Conn` is finished,
+///    and only then is [`is_closed`](Conn::is_closed) true: the close always comes through here.
 /// 3. Bytes: [`poll_client_transmit`](Conn::poll_client_transmit) (or
 ///    [`write_client`](Conn::write_client)) and [`poll_backend_transmit`](Conn::poll_backend_transmit)
 ///    (or [`write_backend`](Conn::write_backend)). Sending bytes can make an action due (a shutdown
@@ -294,9 +300,14 @@ impl Conn {
             || (self.client_mode && self.state == State::Connecting)
     }
 
-    /// Whether `Close` has been returned (or is about to be): nothing more will happen.
+    /// Whether the connection is finished: [`poll_action`](Conn::poll_action) has returned
+    /// [`Action::Close`] and nothing more will happen; drop the `Conn`.
+    ///
+    /// Until that action is taken this stays `false`, even when the close is already decided,
+    /// so asking `is_closed()` before draining actions cannot lose the close or its reason.
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
+        // `close` holds the reason until `poll_action` hands it out.
+        self.state == State::Closed && self.close.is_none()
     }
 
     // ---------------------------------------------------------------- inputs: client

@@ -98,6 +98,14 @@ pub enum ConfigError {
     /// rustls refused the configuration.
     #[error("TLS configuration rejected: {0}")]
     Tls(String),
+    /// One of stud's certificate or TLS settings was given beside an embedder's own rustls
+    /// configuration, which decides it instead
+    /// ([`ConfigBuilder::rustls_server_config`](crate::ConfigBuilder::rustls_server_config)).
+    #[error("`{setting}` cannot be combined with a rustls server configuration of your own; set it there")]
+    ConflictsWithRustlsConfig {
+        /// The builder method called (`pem_file`, `alpn_protocols`, …).
+        setting: &'static str,
+    },
 }
 
 /// A TLS-level failure, from the peer's bytes or the handshake.

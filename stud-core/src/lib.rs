@@ -58,6 +58,7 @@
 //!         Action::ShutdownBackendWrite => { /* backend.shutdown(Write) */ }
 //!         Action::ShutdownClientWrite => { /* client.shutdown(Write) */ }
 //!         Action::Close(reason) => { println!("closed: {reason}"); break }
+//!         _ => {} // actions of settings not used here
 //!     }
 //! }
 //! let mut buf = [0u8; 16 * 1024];
@@ -73,7 +74,14 @@
 //! A real loop also feeds backend bytes with [`Conn::handle_backend_data`], ends of stream with
 //! [`Conn::handle_client_eof`] / [`Conn::handle_backend_eof`], and socket failures with the
 //! `handle_*_reset` inputs. [`Conn::write_client`] and [`Conn::write_backend`] write straight
-//! into a nonblocking socket instead of through a buffer.
+//! into a nonblocking socket instead of through a buffer. Take `now` from your clock with
+//! [`Instant::from_std`] (one base for the whole loop) and sleep until
+//! [`Instant::to_std`] of the deadline.
+//!
+//! Two complete programs in the repository's `stud-core/examples/` show both ways to run it:
+//! `minimal.rs` serves with the reference driver in ten lines, and `tokio.rs` is a whole
+//! terminator on tokio — a task per client driving a `Conn` with readiness-based I/O
+//! (`ready`, `try_read`, `try_write`) — in under 200 lines.
 //!
 //! ## Configuration
 //! [`Config::builder`] takes the certificate chain and key (one stud-style PEM or separate files;
@@ -83,6 +91,11 @@
 //! CA certificates, CRLs and a depth limit); what was verified reaches the embedder in
 //! [`HandshakeInfo`] and the backend in the PROXY v2 header. Cryptography is rustls with the
 //! aws-lc-rs provider.
+//!
+//! To bring your own TLS (a certificate resolver of yours for ACME or certificates made on
+//! demand, a key log, a verifier), hand a `rustls::ServerConfig` built with the re-exported
+//! [`rustls`] to [`ConfigBuilder::rustls_server_config`]; stud's client-address header,
+//! budgets and deadlines still apply.
 
 // The engine has no unsafe code. `deny` rather than `forbid` lets the driver's two socket calls
 // that need it (polling's `Poller::add`, one setsockopt socket2 lacks) opt out locally, each
@@ -112,6 +125,9 @@ pub use proxy_header::{
     ProxyHeaderParse, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
     PROXY_V2_SIGNATURE,
 };
+/// The rustls stud-core is built on, for [`ConfigBuilder::rustls_server_config`]: build your
+/// `ServerConfig` with this one and the versions always match.
+pub use rustls;
 pub use time::Instant;
 pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
 pub use tls::client_side::{BackendTls, SYSTEM_CA_BUNDLE};

@@ -269,6 +269,7 @@ impl World {
                     assert!(self.closed.is_none(), "closed twice");
                     self.closed = Some(reason);
                 }
+                other => panic!("an action this test does not know: {other:?}"),
             }
         }
         moved

@@ -189,3 +189,58 @@ fn abort_closes_with_aborted_and_inputs_after_close_are_ignored() {
     assert_eq!(p.conn.poll_action(), None);
     assert_eq!(p.conn.poll_timeout(), None);
 }
+
+/// A loop that asks `is_closed()` before draining actions (the order an embedder may well
+/// write) still receives every action and the close with its reason.
+fn drain_checking_is_closed_first(conn: &mut stud_core::Conn) -> Vec<Action> {
+    let mut taken = Vec::new();
+    while !conn.is_closed() {
+        let Some(action) = conn.poll_action() else {
+            break;
+        };
+        taken.push(action);
+    }
+    taken
+}
+
+#[test]
+fn is_closed_turns_true_only_once_the_close_action_is_taken() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    let deadline = p.conn.poll_timeout().expect("handshake deadline");
+    p.conn.handle_timeout(deadline);
+    assert!(
+        !p.conn.is_closed(),
+        "decided, but the close is not taken yet"
+    );
+    assert_eq!(
+        drain_checking_is_closed_first(&mut p.conn),
+        [Action::Close(CloseReason::HandshakeTimeout)]
+    );
+    assert!(p.conn.is_closed());
+    assert_eq!(p.conn.poll_action(), None, "nothing after Close");
+}
+
+#[test]
+fn shutdowns_and_the_close_all_reach_a_loop_that_checks_is_closed_first() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    p.handshake();
+    // Both ends finish at once; the last close_notify goes out, then nothing is left to do
+    // but the actions: two shutdowns and the close.
+    p.conn.handle_client_eof(p.now);
+    p.conn.handle_backend_eof(p.now);
+    let mut buf = [0u8; 1024];
+    assert!(
+        p.conn.poll_client_transmit(p.now, &mut buf) > 0,
+        "close_notify"
+    );
+    assert!(!p.conn.is_closed());
+    assert_eq!(
+        drain_checking_is_closed_first(&mut p.conn),
+        [
+            Action::ShutdownBackendWrite,
+            Action::ShutdownClientWrite,
+            Action::Close(CloseReason::Completed)
+        ]
+    );
+    assert!(p.conn.is_closed());
+}

@@ -1055,7 +1055,8 @@ stud_result stud_conn_buffered(const stud_conn *conn,
 stud_result stud_conn_is_handshaking(const stud_conn *conn, bool *yes_out);
 
 /**
- * Whether the connection is closed: `STUD_ACTION_CLOSE` was returned or is pending.
+ * Whether the connection is closed: `stud_conn_poll_action` has returned `STUD_ACTION_CLOSE`.
+ * A close that is decided but not yet polled reads false, so the reason is never skipped.
  */
 stud_result stud_conn_is_closed(const stud_conn *conn, bool *yes_out);
 

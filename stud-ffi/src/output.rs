@@ -194,23 +194,28 @@ pub unsafe extern "C" fn stud_conn_poll_action(
         let state = try_mut!(conn);
         let action_out = try_out!(action_out);
         let reason_out = try_out!(reason_out);
-        let (action, reason) = match state.conn.poll_action() {
-            None => (stud_action::STUD_ACTION_NONE, stud_close_reason::STUD_CLOSE_NONE),
-            Some(Action::ConnectBackend) => {
-                (stud_action::STUD_ACTION_CONNECT_BACKEND, stud_close_reason::STUD_CLOSE_NONE)
-            }
-            Some(Action::ShutdownBackendWrite) => (
-                stud_action::STUD_ACTION_SHUTDOWN_BACKEND_WRITE,
-                stud_close_reason::STUD_CLOSE_NONE,
-            ),
-            Some(Action::ShutdownClientWrite) => (
-                stud_action::STUD_ACTION_SHUTDOWN_CLIENT_WRITE,
-                stud_close_reason::STUD_CLOSE_NONE,
-            ),
-            Some(Action::Close(reason)) => {
-                state.note_close(&reason);
-                (stud_action::STUD_ACTION_CLOSE, stud_close_reason::from(&reason))
-            }
+        let (action, reason) = loop {
+            break match state.conn.poll_action() {
+                None => (stud_action::STUD_ACTION_NONE, stud_close_reason::STUD_CLOSE_NONE),
+                Some(Action::ConnectBackend) => {
+                    (stud_action::STUD_ACTION_CONNECT_BACKEND, stud_close_reason::STUD_CLOSE_NONE)
+                }
+                Some(Action::ShutdownBackendWrite) => (
+                    stud_action::STUD_ACTION_SHUTDOWN_BACKEND_WRITE,
+                    stud_close_reason::STUD_CLOSE_NONE,
+                ),
+                Some(Action::ShutdownClientWrite) => (
+                    stud_action::STUD_ACTION_SHUTDOWN_CLIENT_WRITE,
+                    stud_close_reason::STUD_CLOSE_NONE,
+                ),
+                Some(Action::Close(reason)) => {
+                    state.note_close(&reason);
+                    (stud_action::STUD_ACTION_CLOSE, stud_close_reason::from(&reason))
+                }
+                // A new action comes only with a setting that turns it on (see
+                // `stud_core::Action`); libstud exposes none it cannot map. Skip, as allowed.
+                Some(_) => continue,
+            };
         };
         *action_out = action;
         *reason_out = reason;
@@ -528,7 +533,8 @@ pub unsafe extern "C" fn stud_conn_is_handshaking(
     }
 }
 
-/// Whether the connection is closed: `STUD_ACTION_CLOSE` was returned or is pending.
+/// Whether the connection is closed: `stud_conn_poll_action` has returned `STUD_ACTION_CLOSE`.
+/// A close that is decided but not yet polled reads false, so the reason is never skipped.
 #[no_mangle]
 pub unsafe extern "C" fn stud_conn_is_closed(
     conn: *const stud_conn,

@@ -327,15 +327,9 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn info(resumed: bool) -> HandshakeInfo {
-        HandshakeInfo {
-            sni: None,
-            alpn: None,
-            version: TlsVersion::Tls13,
-            cipher_suite: "TLS_AES_128_GCM_SHA256",
-            resumed,
-            peer_certificates: Vec::new(),
-            client_verify: None,
-        }
+        let mut info = HandshakeInfo::new(TlsVersion::Tls13, "TLS_AES_128_GCM_SHA256");
+        info.resumed = resumed;
+        info
     }
 
     pub(crate) fn value(text: &str, series: &str) -> String {

@@ -234,13 +234,12 @@ mod tests {
         b.accepted();
         a.handshake(&info(false), Duration::from_micros(700));
         b.handshake(&info(true), Duration::from_millis(30));
-        let stats = ConnStats {
-            bytes_from_client: 10,
-            bytes_to_client: 20,
-            duration: Duration::from_secs(1),
-            bytes_from_backend: 30,
-            bytes_to_backend: 40,
-        };
+        let mut stats = ConnStats::default();
+        stats.bytes_from_client = 10;
+        stats.bytes_to_client = 20;
+        stats.duration = Duration::from_secs(1);
+        stats.bytes_from_backend = 30;
+        stats.bytes_to_backend = 40;
         a.closed(&CloseReason::Completed, &stats);
         b.closed(&CloseReason::BackendReset, &stats);
         let view = View {

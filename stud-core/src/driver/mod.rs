@@ -243,7 +243,10 @@ pub trait Observer: Send {
 ///
 /// Client counts are bytes on the client's socket (TLS records, handshake included); backend
 /// counts are bytes on the backend's socket (plaintext, client-address header included).
+/// More totals may come in a minor release: read it, the driver makes it (tests start from
+/// `ConnStats::default()`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnStats {
     /// Bytes read from the client's socket.
     pub bytes_from_client: u64,

@@ -298,7 +298,7 @@ impl Server {
 
     /// The driver's clock: time since the server was made, as the engine counts it.
     fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+        Instant::from_std(self.epoch, std::time::Instant::now())
     }
 
     /// Reports a heartbeat when one is due, and schedules the next.

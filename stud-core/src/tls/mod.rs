@@ -52,7 +52,9 @@ impl TlsVersion {
 }
 
 /// What the handshake settled, reported once by [`Conn::poll_event`](crate::Conn::poll_event).
+/// More fields may come in a minor release: read it, the engine makes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandshakeInfo {
     /// The server name the client asked for (SNI), if any. In client mode, the name stud sent
     /// to the backend (none for an IP address).
@@ -71,11 +73,35 @@ pub struct HandshakeInfo {
     pub peer_certificates: Vec<Vec<u8>>,
     /// The client-certificate outcome; `None` when no certificate was asked for
     /// ([`ClientVerifyMode::None`](crate::ClientVerifyMode::None)). A certificate that fails
-    /// verification ends the handshake, so there is no "failed" value.
+    /// verification ends the handshake, so there is no "failed" value. With the embedder's own
+    /// rustls configuration ([`ConfigBuilder::rustls_server_config`](crate::ConfigBuilder::rustls_server_config)):
+    /// `Some(Verified)` when the client sent a certificate, `None` otherwise.
     pub client_verify: Option<client_auth::ClientVerify>,
 }
 
 impl HandshakeInfo {
+    /// A handshake of `version` with `cipher_suite` and nothing else settled (no SNI, no ALPN,
+    /// not resumed, no client certificate): for tests of code that consumes handshake
+    /// reports. Set the other fields on the value it returns.
+    ///
+    /// ```
+    /// use stud_core::{HandshakeInfo, TlsVersion};
+    /// let mut info = HandshakeInfo::new(TlsVersion::Tls13, "TLS_AES_128_GCM_SHA256");
+    /// info.sni = Some("example.test".into());
+    /// assert!(!info.resumed);
+    /// ```
+    pub fn new(version: TlsVersion, cipher_suite: &'static str) -> HandshakeInfo {
+        HandshakeInfo {
+            sni: None,
+            alpn: None,
+            version,
+            cipher_suite,
+            resumed: false,
+            peer_certificates: Vec::new(),
+            client_verify: None,
+        }
+    }
+
     /// The subject common name (CN) of the client's certificate, if it sent one that has a CN
     /// in a text type (the first CN when there are several). The text is as the certificate
     /// holds it: escape it before writing it into a line-based log. `None` in client mode,
@@ -261,6 +287,8 @@ pub(crate) struct Session {
     asks_for_certificate: bool,
     /// In client mode, the DNS name sent to the backend.
     sent_name: Option<String>,
+    /// The verifier is the embedder's: whether it asks is unknown, a chain kept is verified.
+    embedders_verifier: bool,
 }
 
 impl Session {
@@ -285,6 +313,7 @@ impl Session {
             conn,
             asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
             sent_name,
+            embedders_verifier: config.tls_is_embedders,
         })
     }
 
@@ -386,6 +415,10 @@ impl Session {
 
     /// A chain rustls kept is one its verifier accepted (a failure ends the handshake).
     fn client_verify(&self) -> Option<client_auth::ClientVerify> {
+        if self.embedders_verifier {
+            let sent = self.conn.peer_certificates().is_some_and(|c| !c.is_empty());
+            return sent.then_some(client_auth::ClientVerify::Verified);
+        }
         self.asks_for_certificate.then(|| {
             match self.conn.peer_certificates().is_some_and(|c| !c.is_empty()) {
                 true => client_auth::ClientVerify::Verified,

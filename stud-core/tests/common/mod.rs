@@ -196,6 +196,7 @@ impl Pair {
                     self.client_side.write_shut = true;
                 }
                 Action::Close(reason) => self.closed = Some(reason),
+                other => panic!("an action the harness does not know: {other:?}"),
             }
         }
         let b = self.conn.buffered();

@@ -330,6 +330,9 @@ void test_conn_handshake_start(void) {
     CHECK_RESULT(stud_conn_handle_timeout(conn, now + 5000), STUD_OK); /* early: harmless */
     CHECK_EQ(drain_actions(conn, NULL), STUD_CLOSE_NONE);
     CHECK_RESULT(stud_conn_handle_timeout(conn, deadline), STUD_OK);
+    /* Decided but not yet polled: not closed yet, so the reason cannot be skipped. */
+    CHECK_RESULT(stud_conn_is_closed(conn, &yes), STUD_OK);
+    CHECK(!yes);
     CHECK_EQ(drain_actions(conn, NULL), STUD_CLOSE_HANDSHAKE_TIMEOUT);
     CHECK_EQ(drain_actions(conn, NULL), STUD_CLOSE_NONE);
     CHECK_RESULT(stud_conn_is_closed(conn, &yes), STUD_OK);
