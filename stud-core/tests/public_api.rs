@@ -13,10 +13,10 @@ use std::time::Duration;
 #[allow(unused_imports)] // each is named so that its removal or renaming fails to compile
 use stud_core::{
     cipher_suite_names, encode_client_address, encode_proxy_v2, parse_proxy_header, rustls, Action,
-    Buffered, ClientAddressMode, ClientVerify, ClientVerifyMode, CloseReason, Config,
+    BackendTls, Buffered, ClientAddressMode, ClientVerify, ClientVerifyMode, CloseReason, Config,
     ConfigBuilder, ConfigError, Conn, Event, HandshakeInfo, Instant, Interest, ProxyHeaderParse,
     TlsError, TlsVersion, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
-    MAX_RECORD_PLAINTEXT, PROXY_V2_SIGNATURE,
+    MAX_RECORD_PLAINTEXT, PROXY_V2_SIGNATURE, SYSTEM_CA_BUNDLE,
 };
 
 // Every item of the reference driver.
@@ -186,6 +186,20 @@ fn configuration_keeps_its_builder_and_accessors() {
     let _: fn(&Config) -> usize = Config::to_client_budget;
     let _: fn(&Config) -> ClientVerifyMode = Config::client_verify;
     let _: fn(&Config) -> bool = Config::proxy_client_cert;
+    let _: fn(&Config) -> bool = Config::client_mode;
+    // Client mode: the backend's TLS.
+    let _: fn(ConfigBuilder, BackendTls) -> ConfigBuilder = ConfigBuilder::client_mode;
+    let _client_mode = || {
+        BackendTls::new("backend.example")
+            .ca_file("ca")
+            .ca_pem("ca")
+            .insecure(false)
+            .client_cert_file("pem")
+            .client_cert_pem("pem")
+            .resumption(true)
+    };
+    let _: fn(&BackendTls) -> &str = BackendTls::server_name;
+    let _: &str = SYSTEM_CA_BUNDLE;
     let _: usize = MAX_RECORD_PLAINTEXT;
     let _ = ConfigError::ConflictsWithRustlsConfig { setting: "pem" };
     let _ = ConfigError::NoIdentity;
