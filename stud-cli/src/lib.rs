@@ -118,6 +118,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     }
     let (configs, mut warnings) = certs::build(&args)?;
     warnings.splice(0..0, args.warnings.iter().cloned());
+    warnings.extend(setup::backend_outside_chroot(&args));
     log::set_json(args.log_json);
     let log_warnings = log::init(
         args.quiet,
@@ -187,7 +188,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .transpose()?;
     let board = metrics::Board::new(
         metrics::Layout::new(CloseReason::NAMES, &stud_core::cipher_suite_names()),
-        args.workers * 4,
+        args.workers * supervisor::BLOCKS_PER_WORKER,
     )
     .map_err(|e| format!("cannot map the metrics board: {e}"))?;
     let local = listeners
@@ -236,12 +237,27 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     // SIGHUP reads the configuration file and the flags again, and every file they name. The
     // session-ticket secret stays the one made at start, so sessions resume across reloads.
     let running = args.clone();
+    // The addresses the backend's name gave last, kept when a later lookup fails.
+    let last_backends = std::cell::RefCell::new(options.backends.clone());
     let reload: supervisor::Reload = Box::new(move || {
         let (next, notes) = reload::reread(&running)?;
         let (configs, warnings) = certs::build(&next)?;
-        // The backend's name is resolved again (and by backend-refresh when it changes).
+        // The backend's name is resolved again (and by backend-refresh when it changes); a
+        // resolver that fails now must not stop a renewed certificate from loading.
         let mut options = options.clone();
-        options.backends = setup::backends(&next)?;
+        match setup::backends(&next) {
+            Ok(backends) => *last_backends.borrow_mut() = backends,
+            Err(e) => log::warning(&format!(
+                "{e}; keeping the backend addresses in use, {}",
+                last_backends
+                    .borrow()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+        }
+        options.backends = last_backends.borrow().clone();
         for warning in notes.iter().chain(&warnings) {
             log::warning(warning);
         }
@@ -254,7 +270,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     });
     let watchdog = args
         .worker_timeout
-        .map(|t| supervisor::Watchdog::new(args.workers, t))
+        .map(|t| supervisor::Watchdog::new(args.workers * supervisor::BLOCKS_PER_WORKER, t))
         .transpose()
         .map_err(|e| format!("cannot set up the worker watchdog: {e}"))?;
     let collector =

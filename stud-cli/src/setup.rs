@@ -122,6 +122,22 @@ pub(crate) fn backends(args: &Args) -> Result<Vec<BackendAddr>, String> {
     args.backend.addresses()
 }
 
+/// A warning when the backend is a UNIX socket that chrooted workers will not find: they
+/// connect after `chroot`, so its path is looked up inside the chroot directory.
+pub(crate) fn backend_outside_chroot(args: &Args) -> Option<String> {
+    let (Some(dir), crate::args::Backend::Unix(path)) = (&args.chroot, &args.backend) else {
+        return None;
+    };
+    let inside = dir.join(path.strip_prefix("/").unwrap_or(path));
+    (!inside.exists()).then(|| {
+        format!(
+            "the backend socket {} is looked up by the workers inside the chroot, and {} does not exist: bind-mount the socket's directory there, or name the socket as the chroot sees it",
+            path.display(),
+            inside.display()
+        )
+    })
+}
+
 /// Who a worker becomes right after fork.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Privileges {

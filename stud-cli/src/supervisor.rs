@@ -73,12 +73,12 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    /// A board for `workers` workers of two generations (the current one and, during a reload,
-    /// the one before it, which beats in the other half).
-    pub(crate) fn new(workers: usize, timeout: Duration) -> std::io::Result<Watchdog> {
+    /// A board of `cells` cells: one per worker position of the metrics board, so a worker's
+    /// block there is its cell here (see [`BLOCKS_PER_WORKER`]).
+    pub(crate) fn new(cells: usize, timeout: Duration) -> std::io::Result<Watchdog> {
         let now = sys::monotonic_millis();
         Ok(Watchdog {
-            board: std::sync::Arc::new(sys::Heartbeats::new(workers * 2)?),
+            board: std::sync::Arc::new(sys::Heartbeats::new(cells)?),
             timeout,
             last_look: now,
             resumed_at: now,
@@ -88,6 +88,12 @@ impl Watchdog {
 
 /// How often the parent looks at the board.
 const WATCHDOG_CHECK: Duration = Duration::from_millis(500);
+
+/// Board positions per configured worker: every live worker, draining ones included, holds
+/// one position of its own (its metrics block and its heartbeat cell) from fork to reap, so
+/// reloads in quick succession never make two workers share one. Beyond that many, a worker
+/// counts into the overflow block and the watchdog does not watch it.
+pub(crate) const BLOCKS_PER_WORKER: usize = 4;
 /// A worker whose loop beat this recently is alive, for the service manager's watchdog (workers
 /// beat at least once a second).
 const ALIVE_WITHIN_MS: u64 = 3_000;
@@ -131,8 +137,6 @@ pub(crate) struct Supervisor {
     /// Workers of earlier generations still draining.
     retired: Vec<Retired>,
     watchdog: Option<Watchdog>,
-    /// Bumped by each reload; picks the half of the heartbeat board a generation uses.
-    generation: usize,
     /// What each worker drops to after fork (the parent keeps its own).
     privileges: Privileges,
     /// The read end of the workers' log pipe (and the write end each new worker inherits).
@@ -196,7 +200,6 @@ impl Supervisor {
             reload,
             retired: Vec::new(),
             watchdog,
-            generation: 0,
             privileges,
             collector: Some(log),
             free_blocks: (0..board.blocks()).rev().collect(),
@@ -358,8 +361,6 @@ impl Supervisor {
         self.board.reloaded(true);
         self.announcer.reloaded();
         self.setup = setup;
-        // The new generation beats in the other half of the board.
-        self.generation += 1;
         let kill_at = Instant::now() + self.setup.options.drain_timeout + STOP_MARGIN;
         let mut retiring = 0;
         for slot in &mut self.slots {
@@ -384,11 +385,6 @@ impl Supervisor {
         ));
     }
 
-    /// The board cell of worker `index` in the current generation.
-    fn cell(&self, index: usize) -> usize {
-        index + self.slots.len() * (self.generation % 2)
-    }
-
     /// Kills every worker whose loop has shown no sign of life for the watchdog's timeout (a
     /// worker stopped by SIGSTOP, or stuck): it is then reaped and replaced like a crashed one.
     ///
@@ -397,7 +393,6 @@ impl Supervisor {
     /// and find every cell old, though no worker is at fault.
     fn kill_wedged(&mut self) {
         let slots = self.slots.len();
-        let generation = self.generation;
         let Some(watchdog) = &mut self.watchdog else {
             return;
         };
@@ -410,9 +405,10 @@ impl Supervisor {
         watchdog.last_look = now;
         let limit = u64::try_from(watchdog.timeout.as_millis()).unwrap_or(u64::MAX);
         for index in 0..slots {
-            let cell = index + slots * (generation % 2);
             let slot = &mut self.slots[index];
-            let Some(pid) = slot.pid else { continue };
+            let (Some(pid), Some(cell)) = (slot.pid, slot.block) else {
+                continue;
+            };
             if slot.wedged {
                 continue;
             }
@@ -511,20 +507,25 @@ impl Supervisor {
     /// belong to the parent).
     fn spawn(&mut self, index: usize) {
         let parent = std::process::id() as i32;
+        // The worker's position on the boards, its own until it is reaped. Out of positions
+        // (reloads faster than drains): it counts into the overflow block, unwatched.
+        let block = self.free_blocks.pop();
+        let counters = self.board.worker(block.unwrap_or(self.board.blocks()));
         // A fresh worker starts with a fresh beat: the watchdog counts from its birth.
-        let heartbeat = self.watchdog.as_ref().map(|w| worker::Heartbeat {
-            board: w.board.clone(),
-            cell: self.cell(index),
-        });
+        let heartbeat = self
+            .watchdog
+            .as_ref()
+            .zip(block)
+            .map(|(w, cell)| worker::Heartbeat {
+                board: w.board.clone(),
+                cell,
+            });
         let spawned_ms = sys::monotonic_millis();
         if let Some(h) = &heartbeat {
             // A millisecond early, so the worker's first beat, even in the same millisecond,
             // shows it started its loop.
             h.board.beat(h.cell, spawned_ms.saturating_sub(1));
         }
-        let block = self.free_blocks.pop();
-        // Out of blocks (reloads faster than drains): count into the overflow block.
-        let counters = self.board.worker(block.unwrap_or(self.board.blocks()));
         let mask = match sys::block_signals() {
             Ok(mask) => mask,
             Err(e) => {
@@ -568,6 +569,9 @@ impl Supervisor {
                 let setup = self.setup.clone();
                 // The parent's self-pipe is not ours to keep.
                 drop(self.signals.take());
+                // Nor its metrics listener and scrapes: a scrape must end when the parent
+                // closes it.
+                drop(self.endpoint.take());
                 // From here on this process's lines go to the supervisor.
                 if let Some(collector) = self.collector.take() {
                     collector.into_worker();
@@ -596,12 +600,13 @@ impl Supervisor {
     /// Whether every worker position has a worker that has started its event loop (it beat
     /// after it was forked). Without the watchdog's board, a forked worker counts as serving.
     fn serving(&self) -> bool {
-        self.slots.iter().enumerate().all(|(index, slot)| {
+        self.slots.iter().all(|slot| {
             slot.pid.is_some()
                 && self
                     .watchdog
                     .as_ref()
-                    .is_none_or(|w| w.board.last(self.cell(index)) >= slot.spawned_ms)
+                    .zip(slot.block)
+                    .is_none_or(|(w, cell)| w.board.last(cell) >= slot.spawned_ms)
         })
     }
 
@@ -609,12 +614,16 @@ impl Supervisor {
     /// seconds: what the service manager's watchdog is told.
     fn alive(&self) -> bool {
         let now = sys::monotonic_millis();
-        self.slots.iter().enumerate().all(|(index, slot)| {
+        self.slots.iter().all(|slot| {
             slot.pid.is_some()
                 && !slot.wedged
-                && self.watchdog.as_ref().is_none_or(|w| {
-                    now.saturating_sub(w.board.last(self.cell(index))) < ALIVE_WITHIN_MS
-                })
+                && self
+                    .watchdog
+                    .as_ref()
+                    .zip(slot.block)
+                    .is_none_or(|(w, cell)| {
+                        now.saturating_sub(w.board.last(cell)) < ALIVE_WITHIN_MS
+                    })
         })
     }
 

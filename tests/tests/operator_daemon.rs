@@ -323,3 +323,41 @@ fn a_daemon_that_cannot_write_its_pidfile_fails_naming_it_and_leaves_nothing_run
     });
     assert!(free.is_some(), "the failed daemon still holds its port");
 }
+
+#[test]
+fn a_unix_backend_the_chroot_cannot_see_is_warned_about_at_start() {
+    if !root() {
+        return;
+    }
+    let pki = Pki::new();
+    let jail = TempDir::new();
+    let outside = TempDir::new();
+    let socket = outside.path().join("backend.sock");
+    let b = format!("--backend={}", socket.display());
+    let r = jail.path().display().to_string();
+    let out = stud_tests::process::run_in(
+        &stud_bin!(),
+        None,
+        &["-t", "-r", &r, &b, pki.site_pem.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("looked up by the workers inside the chroot"),
+        "{}",
+        out.stderr
+    );
+    // Seen from inside the chroot (the socket's directory bound there), no warning.
+    let inside = jail
+        .path()
+        .join(socket.strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(inside.parent().expect("a directory")).expect("mkdir");
+    std::fs::write(&inside, b"").expect("stand-in");
+    let out = stud_tests::process::run_in(
+        &stud_bin!(),
+        None,
+        &["-t", "-r", &r, &b, pki.site_pem.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!out.stderr.contains("inside the chroot"), "{}", out.stderr);
+}

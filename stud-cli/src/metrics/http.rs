@@ -21,12 +21,17 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REQUEST: usize = 8192;
 /// The most scrapes served at once.
 const MAX_SCRAPES: usize = 16;
+/// How long the listener is left alone after accept fails for want of descriptors (it stays
+/// readable meanwhile, so polling it would spin).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 
 /// The listening socket and the scrapes in progress.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     listener: TcpListener,
     scrapes: Vec<Scrape>,
+    /// Accepting failed for want of descriptors: the listener is not watched until then.
+    paused_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -45,6 +50,7 @@ impl Endpoint {
         Ok(Endpoint {
             listener,
             scrapes: Vec::new(),
+            paused_until: None,
         })
     }
 
@@ -55,7 +61,12 @@ impl Endpoint {
 
     /// The descriptors to wait on, each with whether it waits to be written to.
     pub(crate) fn interest(&self) -> Vec<(RawFd, bool)> {
-        std::iter::once((self.listener.as_raw_fd(), false))
+        let listener = self
+            .paused_until
+            .is_none()
+            .then(|| (self.listener.as_raw_fd(), false));
+        listener
+            .into_iter()
             .chain(
                 self.scrapes
                     .iter()
@@ -64,13 +75,21 @@ impl Endpoint {
             .collect()
     }
 
-    /// When the oldest scrape in progress times out.
+    /// When the oldest scrape in progress times out, or a pause of the listener ends.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.scrapes.iter().map(|s| s.deadline).min()
+        self.scrapes
+            .iter()
+            .map(|s| s.deadline)
+            .chain(self.paused_until)
+            .min()
     }
 
     /// Accepts, reads, answers and closes what is ready now; never waits.
     pub(crate) fn service(&mut self, view: &View, now: Instant) {
+        if self.paused_until.is_some_and(|t| t > now) {
+            return self.progress(view, now);
+        }
+        self.paused_until = None;
         for _ in 0..MAX_SCRAPES {
             match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -87,11 +106,22 @@ impl Endpoint {
                         deadline: now + SCRAPE_TIMEOUT,
                     });
                 }
-                // Nothing waiting, or the client already left, or descriptors ran out: the
-                // rest of the wake goes on, and the next one tries again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // Out of descriptors (or memory): leave the listener alone for a moment
+                // rather than wake on it again at once.
+                Err(e) if is_exhaustion(&e) => {
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
+                    break;
+                }
+                // The client already left, or a signal: the next wake tries again.
                 Err(_) => break,
             }
         }
+        self.progress(view, now);
+    }
+
+    /// Moves every scrape on, dropping those that are over or past their deadline.
+    fn progress(&mut self, view: &View, now: Instant) {
         let unix_now = unix_now();
         self.scrapes
             .retain_mut(|scrape| scrape.deadline > now && scrape.progress(view, unix_now));
@@ -133,6 +163,14 @@ impl Scrape {
         }
         false
     }
+}
+
+/// Whether accept failed because the process or the system has no descriptor or memory left.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Whether the request's headers have ended.
