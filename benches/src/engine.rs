@@ -69,6 +69,20 @@ impl Bench {
         })
     }
 
+    /// As [`Bench::new`], with a client that keeps the server's session tickets, so every
+    /// handshake after the first resumes.
+    pub fn resuming() -> io::Result<Bench> {
+        Ok(Bench {
+            client: client::config(true).map_err(io::Error::other)?,
+            ..Bench::new()?
+        })
+    }
+
+    /// Whether the last handshake of `pair` resumed a session.
+    pub fn resumed(pair: &Pair) -> bool {
+        pair.client.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
     /// As [`Bench::new`], with a client that offers what OpenSSL 3 offers by default.
     pub fn openssl_like() -> io::Result<Bench> {
         Ok(Bench {

@@ -1,5 +1,5 @@
 //! Runs one engine operation N times in memory, for callgrind to count (`harness callgrind`
-//! drives it): `engine_count handshake|handshake-openssl|download|upload [N]`.
+//! drives it): `engine_count handshake|handshake-openssl|resumed|download|upload [N]`.
 
 use std::process::ExitCode;
 
@@ -11,51 +11,60 @@ fn main() -> ExitCode {
         .nth(2)
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
-    let result = (|| {
-        // Seed the random generator outside the counted functions: its first use runs a
-        // jitter-entropy collection whose length varies from run to run.
-        let mut seed = [0u8; 32];
-        rustls::crypto::aws_lc_rs::default_provider()
-            .secure_random
-            .fill(&mut seed)
-            .map_err(|_| std::io::Error::other("no random generator"))?;
-        let bench = Bench::new()?;
-        match what.as_str() {
-            "handshake" => {
-                for _ in 0..repeats {
+    let result =
+        (|| {
+            // Seed the random generator outside the counted functions: its first use runs a
+            // jitter-entropy collection whose length varies from run to run.
+            let mut seed = [0u8; 32];
+            rustls::crypto::aws_lc_rs::default_provider()
+                .secure_random
+                .fill(&mut seed)
+                .map_err(|_| std::io::Error::other("no random generator"))?;
+            let bench = Bench::new()?;
+            match what.as_str() {
+                "handshake" => {
+                    for _ in 0..repeats {
+                        bench.handshake()?;
+                    }
+                }
+                "resumed" => {
+                    // One full handshake outside the count of interest, then resumed ones.
+                    let bench = Bench::resuming()?;
                     bench.handshake()?;
+                    let mut resumed = 0;
+                    for _ in 0..repeats {
+                        resumed += usize::from(Bench::resumed(&bench.handshake()?));
+                    }
+                    eprintln!("resumed: {resumed} of {repeats}");
                 }
-            }
-            "handshake-openssl" => {
-                // The client offers what OpenSSL 3 does; the suite stud picks is printed.
-                let bench = Bench::openssl_like()?;
-                let mut suite = None;
-                for _ in 0..repeats {
-                    suite = Bench::suite_of(&bench.handshake()?);
+                "handshake-openssl" => {
+                    // The client offers what OpenSSL 3 does; the suite stud picks is printed.
+                    let bench = Bench::openssl_like()?;
+                    let mut suite = None;
+                    for _ in 0..repeats {
+                        suite = Bench::suite_of(&bench.handshake()?);
+                    }
+                    eprintln!("suite: {}", suite.unwrap_or("none"));
                 }
-                eprintln!("suite: {}", suite.unwrap_or("none"));
-            }
-            "download" => {
-                let mut pair = bench.handshake()?;
-                for _ in 0..repeats {
-                    pair.download(1 << 20)?;
+                "download" => {
+                    let mut pair = bench.handshake()?;
+                    for _ in 0..repeats {
+                        pair.download(1 << 20)?;
+                    }
                 }
-            }
-            "upload" => {
-                let mut pair = bench.handshake()?;
-                for _ in 0..repeats {
-                    let cipher = pair.client_ciphertext(1 << 20)?;
-                    pair.feed_upload(&cipher)?;
+                "upload" => {
+                    let mut pair = bench.handshake()?;
+                    for _ in 0..repeats {
+                        let cipher = pair.client_ciphertext(1 << 20)?;
+                        pair.feed_upload(&cipher)?;
+                    }
                 }
+                _ => return Err(std::io::Error::other(
+                    "usage: engine_count handshake|handshake-openssl|resumed|download|upload [N]",
+                )),
             }
-            _ => {
-                return Err(std::io::Error::other(
-                    "usage: engine_count handshake|handshake-openssl|download|upload [N]",
-                ))
-            }
-        }
-        Ok::<(), std::io::Error>(())
-    })();
+            Ok::<(), std::io::Error>(())
+        })();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
