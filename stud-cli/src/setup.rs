@@ -74,7 +74,7 @@ pub(crate) fn certificate_expiry(pems: &[PathBuf]) -> Vec<crate::metrics::Expiry
             let leaf = CertificateDer::pem_file_iter(pem).ok()?.next()?.ok()?;
             Some(crate::metrics::Expiry {
                 file: pem.display().to_string(),
-                not_after: crate::metrics::not_after(&leaf)?,
+                not_after: stud_core::certificate_not_after(&leaf)?,
             })
         })
         .collect()

@@ -129,6 +129,7 @@ pub use proxy_header::{
 /// `ServerConfig` with this one and the versions always match.
 pub use rustls;
 pub use time::Instant;
+pub use tls::cert_fields::certificate_not_after;
 pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
 pub use tls::client_side::{BackendTls, SYSTEM_CA_BUNDLE};
 pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};

@@ -12,11 +12,12 @@ use std::time::Duration;
 // Every item at the crate root.
 #[allow(unused_imports)] // each is named so that its removal or renaming fails to compile
 use stud_core::{
-    cipher_suite_names, encode_client_address, encode_proxy_v2, parse_proxy_header, rustls, Action,
-    BackendTls, Buffered, ClientAddressMode, ClientVerify, ClientVerifyMode, CloseReason, Config,
-    ConfigBuilder, ConfigError, Conn, Event, HandshakeInfo, Instant, Interest, ProxyHeaderParse,
-    TlsError, TlsVersion, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
-    MAX_RECORD_PLAINTEXT, PROXY_V2_SIGNATURE, SYSTEM_CA_BUNDLE,
+    certificate_not_after, cipher_suite_names, encode_client_address, encode_proxy_v2,
+    parse_proxy_header, rustls, Action, BackendTls, Buffered, ClientAddressMode, ClientVerify,
+    ClientVerifyMode, CloseReason, Config, ConfigBuilder, ConfigError, Conn, Event, HandshakeInfo,
+    Instant, Interest, ProxyHeaderParse, TlsError, TlsVersion, AF_INET6_LINUX, AF_INET_LINUX,
+    MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER, MAX_RECORD_PLAINTEXT, PROXY_V2_SIGNATURE,
+    SYSTEM_CA_BUNDLE,
 };
 
 // Every item of the reference driver.
@@ -200,6 +201,7 @@ fn configuration_keeps_its_builder_and_accessors() {
     };
     let _: fn(&BackendTls) -> &str = BackendTls::server_name;
     let _: &str = SYSTEM_CA_BUNDLE;
+    let _: fn(&[u8]) -> Option<i64> = certificate_not_after;
     let _: usize = MAX_RECORD_PLAINTEXT;
     let _ = ConfigError::ConflictsWithRustlsConfig { setting: "pem" };
     let _ = ConfigError::NoIdentity;

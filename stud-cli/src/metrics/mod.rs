@@ -28,11 +28,9 @@ use stud_core::{CloseReason, HandshakeInfo, TlsVersion};
 
 use crate::sys;
 
-mod cert;
 mod http;
 mod render;
 
-pub(crate) use cert::not_after;
 pub(crate) use http::Endpoint;
 pub(crate) use render::{Expiry, View};
 

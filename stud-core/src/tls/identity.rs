@@ -12,6 +12,7 @@ use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
+use super::cert_fields::element;
 use crate::ConfigError;
 
 /// PEM bytes and a name for them in error messages (a path, or "PEM data").
@@ -86,7 +87,7 @@ fn key_of(
 pub(crate) fn check_ocsp_response(der: &[u8]) -> Result<(), String> {
     let not_der =
         || "not a DER OCSP response (expected a SEQUENCE; PEM must be converted)".to_string();
-    let (tag, body, rest) = der_element(der).ok_or_else(not_der)?;
+    let (tag, body, rest) = element(der).ok_or_else(not_der)?;
     if tag != 0x30 {
         return Err(not_der());
     }
@@ -96,7 +97,7 @@ pub(crate) fn check_ocsp_response(der: &[u8]) -> Result<(), String> {
             rest.len()
         ));
     }
-    let (tag, status, after) = der_element(body).ok_or_else(not_der)?;
+    let (tag, status, after) = element(body).ok_or_else(not_der)?;
     match (tag, status) {
         (0x0a, [0]) => {}
         (0x0a, [n]) => {
@@ -106,32 +107,12 @@ pub(crate) fn check_ocsp_response(der: &[u8]) -> Result<(), String> {
         }
         _ => return Err(not_der()),
     }
-    match der_element(after) {
+    match element(after) {
         Some((0xa0, _, [])) => Ok(()),
         _ => {
             Err("a successful response must hold its responseBytes, and nothing after them".into())
         }
     }
-}
-
-/// One DER element at the start of `input`: (tag, contents, the bytes after it). `None` if the
-/// header or the contents are cut short, or the length is not one stud can hold.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (len <= rest.len()).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 /// Loads and checks one identity: the chain parses, the key is usable and matches. `ocsp` is

@@ -7,12 +7,13 @@
 //! - [`sni`]: the certificate for each handshake, by a name index built once.
 //! - [`suites`]: OpenSSL-style cipher lists → rustls suites.
 //! - [`client_auth`]: the client-certificate policy (modes, trust anchors, CRLs, depth).
-//! - [`cert_subject`]: the subject CN of a client certificate, for the backend.
+//! - [`cert_fields`]: the subject CN of a client certificate (for the backend) and a
+//!   certificate's notAfter (for the metrics), by a small DER walk.
 //! - [`client_side`]: client mode, where stud is the TLS client of its backend.
 //! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
 
 pub(crate) mod alert_scan;
-pub(crate) mod cert_subject;
+pub(crate) mod cert_fields;
 pub(crate) mod client_auth;
 pub(crate) mod client_hello;
 pub(crate) mod client_side;
@@ -111,7 +112,7 @@ impl HandshakeInfo {
         self.client_verify.as_ref()?;
         self.peer_certificates
             .first()
-            .and_then(|leaf| cert_subject::common_name(leaf))
+            .and_then(|leaf| cert_fields::common_name(leaf))
     }
 }
 

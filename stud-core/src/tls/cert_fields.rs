@@ -1,11 +1,13 @@
-//! The subject's common name (CN) of a DER certificate, by a small bounded DER walk.
+//! The few certificate fields stud reads, by a small bounded DER walk (no X.509 library): the
+//! subject's common name (CN) of a client certificate, for the backend, and a certificate's
+//! notAfter, for the metrics; and the DER element reader the OCSP check uses too.
 //!
-//! Contract: [`common_name`] reads only inside its input, never recurses, never allocates, and
+//! Contract: every function reads only inside its input, never recurses, never allocates, and
 //! returns `None` for anything it does not understand (truncated or malformed DER, indefinite
 //! lengths, a subject without a CN, a CN in a string type other than UTF8String,
-//! PrintableString, IA5String or an ASCII-only TeletexString). With several CNs, the first in the
-//! subject wins (as OpenSSL's lookup by NID). The certificate has been verified by the time
-//! stud asks, but nothing here relies on that.
+//! PrintableString, IA5String or an ASCII-only TeletexString, a time that is neither UTCTime
+//! nor GeneralizedTime). With several CNs, the first in the subject wins (as OpenSSL's lookup
+//! by NID). Nothing here relies on the certificate having been verified.
 
 /// DER tags used below.
 const SEQUENCE: u8 = 0x30;
@@ -21,7 +23,7 @@ const IA5_STRING: u8 = 0x16;
 const CN_OID: [u8; 3] = [0x55, 0x04, 0x03];
 
 /// One DER element: its tag and contents; the rest of the input after it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     // High-tag-number form (low five bits all set) is never used by the fields read here.
     if tag & 0x1f == 0x1f {
@@ -87,6 +89,71 @@ pub(crate) fn common_name(cert: &[u8]) -> Option<&str> {
         }
     }
     None
+}
+
+/// The notAfter of a DER certificate, in seconds since the Unix epoch; `None` if the DER is not
+/// an X.509 certificate this walker understands.
+pub fn certificate_not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert, _) = element(der)?;
+    let (_, tbs, _) = element(cert)?;
+    let mut rest = tbs;
+    // [0] EXPLICIT version, optional.
+    if rest.first() == Some(&CONTEXT_0) {
+        rest = element(rest)?.2;
+    }
+    // serialNumber, signature, issuer.
+    for _ in 0..3 {
+        rest = element(rest)?.2;
+    }
+    let (tag, validity, _) = element(rest)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (_, _, after_not_before) = element(validity)?;
+    let (tag, time, _) = element(after_not_before)?;
+    parse_time(tag, time)
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime (`YYYYMMDDHHMMSSZ`, tag 0x18).
+fn parse_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let digits = |s: &[u8]| -> Option<i64> {
+        s.iter().try_fold(0i64, |acc, b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, rest) = match tag {
+        0x17 if text.len() == 13 => {
+            let yy = digits(&text[..2])?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+        }
+        0x18 if text.len() == 15 => (digits(&text[..4])?, &text[4..]),
+        _ => return None,
+    };
+    if rest.last() != Some(&b'Z') {
+        return None;
+    }
+    let month = digits(&rest[0..2])?;
+    let day = digits(&rest[2..4])?;
+    let (h, m, s) = (
+        digits(&rest[4..6])?,
+        digits(&rest[6..8])?,
+        digits(&rest[8..10])?,
+    );
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -162,5 +229,31 @@ mod tests {
             element(&[0x04, 0x81, 0x01, 9]),
             Some((0x04, &[9u8][..], &[][..]))
         );
+    }
+
+    #[test]
+    fn not_after_is_read_from_a_real_certificate() {
+        let mut params = rcgen::CertificateParams::new(vec!["x.test".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 7, 4);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("certificate");
+        let expected = days_from_civil(2031, 7, 4) * 86_400;
+        assert_eq!(certificate_not_after(cert.der()), Some(expected));
+        // Truncated or foreign input is refused, never a panic.
+        let der = cert.der().to_vec();
+        for cut in 0..der.len() {
+            let _ = certificate_not_after(&der[..cut]);
+        }
+        assert_eq!(certificate_not_after(b"\x30\x84\xff\xff\xff\xff"), None);
+    }
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2026, 11, 29), 20_786);
+        assert_eq!(parse_time(0x17, b"491231235959Z"), Some(2_524_607_999));
+        assert_eq!(parse_time(0x18, b"20500101000000Z"), Some(2_524_608_000));
+        assert_eq!(parse_time(0x17, b"501301000000Z"), None);
     }
 }
