@@ -354,3 +354,51 @@ fn a_stopped_worker_is_found_by_the_watchdog_and_replaced() {
         assert_eq!(net::read_exact(&mut tls, 5).expect("echo"), b"alive");
     }
 }
+
+#[test]
+fn a_worker_started_by_a_second_quick_reload_is_watched_while_older_ones_drain() {
+    let pki = Pki::new();
+    let stud = start(
+        &pki,
+        echo_backend(),
+        &["--worker-timeout=3", "--drain-timeout=60"],
+    );
+    let config = net::client_config(&pki.ca_der);
+    // A connection held on the first worker keeps it draining (and beating) through both
+    // reloads.
+    let mut held = connect(stud.addr, &config).expect("handshake");
+    held.write_all(b"hold").expect("write");
+    let started = |n: usize| {
+        stud.wait_lines(
+            |lines| {
+                let pids: Vec<i32> = lines
+                    .iter()
+                    .filter_map(|l| l.split("worker 0 started (pid ").nth(1))
+                    .filter_map(|rest| rest.trim_end_matches(')').parse().ok())
+                    .collect();
+                (pids.len() >= n).then(|| pids[n - 1])
+            },
+            TIMEOUT,
+        )
+        .unwrap_or_else(|| panic!("worker {n} never started: {}", stud.output()))
+    };
+    let _first = started(1);
+    assert!(send_signal(stud.pid(), libc::SIGHUP));
+    let _second = started(2);
+    assert!(send_signal(stud.pid(), libc::SIGHUP));
+    let third = started(3);
+    // The newest worker stops; the first still beats. The watchdog must still see it.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(send_signal(third, libc::SIGSTOP));
+    let wedged = format!("worker 0 (pid {third}) has shown no sign of life");
+    assert!(
+        stud.wait_line(|l| l.contains(&wedged), Duration::from_secs(10))
+            .is_some(),
+        "a stopped worker of the third generation went unnoticed: {}",
+        stud.output()
+    );
+    let mut four = [0u8; 4];
+    held.read_exact(&mut four)
+        .expect("the held connection still echoes");
+    assert_eq!(&four, b"hold");
+}
