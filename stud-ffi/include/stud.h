@@ -1063,7 +1063,8 @@ stud_result stud_conn_is_closed(const stud_conn *conn, bool *yes_out);
 /**
  * Binds `listen` (with `SO_REUSEADDR`; port 0 picks a free port) and makes a server that
  * relays every client to `backend`, with the connection settings of `config` (the server keeps
- * its own reference).
+ * its own reference). TCP keepalive is on (an hour idle); [`stud_server_new_backends`] takes
+ * several backends and sets keepalive.
  *
  * `drain_timeout_ms`: on a graceful stop, how long open connections may finish (0: the default,
  * 30 s). `max_connections`: stop accepting while this many are open (0: no limit but the
@@ -1078,6 +1079,26 @@ stud_result stud_server_new(const stud_config *config,
                             uint64_t drain_timeout_ms,
                             size_t max_connections,
                             stud_server **server_out);
+
+/**
+ * As [`stud_server_new`], relaying to `backend_count` backend addresses: `backends[i]` is
+ * `backend_lens[i]` bytes long. Each new connection starts at the next address in turn and
+ * falls back to the following ones when one refuses or does not answer within its share of the
+ * connect timeout. `keepalive_secs`: TCP keepalive's idle time on both sockets (0: off).
+ *
+ * Returns `STUD_NULL_PARAMETER` for a NULL array or element, `STUD_INVALID_PARAMETER` for no
+ * backend or an address that is not IPv4 or IPv6.
+ */
+stud_result stud_server_new_backends(const stud_config *config,
+                                     const struct sockaddr *listen,
+                                     socklen_t listen_len,
+                                     const struct sockaddr *const *backends,
+                                     const socklen_t *backend_lens,
+                                     size_t backend_count,
+                                     uint32_t keepalive_secs,
+                                     uint64_t drain_timeout_ms,
+                                     size_t max_connections,
+                                     stud_server **server_out);
 
 /**
  * The address the server listens on (useful after binding port 0).

@@ -106,12 +106,13 @@ pub(crate) unsafe fn arc_free<H: ArcHandle>(ptr: *const H) {
     }
 }
 
-/// A byte slice from C: `None` when `ptr` is NULL with a nonzero length; NULL with length 0 is
-/// the empty slice.
+/// A slice from C (of bytes, or of pointers and lengths): `None` when `ptr` is NULL with a
+/// nonzero length; NULL with length 0 is the empty slice.
 ///
 /// # Safety
-/// Unless NULL, `ptr` points at `len` readable bytes that stay unchanged for the lifetime.
-pub(crate) unsafe fn slice<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
+/// Unless NULL, `ptr` points at `len` readable, initialised `T`s, suitably aligned, that stay
+/// unchanged for the lifetime.
+pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
     if ptr.is_null() {
         return (len == 0).then_some(&[]);
     }

@@ -14,7 +14,7 @@ use stud_core::{CloseReason, HandshakeInfo};
 use crate::addr;
 use crate::config::stud_config;
 use crate::error::stud_result;
-use crate::ffi::{arc_clone, box_from_ptr, box_into_ptr, impl_handle, try_out, try_ref};
+use crate::ffi::{arc_clone, box_from_ptr, box_into_ptr, impl_handle, slice, try_out, try_ref};
 use crate::panic::ffi_boundary;
 
 /// A listening TLS terminator: accepts clients on one address and relays each to a backend,
@@ -108,7 +108,8 @@ impl Observer for CallbackObserver {
 
 /// Binds `listen` (with `SO_REUSEADDR`; port 0 picks a free port) and makes a server that
 /// relays every client to `backend`, with the connection settings of `config` (the server keeps
-/// its own reference).
+/// its own reference). TCP keepalive is on (an hour idle); [`stud_server_new_backends`] takes
+/// several backends and sets keepalive.
 ///
 /// `drain_timeout_ms`: on a graceful stop, how long open connections may finish (0: the default,
 /// 30 s). `max_connections`: stop accepting while this many are open (0: no limit but the
@@ -126,40 +127,134 @@ pub unsafe extern "C" fn stud_server_new(
     server_out: *mut *mut stud_server,
 ) -> stud_result {
     ffi_boundary! {
-        // SAFETY: the caller passes a live config from `stud_config_builder_build`, or NULL.
-        let Some(config) = (unsafe { arc_clone::<stud_config>(config) }) else {
-            return stud_result::STUD_NULL_PARAMETER;
-        };
-        // SAFETY: the caller passes `listen_len` readable bytes at `listen`, or NULL.
-        let listen = match unsafe { addr::argument(listen, listen_len) } {
-            Ok(a) => a,
-            Err(r) => return r,
-        };
         // SAFETY: the caller passes `backend_len` readable bytes at `backend`, or NULL.
         let backend = match unsafe { addr::argument(backend, backend_len) } {
             Ok(a) => a,
             Err(r) => return r,
         };
-        let server_out = try_out!(server_out);
-        let mut options =
-            Options::new([backend]).with_max_connections((max_connections > 0).then_some(max_connections));
-        if drain_timeout_ms > 0 {
-            options.drain_timeout = Duration::from_millis(drain_timeout_ms);
+        // SAFETY: as this function's own contract, passed on.
+        unsafe {
+            new_server(
+                config,
+                listen,
+                listen_len,
+                vec![backend],
+                DEFAULT_KEEPALIVE_SECS,
+                drain_timeout_ms,
+                max_connections,
+                server_out,
+            )
         }
-        let server = match Server::bind(Arc::clone(&config), listen, options) {
-            Ok(server) => server,
-            Err(_) => return stud_result::STUD_IO,
-        };
-        let Some(local) = server.local_addrs().first().copied() else {
-            return stud_result::STUD_IO;
-        };
-        *server_out = box_into_ptr::<stud_server>(ServerState {
-            stop: server.stop_handle(),
-            server: Mutex::new(Some(server)),
-            local,
-        });
-        stud_result::STUD_OK
     }
+}
+
+/// TCP keepalive's idle time for [`stud_server_new`]: the driver's default.
+const DEFAULT_KEEPALIVE_SECS: u32 = 3600;
+
+/// As [`stud_server_new`], relaying to `backend_count` backend addresses: `backends[i]` is
+/// `backend_lens[i]` bytes long. Each new connection starts at the next address in turn and
+/// falls back to the following ones when one refuses or does not answer within its share of the
+/// connect timeout. `keepalive_secs`: TCP keepalive's idle time on both sockets (0: off).
+///
+/// Returns `STUD_NULL_PARAMETER` for a NULL array or element, `STUD_INVALID_PARAMETER` for no
+/// backend or an address that is not IPv4 or IPv6.
+#[no_mangle]
+pub unsafe extern "C" fn stud_server_new_backends(
+    config: *const stud_config,
+    listen: *const sockaddr,
+    listen_len: socklen_t,
+    backends: *const *const sockaddr,
+    backend_lens: *const socklen_t,
+    backend_count: usize,
+    keepalive_secs: u32,
+    drain_timeout_ms: u64,
+    max_connections: usize,
+    server_out: *mut *mut stud_server,
+) -> stud_result {
+    ffi_boundary! {
+        if backend_count == 0 {
+            return stud_result::STUD_INVALID_PARAMETER;
+        }
+        // SAFETY: the caller passes `backend_count` readable pointers and lengths, or NULL.
+        let (Some(addrs), Some(lens)) = (unsafe { slice(backends, backend_count) }, unsafe {
+            slice(backend_lens, backend_count)
+        }) else {
+            return stud_result::STUD_NULL_PARAMETER;
+        };
+        let mut parsed = Vec::with_capacity(backend_count);
+        for (&a, &len) in addrs.iter().zip(lens) {
+            // SAFETY: each element points at `len` readable bytes, or is NULL.
+            match unsafe { addr::argument(a, len) } {
+                Ok(a) => parsed.push(a),
+                Err(r) => return r,
+            }
+        }
+        // SAFETY: as this function's own contract, passed on.
+        unsafe {
+            new_server(
+                config,
+                listen,
+                listen_len,
+                parsed,
+                keepalive_secs,
+                drain_timeout_ms,
+                max_connections,
+                server_out,
+            )
+        }
+    }
+}
+
+/// What both constructors share.
+///
+/// # Safety
+/// `config` is a live config or NULL; `listen` points at `listen_len` readable bytes or is NULL;
+/// `server_out` is writable or NULL.
+#[allow(clippy::too_many_arguments)] // the C constructors' arguments, passed through
+unsafe fn new_server(
+    config: *const stud_config,
+    listen: *const sockaddr,
+    listen_len: socklen_t,
+    backends: Vec<std::net::SocketAddr>,
+    keepalive_secs: u32,
+    drain_timeout_ms: u64,
+    max_connections: usize,
+    server_out: *mut *mut stud_server,
+) -> stud_result {
+    // SAFETY: the caller passes a live config from `stud_config_builder_build`, or NULL.
+    let Some(config) = (unsafe { arc_clone::<stud_config>(config) }) else {
+        return stud_result::STUD_NULL_PARAMETER;
+    };
+    // SAFETY: the caller passes `listen_len` readable bytes at `listen`, or NULL.
+    let listen = match unsafe { addr::argument(listen, listen_len) } {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    // SAFETY: the caller passes a writable pointer, or NULL.
+    let Some(server_out) = (unsafe { crate::ffi::out(server_out) }) else {
+        return stud_result::STUD_NULL_PARAMETER;
+    };
+    let mut options = Options::new(backends)
+        .with_keepalive(
+            (keepalive_secs > 0).then(|| Duration::from_secs(u64::from(keepalive_secs))),
+        )
+        .with_max_connections((max_connections > 0).then_some(max_connections));
+    if drain_timeout_ms > 0 {
+        options = options.with_drain_timeout(Duration::from_millis(drain_timeout_ms));
+    }
+    let server = match Server::bind(Arc::clone(&config), listen, options) {
+        Ok(server) => server,
+        Err(_) => return stud_result::STUD_IO,
+    };
+    let Some(local) = server.local_addrs().first().copied() else {
+        return stud_result::STUD_IO;
+    };
+    *server_out = box_into_ptr::<stud_server>(ServerState {
+        stop: server.stop_handle(),
+        server: Mutex::new(Some(server)),
+        local,
+    });
+    stud_result::STUD_OK
 }
 
 /// The address the server listens on (useful after binding port 0).

@@ -94,9 +94,26 @@ int main(int argc, char **argv) {
     CHECK(stud_server_set_log_callback(NULL, on_log, NULL) == STUD_NULL_PARAMETER);
     stud_server_free(NULL);
 
-    /* A server run on a thread, stopped gracefully from this one. */
-    CHECK(stud_server_new(config, l, sizeof listen_addr, be, sizeof backend, 2000, 100,
-                          &server) == STUD_OK);
+    /* Several backends: misuse first. */
+    struct sockaddr_in refusing = backend;
+    refusing.sin_port = htons(1); /* nothing listens on port 1: the connect is refused */
+    const struct sockaddr *backends[2] = {(struct sockaddr *)&refusing, be};
+    const socklen_t lens[2] = {sizeof refusing, sizeof backend};
+    const socklen_t short_lens[2] = {sizeof refusing, 3};
+    CHECK(stud_server_new_backends(config, l, sizeof listen_addr, NULL, lens, 2, 60, 0, 0,
+                                   &server) == STUD_NULL_PARAMETER);
+    CHECK(stud_server_new_backends(config, l, sizeof listen_addr, backends, NULL, 2, 60, 0, 0,
+                                   &server) == STUD_NULL_PARAMETER);
+    CHECK(stud_server_new_backends(config, l, sizeof listen_addr, backends, lens, 0, 60, 0, 0,
+                                   &server) == STUD_INVALID_PARAMETER);
+    CHECK(stud_server_new_backends(config, l, sizeof listen_addr, backends, short_lens, 2, 60, 0,
+                                   0, &server) == STUD_INVALID_PARAMETER);
+    CHECK(server == (stud_server *)0x1);
+
+    /* A server run on a thread, stopped gracefully from this one. Its first backend refuses,
+     * so the driving test's exchange is served through the second. */
+    CHECK(stud_server_new_backends(config, l, sizeof listen_addr, backends, lens, 2, 60, 2000,
+                                   100, &server) == STUD_OK);
     stud_config_free(config); /* the server keeps its own reference */
     CHECK(stud_server_local_addr(server, &ss, &len) == STUD_OK);
     CHECK(stud_server_local_addr(server, NULL, &len) == STUD_NULL_PARAMETER);
