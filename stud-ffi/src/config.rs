@@ -10,8 +10,8 @@ use stud_core::{ClientAddressMode, Config, ConfigBuilder, TlsVersion};
 
 use crate::error::{copy_c_string, copy_c_string_truncated, stud_result};
 use crate::ffi::{
-    arc_free, arc_into_ptr, box_from_ptr, box_into_ptr, impl_handle, try_c_str, try_mut, try_out,
-    try_ref, try_slice, try_slice_mut,
+    arc_free, arc_into_ptr, box_from_ptr, box_into_ptr, impl_handle, slice, try_c_str, try_mut,
+    try_out, try_ref, try_slice, try_slice_mut,
 };
 use crate::panic::ffi_boundary;
 
@@ -205,14 +205,9 @@ pub unsafe extern "C" fn stud_config_builder_set_versions(
 ) -> stud_result {
     ffi_boundary! {
         let builder = try_mut!(builder);
-        if versions.is_null() && len > 0 {
+        // SAFETY: the caller passes `len` readable, aligned `uint16_t` values, or NULL.
+        let Some(raw) = (unsafe { slice(versions, len) }) else {
             return stud_result::STUD_NULL_PARAMETER;
-        }
-        let raw: &[u16] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: the caller passes `len` readable, aligned `uint16_t` values.
-            unsafe { std::slice::from_raw_parts(versions, len) }
         };
         let mut list = Vec::with_capacity(raw.len());
         for v in raw {
@@ -299,14 +294,9 @@ pub unsafe extern "C" fn stud_config_builder_set_alpn_protocols(
 ) -> stud_result {
     ffi_boundary! {
         let builder = try_mut!(builder);
-        if protocols.is_null() && len > 0 {
+        // SAFETY: the caller passes `len` readable, aligned `stud_slice_bytes`, or NULL.
+        let Some(entries) = (unsafe { slice(protocols, len) }) else {
             return stud_result::STUD_NULL_PARAMETER;
-        }
-        let entries: &[stud_slice_bytes] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: the caller passes `len` readable, aligned `stud_slice_bytes`.
-            unsafe { std::slice::from_raw_parts(protocols, len) }
         };
         let mut list = Vec::with_capacity(entries.len());
         for entry in entries {
