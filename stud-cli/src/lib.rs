@@ -11,6 +11,9 @@
 //! one line as `stud: error: …`, as hitch and the 2016 stud do; 1 too if the supervisor itself
 //! fails at run time.
 
+// The one door for `unsafe` is `sys`, which allows it; anywhere else it does not compile.
+#![deny(unsafe_code)]
+
 mod allocator;
 mod args;
 mod certs;

@@ -12,7 +12,7 @@ use crate::proxy_header::{
 use crate::tls::alert_scan::AlertScan;
 use crate::tls::client_hello::{self, HelloReader, Refusal, Verdict};
 use crate::tls::early_data::EarlyDataSkip;
-use crate::tls::{HandshakeInfo, IoState, Session};
+use crate::tls::{HandshakeInfo, IoState, TlsSession};
 use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
@@ -156,7 +156,7 @@ const PLAIN_BATCH: usize = 64 * 1024;
 /// - Every close carries a reason.
 pub struct Conn {
     config: Arc<Config>,
-    tls: Session,
+    tls: TlsSession,
     state: State,
     peer: SocketAddr,
     local: SocketAddr,
@@ -231,7 +231,7 @@ impl Conn {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Result<Conn, TlsError> {
-        let tls = Session::new(&config)?;
+        let tls = TlsSession::new(&config)?;
         let client_mode = config.client_mode();
         let handshake_deadline = now + config.handshake_timeout;
         let (state, connect_deadline) = if client_mode {

@@ -10,7 +10,7 @@
 //! - [`cert_fields`]: the subject CN of a client certificate (for the backend) and a
 //!   certificate's notAfter (for the metrics), by a small DER walk.
 //! - [`client_side`]: client mode, where stud is the TLS client of its backend.
-//! - [`Session`]: the per-connection TLS state, reduced to the operations the engine needs.
+//! - [`TlsSession`]: the per-connection TLS state, reduced to the operations the engine needs.
 
 pub(crate) mod alert_scan;
 pub(crate) mod cert_fields;
@@ -282,7 +282,7 @@ pub(crate) struct IoState {
 
 /// One TLS session: the server side of a client's connection, or in client mode the client
 /// side of the backend's.
-pub(crate) struct Session {
+pub(crate) struct TlsSession {
     conn: rustls::Connection,
     /// Whether the configuration asks clients for a certificate.
     asks_for_certificate: bool,
@@ -292,7 +292,7 @@ pub(crate) struct Session {
     embedders_verifier: bool,
 }
 
-impl Session {
+impl TlsSession {
     pub(crate) fn new(config: &crate::Config) -> Result<Self, TlsError> {
         let mut sent_name = None;
         let mut conn: rustls::Connection = match &config.backend_tls {
@@ -310,7 +310,7 @@ impl Session {
         };
         // The engine enforces its own budgets; rustls must never refuse a write we decided on.
         conn.set_buffer_limit(None);
-        Ok(Session {
+        Ok(TlsSession {
             conn,
             asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
             sent_name,
