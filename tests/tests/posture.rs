@@ -37,6 +37,22 @@ const ALLOWED: &[(&str, &str)] = &[
     ),
 ];
 
+/// Findings the scanner gets wrong by a race of its own, allowed only with exactly this text.
+/// testssl checks ticket resumption with `openssl s_client -sess_out </dev/null`: at stdin's
+/// end s_client sends close_notify and exits right after its Finished, and a TLS 1.3 server's
+/// tickets follow that Finished, so whether any arrives in time is a race (measured here: 24 and
+/// 25 runs in 60 without one, the same before and after this change of stud). Ticket resumption
+/// itself is checked by `tickets.rs` and the interop tests.
+const RACY: &[(&str, &str)] = &[(
+    "sessionresumption_ticket",
+    "check failed because of connect problem",
+)];
+
+/// Whether finding `id` with `text` is one of [`RACY`].
+fn racy(id: &str, text: &str) -> bool {
+    RACY.iter().any(|(racy, said)| *racy == id && text == *said)
+}
+
 /// One finding: severity and text.
 type Findings = BTreeMap<String, (String, String)>;
 
@@ -136,9 +152,10 @@ fn scan(pki: &Pki, port: u16, dir: &TempDir, round: &str) -> Findings {
 /// Findings in which testssl reports a problem with the scan itself rather than with stud.
 fn scanner_trouble(f: &Findings) -> Vec<String> {
     f.iter()
-        .filter(|(id, (severity, _))| {
+        .filter(|(id, (severity, text))| {
             matches!(severity.as_str(), "WARN" | "FATAL")
                 && !ALLOWED.iter().any(|(allowed, _)| allowed == id)
+                && !racy(id, text)
         })
         .map(|(id, (severity, text))| format!("{id} {severity}: {text}"))
         .collect()
@@ -254,6 +271,7 @@ fn testssl_finds_only_modern_forward_secret_aead_and_no_vulnerability() {
         .iter()
         .filter(|(_, (severity, _))| !matches!(severity.as_str(), "OK" | "INFO" | "DEBUG"))
         .filter(|(id, _)| !ALLOWED.iter().any(|(allowed, _)| allowed == id))
+        .filter(|(id, (_, text))| !racy(id, text))
         .map(|(id, (severity, text))| format!("{id} {severity}: {text}"))
         .collect();
     assert!(flagged.is_empty(), "testssl flags: {flagged:#?}");
