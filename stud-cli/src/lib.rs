@@ -235,7 +235,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         configs: configs.into_iter().map(Arc::new).collect(),
         options: options.clone(),
         log_conns,
-        expiry: setup::certificate_expiry(&certs::chains(&args)),
+        expiry: setup::certificate_expiry(&certs::chains(&args)).into(),
     };
     // SIGHUP reads the configuration file and the flags again, and every file they name. The
     // session-ticket secret stays the one made at start, so sessions resume across reloads.
@@ -268,7 +268,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             configs: configs.into_iter().map(Arc::new).collect(),
             options: options.clone(),
             log_conns,
-            expiry: setup::certificate_expiry(&certs::chains(&next)),
+            expiry: setup::certificate_expiry(&certs::chains(&next)).into(),
         })
     });
     let watchdog = args

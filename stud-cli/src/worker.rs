@@ -219,7 +219,7 @@ pub(crate) struct WorkerSetup {
     /// One log line per finished connection.
     pub(crate) log_conns: bool,
     /// When each certificate of this configuration expires (for the metrics).
-    pub(crate) expiry: Vec<crate::metrics::Expiry>,
+    pub(crate) expiry: Arc<[crate::metrics::Expiry]>,
 }
 
 /// Runs a worker in a freshly forked child and returns its exit status.

@@ -225,7 +225,7 @@ mod tests {
     fn http_answers() {
         let view = View {
             board: Board::new(layout(), 1).expect("board"),
-            certificates: Vec::new(),
+            certificates: Vec::new().into(),
             workers: 1,
         };
         let ok = answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &view, 0);
@@ -242,7 +242,7 @@ mod tests {
     fn a_silent_scraper_never_blocks_and_is_dropped_at_its_deadline() {
         let view = View {
             board: Board::new(layout(), 1).expect("board"),
-            certificates: Vec::new(),
+            certificates: Vec::new().into(),
             workers: 1,
         };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -21,7 +21,8 @@ pub(crate) struct Expiry {
 #[derive(Debug, Clone)]
 pub(crate) struct View {
     pub(crate) board: Board,
-    pub(crate) certificates: Vec<Expiry>,
+    /// Shared with the running configuration: a view costs no copy.
+    pub(crate) certificates: std::sync::Arc<[Expiry]>,
     pub(crate) workers: usize,
 }
 
@@ -191,7 +192,7 @@ impl View {
             "gauge",
             "Seconds until the certificate's notAfter (negative once expired).",
         );
-        for cert in &self.certificates {
+        for cert in self.certificates.iter() {
             let _ = writeln!(
                 text,
                 "stud_certificate_expiry_seconds{{file=\"{}\"}} {}",
@@ -205,7 +206,7 @@ impl View {
             "gauge",
             "The certificate's notAfter, in seconds since the Unix epoch.",
         );
-        for cert in &self.certificates {
+        for cert in self.certificates.iter() {
             let _ = writeln!(
                 text,
                 "stud_certificate_not_after_timestamp_seconds{{file=\"{}\"}} {}",
@@ -247,7 +248,8 @@ mod tests {
             certificates: vec![Expiry {
                 file: "/etc/stud/a \"b\".pem".into(),
                 not_after: 1_000,
-            }],
+            }]
+            .into(),
             workers: 2,
         };
         let text = view.render(400);
@@ -323,7 +325,7 @@ mod tests {
         board.worker(1).accepted();
         let view = View {
             board,
-            certificates: Vec::new(),
+            certificates: Vec::new().into(),
             workers: 1,
         };
         let text = view.render(0);
