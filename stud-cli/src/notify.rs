@@ -392,6 +392,58 @@ mod tests {
     }
 
     #[test]
+    fn ready_comes_once_serving_then_status_every_ten_seconds_and_pings_only_while_alive() {
+        let dir = std::env::temp_dir().join(format!("stud-announce-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let manager = UnixDatagram::bind(&path).expect("bind");
+        manager.set_nonblocking(true).expect("nonblocking");
+        let mut announcer = Announcer {
+            notifier: Some(Notifier {
+                socket: UnixDatagram::unbound().expect("socket"),
+                to: SocketAddr::from_pathname(&path).expect("address"),
+            }),
+            watchdog_every: Some(Duration::from_secs(1)),
+            next_ping: None,
+            next_status: None,
+            ready_owed: true,
+            failure_logged: false,
+        };
+        let got = || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 256];
+            while let Ok(n) = manager.recv(&mut buf) {
+                all.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            all
+        };
+        let t0 = Instant::now();
+        // Not serving yet, and a worker is not alive: neither READY nor a ping.
+        announcer.tick(t0, false, false, || "s".into());
+        assert!(got().is_empty());
+        announcer.tick(t0 + Duration::from_secs(1), true, true, || "up".into());
+        assert_eq!(got(), ["READY=1\nSTATUS=up", "WATCHDOG=1"]);
+        // Before ten seconds, nothing but the pings.
+        announcer.tick(t0 + Duration::from_secs(5), true, true, || "later".into());
+        assert_eq!(got(), ["WATCHDOG=1"]);
+        announcer.tick(t0 + Duration::from_secs(11), true, false, || "ten".into());
+        assert_eq!(got(), ["STATUS=ten"], "no ping while a worker is not alive");
+        // A failed reload says so at once, and stopping ends the pings.
+        announcer.reload_failed("bad PEM");
+        let failed = got();
+        assert!(
+            failed[0].starts_with("READY=1\nSTATUS=reload failed"),
+            "{failed:?}"
+        );
+        announcer.stopping();
+        assert_eq!(got(), ["STOPPING=1\nSTATUS=draining connections"]);
+        announcer.tick(t0 + Duration::from_secs(30), true, true, || "x".into());
+        assert_eq!(got(), ["STATUS=x"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_watchdog_runs_at_half_its_period_for_this_process_only() {
         assert_eq!(
             watchdog_from(Some("2000000"), None, 7),
