@@ -14,7 +14,12 @@ use stud_tests::{require_tool, stud_bin, TIMEOUT};
 
 /// Starts stud with `--metrics` on a free loopback port; returns it and the metrics address.
 fn start(pki: &Pki, extra: &[&str]) -> (Stud, SocketAddr) {
-    let mut args = vec!["--metrics=127.0.0.1,0"];
+    start_with_metrics_on(pki, "--metrics=127.0.0.1,0", extra)
+}
+
+/// As [`start`], with the metrics served where `metrics` (the whole flag) says.
+fn start_with_metrics_on(pki: &Pki, metrics: &str, extra: &[&str]) -> (Stud, SocketAddr) {
+    let mut args = vec![metrics];
     args.extend_from_slice(extra);
     let stud = Stud::serve(&stud_bin!(), &pki.site_pem, echo_backend(), &args);
     let line = stud
@@ -301,4 +306,21 @@ fn running_out_of_descriptors_shows_as_accept_pauses() {
         .unwrap_or_else(|| panic!("the worker never ran out:\n{}", stud.output()));
     let text = scrape_until(metrics, "stud_accept_pauses_total", 1.0);
     assert!(value(&text, "stud_accept_pauses_total") >= 1.0, "{text}");
+}
+
+#[test]
+fn metrics_are_served_over_ipv6_too() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        stud_tests::skipped("no IPv6 loopback");
+        return;
+    }
+    let pki = Pki::new();
+    let (stud, metrics) = start_with_metrics_on(&pki, "--metrics=[::1],0", &[]);
+    assert!(metrics.is_ipv6(), "{metrics}");
+    let config = net::client_config(&pki.ca_der);
+    let mut tls = connect(stud.addr, &config).expect("handshake");
+    tls.write_all(b"v6").expect("write");
+    assert_eq!(net::read_exact(&mut tls, 2).expect("echo"), b"v6");
+    let text = scrape(metrics);
+    assert_eq!(value(&text, "stud_connections_accepted_total"), 1.0);
 }
