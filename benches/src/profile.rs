@@ -1,8 +1,13 @@
 //! `harness profile`: one stud worker under one load, recorded with `perf` (CPU samples with
 //! call graphs, and syscall counts per operation), so what dominates is one command away.
 
-use std::io;
-use std::process::Command;
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -11,8 +16,9 @@ use std::time::{Duration, Instant};
 use crate::load;
 use crate::proxies::{Kind, Proxy, Setup};
 
-/// The syscalls counted apart (the rest only in the total).
-const SYSCALLS: [&str; 21] = [
+/// The syscalls counted apart (the rest only in the total): what a proxy's loop and its
+/// connections make, and what an event library adds per wait (timerfd, eventfd reads, fcntl).
+pub const SYSCALLS: [&str; 30] = [
     "read",
     "write",
     "readv",
@@ -25,16 +31,178 @@ const SYSCALLS: [&str; 21] = [
     "epoll_pwait",
     "epoll_pwait2",
     "epoll_ctl",
+    "timerfd_settime",
+    "accept",
     "accept4",
+    "socket",
+    "bind",
     "connect",
     "close",
     "shutdown",
     "setsockopt",
     "getsockopt",
     "getsockname",
+    "getpeername",
+    "ioctl",
+    "fcntl",
     "mmap",
     "munmap",
+    "madvise",
+    "brk",
 ];
+
+/// The `perf stat -e` list: every syscall entry, then each of [`SYSCALLS`].
+pub fn syscall_events() -> String {
+    let mut events = String::from("raw_syscalls:sys_enter");
+    for s in SYSCALLS {
+        events.push_str(&format!(",syscalls:sys_enter_{s}"));
+    }
+    events
+}
+
+/// Reads `perf stat -x ,` output for [`syscall_events`]: `(name, count)` for every counted
+/// event, `(all)` for the total; events perf did not count read as 0.
+pub fn parse_syscall_counts(perf_stderr: &str) -> Vec<(String, f64)> {
+    let mut counts = Vec::new();
+    for line in perf_stderr.lines() {
+        let mut f = line.split(',');
+        if let (Some(count), Some(_), Some(event)) = (f.next(), f.next(), f.next()) {
+            let name = match event.strip_prefix("syscalls:sys_enter_") {
+                Some(name) => name,
+                None if event == "raw_syscalls:sys_enter" => "(all)",
+                None => continue,
+            };
+            counts.push((name.to_string(), count.parse::<f64>().unwrap_or(0.0)));
+        }
+    }
+    counts
+}
+
+/// Counts the syscalls the processes `pids` make while `work` runs, over exactly that span:
+/// `perf stat` attaches first with its counters off, and its control FIFO turns them on just
+/// before `work` and off just after (each step acknowledged), so neither perf's start nor its
+/// exit is counted. `dir` holds the two FIFOs while it runs. Returns what `work` returned and
+/// the counts as [`parse_syscall_counts`] reads them.
+pub fn count_syscalls<T>(
+    pids: &[u32],
+    dir: &Path,
+    work: impl FnOnce() -> io::Result<T>,
+) -> io::Result<(T, Vec<(String, f64)>)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ctl = dir.join(format!("perf-ctl-{}-{n}", std::process::id()));
+    let ack = dir.join(format!("perf-ack-{}-{n}", std::process::id()));
+    for fifo in [&ctl, &ack] {
+        let _ = std::fs::remove_file(fifo);
+        let c = CString::new(fifo.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let mut control = std::ffi::OsString::from("fifo:");
+    control.push(&ctl);
+    control.push(",");
+    control.push(&ack);
+    let perf = Command::new("perf")
+        .args(["stat", "-x", ",", "-D", "-1", "-e", &syscall_events(), "-p"])
+        .arg(pids.join(","))
+        .arg("--control")
+        .arg(&control)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let perf = PerfGuard(Some(perf));
+    let result = (|| {
+        // Opening the write end fails (ENXIO) until perf has opened the read end.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ctl_tx = loop {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&ctl)
+            {
+                Ok(f) => break f,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(io::Error::new(e.kind(), format!("perf did not start: {e}"))),
+            }
+        };
+        let mut ack_rx = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&ack)?;
+        let mut command = |word: &str| -> io::Result<()> {
+            ctl_tx.write_all(format!("{word}\n").as_bytes())?;
+            wait_for_ack(&mut ack_rx, word)
+        };
+        command("enable")?;
+        let out = work();
+        command("disable")?;
+        out
+    })();
+    let output = perf.finish()?;
+    for fifo in [&ctl, &ack] {
+        let _ = std::fs::remove_file(fifo);
+    }
+    let out = result?;
+    Ok((
+        out,
+        parse_syscall_counts(&String::from_utf8_lossy(&output.stderr)),
+    ))
+}
+
+/// Reads perf's `ack` for `word` from the acknowledgement FIFO, for at most ten seconds.
+fn wait_for_ack(ack: &mut std::fs::File, word: &str) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        match ack.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(3).any(|w| w == b"ack") {
+                    return Ok(());
+                }
+            }
+            Ok(_) => thread::sleep(Duration::from_millis(2)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("perf did not acknowledge '{word}'"),
+    ))
+}
+
+/// A `perf stat` process, interrupted (so that it prints its counts) and reaped when finished
+/// or dropped.
+struct PerfGuard(Option<std::process::Child>);
+
+impl PerfGuard {
+    fn finish(mut self) -> io::Result<std::process::Output> {
+        let child = self
+            .0
+            .take()
+            .ok_or_else(|| io::Error::other("perf already reaped"))?;
+        // SAFETY: kill(2) has no memory preconditions; the child is not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        child.wait_with_output()
+    }
+}
+
+impl Drop for PerfGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
 
 /// The loads `profile` can apply.
 pub const LOADS: [&str; 5] = ["handshake", "resume", "download", "upload", "echo"];
@@ -125,10 +293,7 @@ pub fn run(
         .arg(&data)
         .args(["--", "sleep", &seconds.to_string()])
         .spawn()?;
-    let mut events = String::from("raw_syscalls:sys_enter");
-    for s in SYSCALLS {
-        events.push_str(&format!(",syscalls:sys_enter_{s}"));
-    }
+    let events = syscall_events();
     let stat = Command::new("perf")
         .args(["stat", "-x", ",", "-e", &events, "-p", &pids, "--", "sleep"])
         .arg(seconds.to_string())
@@ -150,15 +315,9 @@ pub fn run(
         cpu
     );
     println!("\nsyscalls per {unit} (perf stat):");
-    for line in String::from_utf8_lossy(&stat.stderr).lines() {
-        let mut f = line.split(',');
-        if let (Some(count), Some(_), Some(event)) = (f.next(), f.next(), f.next()) {
-            if let Ok(c) = count.parse::<f64>() {
-                if c > 0.0 {
-                    let name = event.strip_prefix("syscalls:sys_enter_").unwrap_or("(all)");
-                    println!("  {name:<12} {:>10.2}", c / per_op.max(1.0));
-                }
-            }
+    for (name, c) in parse_syscall_counts(&String::from_utf8_lossy(&stat.stderr)) {
+        if c > 0.0 {
+            println!("  {name:<12} {:>10.2}", c / per_op.max(1.0));
         }
     }
     let report = Command::new("perf")
