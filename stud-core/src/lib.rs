@@ -97,9 +97,9 @@
 //! [`rustls`] to [`ConfigBuilder::rustls_server_config`]; stud's client-address header,
 //! budgets and deadlines still apply.
 
-// The engine has no unsafe code. `deny` rather than `forbid` lets the driver's two socket calls
-// that need it (polling's `Poller::add`, one setsockopt socket2 lacks) opt out locally, each
-// with its SAFETY note, in `driver/sockets.rs`.
+// The engine has no unsafe code. `deny` rather than `forbid` lets the driver's system calls
+// that need it opt out locally, each with its SAFETY note: the epoll calls in
+// `driver/poller.rs`, and in `driver/sockets.rs` the socket calls socket2 lacks.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 // docs.rs marks what needs a feature.

@@ -37,6 +37,14 @@
 //! The client-address header (`write-ip`, PROXY v1/v2) always describes the client's TCP
 //! connection — its source and the frontend's local address — whatever the backend's transport.
 //!
+//! # The poller
+//!
+//! On Linux and Android the driver calls epoll itself: one `epoll_wait` per wake, with the
+//! timeout rounded up to a millisecond so that a wake never comes before the deadline it waits
+//! for. Elsewhere the `polling` crate (kqueue, event ports, poll) stands behind the same
+//! interface. `polling`'s epoll backend made five system calls per wait (a timerfd and an eventfd
+//! re-armed around every `epoll_pwait`), which was 27 of the 70 system calls of a connection.
+//!
 //! # How one wake is spent
 //!
 //! [`Server::run`] waits on the poller until a socket is ready or the nearest deadline passes, then:
@@ -59,6 +67,7 @@
 
 mod backend;
 mod frontend;
+mod poller;
 mod ratelimit;
 mod server;
 mod session;

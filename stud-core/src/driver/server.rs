@@ -3,15 +3,13 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polling::{Events, Poller};
-
 use super::backend::Endpoints;
 use super::frontend::Frontend;
+use super::poller::{Event, Events, Poller};
 use super::ratelimit::{Backoff, WarningKind, Warnings};
 use super::session::{Ctx, Ready, Session};
 use super::sockets::{classify_accept_error, tune, AcceptFailure, Registration};
@@ -243,11 +241,10 @@ impl Server {
     /// milliseconds in a freshly forked process), so that the first client does not wait for it.
     pub fn run(&mut self) -> io::Result<()> {
         warm_up_randomness();
-        let capacity = NonZeroUsize::new(EVENTS_PER_WAKE).expect("EVENTS_PER_WAKE is not zero");
         let mut events = self
             .events
             .take()
-            .unwrap_or_else(|| Events::with_capacity(capacity));
+            .unwrap_or_else(|| Events::with_capacity(EVENTS_PER_WAKE));
         let result = self.run_loop(&mut events);
         self.events = Some(events);
         result
@@ -270,7 +267,6 @@ impl Server {
             }
             self.update_accepting(now);
             let timeout = self.wake_deadline(now).map(|d| d - now);
-            events.clear();
             if let Err(e) = self.poller.wait(events, timeout) {
                 self.finish(self.now());
                 return Err(e);
@@ -327,7 +323,7 @@ impl Server {
         candidates.into_iter().flatten().min()
     }
 
-    fn dispatch(&mut self, event: polling::Event, now: Instant) {
+    fn dispatch(&mut self, event: Event, now: Instant) {
         if self.phase == Phase::Finished {
             return;
         }
@@ -574,7 +570,7 @@ fn warm_up_randomness() {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // Keeps polling's contract: every source leaves the poller before it is closed.
+        // Keeps the poller's contract: every source leaves the poller before it is closed.
         self.close_listeners();
         for entry in &mut self.slots.entries {
             if let Some(session) = entry.take() {

@@ -5,10 +5,10 @@ use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 
-use polling::Poller;
 use socket2::{SockRef, Socket};
 
 use super::backend::Endpoints;
+use super::poller::Poller;
 use super::ratelimit::{WarningKind, Warnings};
 use super::sockets::{finish_connect, start_connect, ConnectStart, Registration, SendNoSignal};
 use super::timers::TimerSlot;

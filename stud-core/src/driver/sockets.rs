@@ -1,16 +1,16 @@
 //! Socket plumbing: listening, tuning, nonblocking connects (TCP or UNIX, optionally from a
-//! source address), signal-free sends, and the poller registration. The driver's only `unsafe`
-//! lives here: the poller registration and one socket option socket2 does not offer.
+//! source address), signal-free sends, and the poller registration. The driver's `unsafe` lives
+//! here (one socket option socket2 does not offer) and in the poller.
 
 use std::io::{self, IoSlice, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use polling::{Event, PollMode, Poller};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, TcpKeepalive, Type};
 
 use super::backend::Destination;
+use super::poller::{Event, Poller};
 
 /// Sends with `MSG_NOSIGNAL`: a send to a reset peer fails with `EPIPE` instead of raising
 /// `SIGPIPE`, which would kill a C program embedding the driver. Where the flag does not exist
@@ -295,9 +295,9 @@ impl Registration {
                 return Ok(());
             }
             Some(_) if self.current.is_some() => {
-                poller.modify_with_mode(source, Event::new(key, read, write), PollMode::Level)?;
+                poller.modify(source, Event::new(key, read, write))?;
             }
-            Some(_) => add(poller, source, Event::new(key, read, write))?,
+            Some(_) => poller.add(source, Event::new(key, read, write))?,
         }
         self.current = want;
         Ok(())
@@ -310,16 +310,6 @@ impl Registration {
             let _ = poller.delete(source);
         }
     }
-}
-
-/// Adds `source` to `poller`, level-triggered.
-#[allow(unsafe_code)] // polling's registration is unsafe; see SAFETY below.
-fn add(poller: &Poller, source: BorrowedFd<'_>, event: Event) -> io::Result<()> {
-    // SAFETY: polling requires the source to be deleted from the poller before it is closed.
-    // Every source is added only through a `Registration` owned next to its socket, and every
-    // path that drops such a socket calls `Registration::clear` first (session close, backend
-    // retry, listener close, and `Server`'s `Drop` for whatever is left).
-    unsafe { poller.add_with_mode(source.as_raw_fd(), event, PollMode::Level) }
 }
 
 #[cfg(test)]
