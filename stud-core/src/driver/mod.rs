@@ -45,6 +45,15 @@
 //! interface. `polling`'s epoll backend made five system calls per wait (a timerfd and an eventfd
 //! re-armed around every `epoll_pwait`), which was 27 of the 70 system calls of a connection.
 //!
+//! # Accepting
+//!
+//! An accepted socket is nonblocking and close-on-exec from `accept4` on. On Linux and Android
+//! the listener carries TCP_NODELAY and the keepalive of [`Options::keepalive`], set once when
+//! the server is made, and every accepted socket inherits them; elsewhere each accepted socket
+//! is tuned. The accepted socket's local address (the PROXY header's destination) is the
+//! listener's when the listener is bound to one address and is not transparent; only a wildcard
+//! (or transparent) listener asks each socket with `getsockname`.
+//!
 //! # How one wake is spent
 //!
 //! [`Server::run`] waits on the poller until a socket is ready or the nearest deadline passes, then:

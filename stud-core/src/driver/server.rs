@@ -12,7 +12,10 @@ use super::frontend::Frontend;
 use super::poller::{Event, Events, Poller};
 use super::ratelimit::{Backoff, WarningKind, Warnings};
 use super::session::{Ctx, Ready, Session};
-use super::sockets::{classify_accept_error, tune, AcceptFailure, Registration};
+use super::sockets::{
+    accept_nonblocking, classify_accept_error, fixed_local_addr, tune, AcceptFailure, Registration,
+    ACCEPTED_INHERIT_TUNING,
+};
 use super::stop::{StopChannel, StopHandle, StopRequest};
 use super::timers::Timers;
 use super::{NoObserver, Observer, Options};
@@ -53,6 +56,11 @@ struct Listener {
     /// The configuration of connections accepted here.
     config: Arc<Config>,
     reg: Registration,
+    /// The local address of every connection accepted here, when known without asking
+    /// ([`fixed_local_addr`]).
+    local: Option<SocketAddr>,
+    /// Accepted sockets inherit the listener's TCP_NODELAY and keepalive, set once here.
+    tuned: bool,
 }
 
 /// The sessions, by index. Freed indexes are reused only after the current batch of poller
@@ -160,10 +168,14 @@ impl Server {
         for Frontend { listener, config } in frontends {
             listener.set_nonblocking(true)?;
             local_addrs.push(listener.local_addr()?);
+            // Where accepted sockets inherit them, the options are set once, on the listener.
+            let tuned = ACCEPTED_INHERIT_TUNING && tune(&listener, options.keepalive);
             listeners.push(Listener {
+                local: fixed_local_addr(&listener),
                 socket: listener,
                 config,
                 reg: Registration::default(),
+                tuned,
             });
         }
         let stop = StopChannel::new()?;
@@ -453,11 +465,12 @@ impl Server {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            match listener.socket.accept() {
+            match accept_nonblocking(&listener.socket) {
                 Ok((stream, peer)) => {
                     self.backoff.reset();
                     let config = Arc::clone(&listener.config);
-                    self.add_session(config, stream, peer, now);
+                    let (local, tuned) = (listener.local, listener.tuned);
+                    self.add_session(config, stream, peer, local, tuned, now);
                 }
                 Err(e) => match classify_accept_error(&e) {
                     AcceptFailure::Empty => break,
@@ -480,24 +493,28 @@ impl Server {
         self.update_accepting(now);
     }
 
+    /// Starts a session for a socket just accepted (nonblocking already). `local` is its local
+    /// address if the listener's tells it; `tuned`: it inherited the listener's options.
     fn add_session(
         &mut self,
         config: Arc<Config>,
         stream: TcpStream,
         peer: SocketAddr,
+        local: Option<SocketAddr>,
+        tuned: bool,
         now: Instant,
     ) {
-        if let Err(e) = stream.set_nonblocking(true) {
-            self.warn(WarningKind::Connection, now, || {
-                format!("cannot make an accepted socket nonblocking: {e}")
-            });
-            return;
+        if !tuned {
+            tune(&stream, self.options.keepalive);
         }
-        tune(&stream, self.options.keepalive);
         // The accepted socket's own address: the PROXY header's destination. Failing means the
         // peer is already gone.
-        let Ok(local) = stream.local_addr() else {
-            return;
+        let local = match local {
+            Some(local) => local,
+            None => match stream.local_addr() {
+                Ok(local) => local,
+                Err(_) => return,
+            },
         };
         let conn = match Conn::new(config, now, peer, local) {
             Ok(conn) => conn,

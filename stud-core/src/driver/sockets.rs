@@ -3,7 +3,9 @@
 //! here (one socket option socket2 does not offer) and in the poller.
 
 use std::io::{self, IoSlice, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::os::fd::FromRawFd;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
@@ -37,12 +39,91 @@ pub(super) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 ///
 /// Failures are ignored: they happen only on a socket the peer already reset, which the first
 /// read or write reports properly.
-pub(super) fn tune<S: AsFd>(stream: &S, keepalive: Option<Duration>) {
+///
+/// On a listener whose accepted sockets inherit them ([`ACCEPTED_INHERIT_TUNING`]), the
+/// options reach every connection it accepts; the result says whether all of them were set.
+pub(super) fn tune<S: AsFd>(stream: &S, keepalive: Option<Duration>) -> bool {
     let socket = SockRef::from(stream);
-    let _ = socket.set_tcp_nodelay(true);
+    let mut ok = socket.set_tcp_nodelay(true).is_ok();
     if let Some(idle) = keepalive {
-        let _ = socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle));
+        ok &= socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))
+            .is_ok();
     }
+    ok
+}
+
+/// Whether sockets accepted on a listener start with the listener's TCP_NODELAY and keepalive
+/// settings. Linux copies a listening socket's options (TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE
+/// among them) into every connection it accepts, so the driver [`tune`]s each listener once
+/// instead of each connection; elsewhere each accepted socket is tuned, as before.
+pub(super) const ACCEPTED_INHERIT_TUNING: bool =
+    cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Accepts one connection as a nonblocking, close-on-exec socket: with `accept4(2)` in one
+/// call where it exists, with accept then `set_nonblocking` elsewhere.
+pub(super) fn accept_nonblocking(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        #[allow(unsafe_code)] // std and socket2 have no accept with SOCK_NONBLOCK; see SAFETY.
+        // SAFETY: try_init hands the closure a zeroed sockaddr_storage and its length, which
+        // accept4 fills in (never past `len`); the listener's fd is open for the call, and a
+        // non-negative result is a new descriptor that nothing else owns.
+        let (fd, addr) = unsafe {
+            SockAddr::try_init(|storage, len| {
+                let fd = libc::accept4(
+                    listener.as_raw_fd(),
+                    storage.cast(),
+                    len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                );
+                if fd < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(fd)
+                }
+            })
+        }?;
+        #[allow(unsafe_code)] // Taking ownership of the descriptor accept4 returned.
+        // SAFETY: `fd` was just returned by accept4 and is owned by nobody else.
+        let stream = unsafe { TcpStream::from_raw_fd(fd) };
+        // A TCP listener's peers are IPv4 or IPv6: anything else is not a connection to serve.
+        let peer = addr
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP peer"))?;
+        Ok((stream, peer))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let (stream, peer) = listener.accept()?;
+        stream.set_nonblocking(true)?;
+        Ok((stream, peer))
+    }
+}
+
+/// The local address of every connection accepted on `listener`, when it is known without a
+/// `getsockname` per connection: the listener is bound to one address (not `0.0.0.0` or `::`)
+/// and is not transparent (`IP_TRANSPARENT` lets it accept connections addressed elsewhere, as
+/// TPROXY redirects them). `None`: ask each accepted socket. Known only on Linux and Android,
+/// where transparency can be read back.
+pub(super) fn fixed_local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    let addr = listener.local_addr().ok()?;
+    if addr.ip().is_unspecified() || !cfg!(any(target_os = "linux", target_os = "android")) {
+        return None;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let socket = SockRef::from(listener);
+        let transparent = match addr {
+            SocketAddr::V4(_) => socket.ip_transparent_v4(),
+            SocketAddr::V6(_) => socket.ip_transparent_v6(),
+        };
+        // Unreadable counts as transparent: asking per connection is always right.
+        if transparent.unwrap_or(true) {
+            return None;
+        }
+    }
+    Some(addr)
 }
 
 /// How a nonblocking connect began.
@@ -316,7 +397,6 @@ impl Registration {
 mod tests {
     use super::*;
     use crate::driver::BackendAddr;
-    use std::net::TcpStream;
 
     fn tcp(addr: SocketAddr) -> Destination {
         Destination {
@@ -383,6 +463,73 @@ mod tests {
         let plain = TcpStream::connect(addr).expect("connect");
         tune(&plain, None);
         assert!(!SockRef::from(&plain).keepalive().expect("keepalive"));
+    }
+
+    #[test]
+    fn accepted_sockets_are_nonblocking_and_inherit_the_listeners_tuning() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        assert!(tune(&listener, Some(Duration::from_secs(600))));
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).expect("connect");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let (stream, peer) = loop {
+            match accept_nonblocking(&listener) {
+                Ok(accepted) => break accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "nothing accepted");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert_eq!(Some(peer), client.local_addr().ok());
+        let socket = SockRef::from(&stream);
+        assert!(socket.nonblocking().expect("flags"), "accepted nonblocking");
+        if ACCEPTED_INHERIT_TUNING {
+            // Read back on the accepted socket, which the driver no longer tunes itself.
+            assert!(socket.tcp_nodelay().expect("nodelay"));
+            assert!(socket.keepalive().expect("keepalive"));
+            #[cfg(target_os = "linux")]
+            assert_eq!(
+                socket.tcp_keepalive_time().expect("idle"),
+                Duration::from_secs(600)
+            );
+        }
+        // Nothing queued: the accept fails at once instead of blocking.
+        let e = accept_nonblocking(&listener).expect_err("empty queue");
+        assert_eq!(classify_accept_error(&e), AcceptFailure::Empty);
+    }
+
+    #[test]
+    fn only_a_listener_on_one_address_tells_its_connections_local_address() {
+        let wildcard = TcpListener::bind("0.0.0.0:0").expect("bind");
+        assert_eq!(
+            fixed_local_addr(&wildcard),
+            None,
+            "0.0.0.0: ask per connection"
+        );
+        let one = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let expected = cfg!(any(target_os = "linux", target_os = "android"))
+            .then(|| one.local_addr().expect("addr"));
+        assert_eq!(fixed_local_addr(&one), expected);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // IP_TRANSPARENT needs CAP_NET_ADMIN; without it there is nothing to check.
+            let socket =
+                Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+            if socket.set_ip_transparent_v4(true).is_ok() {
+                let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+                socket.bind(&any.into()).expect("bind");
+                socket.listen(1).expect("listen");
+                let transparent: TcpListener = socket.into();
+                assert_eq!(
+                    fixed_local_addr(&transparent),
+                    None,
+                    "a transparent listener accepts connections addressed elsewhere"
+                );
+            }
+        }
     }
 
     #[test]
