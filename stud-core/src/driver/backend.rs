@@ -105,6 +105,11 @@ impl Destination {
     pub(super) fn is_tcp(&self) -> bool {
         matches!(self.addr, BackendAddr::Tcp(_))
     }
+
+    /// Whether it is a TCP address on this host's loopback (127.0.0.0/8, ::1).
+    pub(super) fn is_loopback(&self) -> bool {
+        matches!(self.addr, BackendAddr::Tcp(a) if a.ip().is_loopback())
+    }
 }
 
 /// The destinations and source addresses of one server, and where each rotation stands.

@@ -22,7 +22,9 @@
 //!
 //! # Backend connections
 //!
-//! The connect is nonblocking and starts only once the client's handshake is done. With several
+//! The connect is nonblocking and starts only once the client's handshake is done. A connect
+//! to a loopback address has usually completed by the time connect(2) returns; the driver checks
+//! (one `getpeername`) and uses such a socket at once instead of waiting for it to turn writable. With several
 //! backend addresses, each new connection starts at the next one (round-robin); an address that
 //! refuses, or does not answer within its share of the connect timeout, passes the connection on
 //! to the following one, and when all have failed the client is closed with

@@ -189,9 +189,34 @@ pub(super) fn start_connect(
             ))
         }
         Err(e) if !dest.is_tcp() || connect_failed_at_once(&e) => ConnectStart::Failed(e),
+        // A loopback connect has usually finished inside connect(2): if so, the socket is used
+        // at once, without waiting for it to become writable.
+        Err(_) if dest.is_loopback() => match connected_at_once(&socket) {
+            None => ConnectStart::Pending(socket),
+            Some(Ok(())) => ConnectStart::Connected(socket),
+            Some(Err(e)) => ConnectStart::Failed(e),
+        },
         // EINPROGRESS (std has no stable name for it) or anything unexpected: the outcome is
         // read from the socket once it is writable, which is right in every case.
         Err(_) => ConnectStart::Pending(socket),
+    }
+}
+
+/// Whether a TCP connect that returned `EINPROGRESS` has completed all the same, as one to a
+/// loopback address usually has (the kernel runs the whole handshake within connect(2) when
+/// the listener is on this host and its queue has room). `None`: still in progress, wait for
+/// writability as usual. `Some(Err)`: it connected to itself (see [`refuse_self_connect`]).
+///
+/// This saves, per loopback backend connection, a wake, the `SO_ERROR` read and one
+/// `epoll_ctl` (the registration for writability and its change to reading); a connect still
+/// in progress costs one `getpeername` more.
+fn connected_at_once(socket: &Socket) -> Option<io::Result<()>> {
+    match refuse_self_connect(socket) {
+        Ok(()) => Some(Ok(())),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+        // Refused as a self-connect; anything else is for the usual path to find out.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Some(Err(e)),
+        Err(_) => None,
     }
 }
 
@@ -588,6 +613,29 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no outcome");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_loopback_connect_finished_inside_connect_is_used_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut at_once = 0;
+        for _ in 0..20 {
+            match start_connect(&tcp(addr), None, None) {
+                ConnectStart::Connected(s) => {
+                    at_once += 1;
+                    assert_eq!(s.peer_addr().ok().and_then(|a| a.as_socket()), Some(addr));
+                    assert!(s.nonblocking().expect("flags"));
+                }
+                // The kernel may finish the handshake later (softirqs deferred under load).
+                ConnectStart::Pending(_) => {}
+                ConnectStart::Failed(e) => panic!("a listening port refused: {e}"),
+            }
+            let _ = listener.accept();
+        }
+        #[cfg(target_os = "linux")]
+        assert!(at_once > 0, "no loopback connect was complete on return");
+        let _ = at_once;
     }
 
     #[test]
