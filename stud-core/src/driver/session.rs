@@ -387,6 +387,11 @@ impl Session {
                     .handshake(self.conn.peer_addr(), &info, ctx.now - self.started);
             }
         }
+        // Shutdowns wait for the end of the batch: one followed by the close is left to
+        // close(2), which sends the same FIN (one call fewer for most connections, whose last
+        // half-close and close come together). Nothing is written between, so the order of
+        // bytes and FIN on the wire is the same.
+        let (mut shut_backend, mut shut_client) = (false, false);
         while self.closed.is_none() {
             let Some(action) = self.conn.poll_action() else {
                 break;
@@ -396,17 +401,20 @@ impl Session {
                     let first = ctx.endpoints.start();
                     self.connect_backend(ctx, first, 0);
                 }
-                Action::ShutdownBackendWrite => {
-                    if let Backend::Connected(stream) = &self.backend {
-                        // An error means the backend is gone; its next read says so.
-                        let _ = stream.shutdown(Shutdown::Write);
-                    }
-                }
-                Action::ShutdownClientWrite => {
-                    let _ = self.client.shutdown(Shutdown::Write);
-                }
+                Action::ShutdownBackendWrite => shut_backend = true,
+                Action::ShutdownClientWrite => shut_client = true,
                 Action::Close(reason) => self.closed = Some(reason),
             }
+        }
+        if self.closed.is_some() {
+            return;
+        }
+        if let (true, Backend::Connected(stream)) = (shut_backend, &self.backend) {
+            // An error means the backend is gone; its next read says so.
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        if shut_client {
+            let _ = self.client.shutdown(Shutdown::Write);
         }
     }
 
