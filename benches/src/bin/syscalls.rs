@@ -78,11 +78,13 @@ fn number(args: &[String], name: &str, default: u64) -> io::Result<u64> {
     }
 }
 
-/// What one terminator measured: per load, the operations done and the counts.
+/// What one load measured: (operations, unit, share resumed, counts by syscall).
+type LoadCount = (f64, &'static str, Option<f64>, Vec<(String, f64)>);
+
+/// What one terminator measured, per load in the order of [`LOADS`].
 struct Measured {
     label: String,
-    /// Per load: (operations, unit, resumed share, counts by syscall).
-    loads: Vec<(f64, &'static str, Option<f64>, Vec<(String, f64)>)>,
+    loads: Vec<LoadCount>,
 }
 
 fn run(args: &[String]) -> io::Result<()> {
