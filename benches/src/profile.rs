@@ -1,4 +1,4 @@
-//! `harness profile`: one stud worker under one load, recorded with `perf` (CPU samples with
+//! `harness profile`: one stud worker (or one hitch or haproxy worker, to compare) under one load, recorded with `perf` (CPU samples with
 //! call graphs, and syscall counts per operation), so what dominates is one command away.
 
 use std::io;
@@ -11,39 +11,16 @@ use std::time::{Duration, Instant};
 use crate::load;
 use crate::proxies::{Kind, Proxy, Setup};
 
-/// The syscalls counted apart (the rest only in the total).
-const SYSCALLS: [&str; 21] = [
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "recvfrom",
-    "sendto",
-    "recvmsg",
-    "sendmsg",
-    "epoll_wait",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "epoll_ctl",
-    "accept4",
-    "connect",
-    "close",
-    "shutdown",
-    "setsockopt",
-    "getsockopt",
-    "getsockname",
-    "mmap",
-    "munmap",
-];
-
 /// The loads `profile` can apply.
 pub const LOADS: [&str; 5] = ["handshake", "resume", "download", "upload", "echo"];
 
-/// Runs `load` against a fresh `stud -n 1` for `seconds`, under `perf record` and `perf stat`;
-/// prints the hottest symbols and the syscalls per operation. `env` is added to stud's
-/// environment (e.g. `LD_PRELOAD` of another allocator).
+/// Runs `load` against a fresh single-worker `kind` (stud, or a peer to compare with) for
+/// `seconds`, under `perf record` and `perf stat`; prints the hottest symbols and the syscalls
+/// per operation. `env` is added to stud's environment (e.g. `LD_PRELOAD` of another
+/// allocator).
 pub fn run(
     setup: &Setup,
+    kind: Kind,
     load_name: &str,
     seconds: u64,
     env: &[(String, String)],
@@ -53,7 +30,7 @@ pub fn run(
         env: env.to_vec(),
         ..setup.clone()
     };
-    let proxy = Proxy::start(Kind::Stud, 1, &setup)?;
+    let proxy = Proxy::start(kind, 1, &setup)?;
     let addr = proxy.addr;
     // Let the worker settle and warm the caches.
     let _ = load::hold(addr, 10, 2);
@@ -125,10 +102,7 @@ pub fn run(
         .arg(&data)
         .args(["--", "sleep", &seconds.to_string()])
         .spawn()?;
-    let mut events = String::from("raw_syscalls:sys_enter");
-    for s in SYSCALLS {
-        events.push_str(&format!(",syscalls:sys_enter_{s}"));
-    }
+    let events = crate::syscount::events();
     let stat = Command::new("perf")
         .args(["stat", "-x", ",", "-e", &events, "-p", &pids, "--", "sleep"])
         .arg(seconds.to_string())
@@ -146,25 +120,25 @@ pub fn run(
         _ => (total_ops * secs / (secs + 0.5) / (1u64 << 20) as f64, "MiB"),
     };
     println!(
-        "stud -n 1 under '{load_name}': {:.2} CPU s over {secs:.1} s; ~{per_op:.0} {unit}s",
-        cpu
+        "{} under '{load_name}': {:.2} CPU s over {secs:.1} s; ~{per_op:.0} {unit}s; \
+         {:.3} CPU ms per {unit}",
+        proxy.label(),
+        cpu,
+        cpu * 1e3 / per_op.max(1.0)
     );
     println!("\nsyscalls per {unit} (perf stat):");
-    for line in String::from_utf8_lossy(&stat.stderr).lines() {
-        let mut f = line.split(',');
-        if let (Some(count), Some(_), Some(event)) = (f.next(), f.next(), f.next()) {
-            if let Ok(c) = count.parse::<f64>() {
-                if c > 0.0 {
-                    let name = event.strip_prefix("syscalls:sys_enter_").unwrap_or("(all)");
-                    println!("  {name:<12} {:>10.2}", c / per_op.max(1.0));
-                }
-            }
-        }
+    let counts = crate::syscount::parse_perf_csv(&String::from_utf8_lossy(&stat.stderr))
+        .per(per_op.max(1.0));
+    println!("  {:<16} {:>10.2}", "(all)", counts.total);
+    for (name, c) in &counts.by_name {
+        println!("  {name:<16} {c:>10.2}");
     }
     let report = Command::new("perf")
         .args([
             "report",
             "--no-children",
+            "-g",
+            "none",
             "--percentage",
             "relative",
             "--stdio",
@@ -175,7 +149,7 @@ pub fn run(
         .arg(&data)
         .output()?;
     println!(
-        "\nhottest symbols (self time, perf report --no-children --sort dso,sym -i {}):",
+        "\nhottest symbols (self time, perf report --no-children -g none --sort dso,sym -i {}):",
         data.display()
     );
     for line in String::from_utf8_lossy(&report.stdout)
