@@ -242,20 +242,25 @@ pub fn paced_handshakes(
 }
 
 /// Exactly `count` connections through `addr` (handshake, small response, close) over
-/// `threads` threads as fast as they go; returns the failures and the first one's message.
+/// `threads` threads, as fast as they go or started at `rate` per second; returns the
+/// failures and the first one's message.
 pub fn connections(
     addr: SocketAddr,
     config: &Arc<rustls::ClientConfig>,
     count: u64,
     threads: usize,
+    rate: Option<f64>,
 ) -> (u64, Option<String>) {
     let counters = Arc::new(Counters::default());
+    let pacer = Arc::new(rate.map(|r| Pacer::new(Instant::now(), r)));
     let handles: Vec<_> = (0..threads.max(1))
         .map(|_| {
-            let (c, cfg) = (counters.clone(), config.clone());
+            let (c, cfg, pacer) = (counters.clone(), config.clone(), pacer.clone());
             thread::spawn(move || {
-                // Each thread keeps its own latest ticket, as a thread of `handshakes` does.
                 while c.done.fetch_add(1, Ordering::Relaxed) < count {
+                    if let Some(p) = pacer.as_ref() {
+                        thread::sleep(p.take().saturating_duration_since(Instant::now()));
+                    }
                     if let Err(e) = client::request(&cfg, addr, SMALL_RESPONSE) {
                         c.error(&e);
                     }

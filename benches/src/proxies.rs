@@ -177,8 +177,20 @@ impl Drop for Child {
 }
 
 /// A port free on loopback now (bound to port 0, then released).
+///
+/// When other work on the machine holds every local port for a moment (EADDRINUSE on port
+/// 0), it tries again for up to ten seconds.
 pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => return Ok(l.local_addr()?.port()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Waits until `addr` accepts TCP connections, up to `timeout`.

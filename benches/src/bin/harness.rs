@@ -201,30 +201,39 @@ fn all(args: &[String]) -> io::Result<()> {
     );
     let mut report = Report::default();
     report.notes.extend(skipped);
-    let result = (|| {
-        if only.iter().any(|o| o == "handshake") {
-            timed("handshakes", || {
-                scenarios::handshakes(&plan, setup, &mut report)
-            })?;
-        }
-        if only.iter().any(|o| o == "bulk") {
-            timed("bulk", || scenarios::bulk(&plan, setup, &mut report))?;
-        }
-        if only.iter().any(|o| o == "idle") {
-            timed("idle", || scenarios::idle(&plan, setup, &mut report))?;
-        }
-        if only.iter().any(|o| o == "latency") {
-            timed("latency", || {
-                scenarios::latency(&plan, setup, backend_addr, &mut report)
-            })?;
-        }
-        if only.iter().any(|o| o == "syscalls") {
-            timed("syscalls", || {
-                scenarios::syscalls(&plan, setup, &mut report)
-            })?;
-        }
-        Ok::<(), io::Error>(())
-    })();
+    // A scenario that fails (a terminator died, the machine ran out of ports) is noted under
+    // the table; the others still run, and the run still exits with the first failure.
+    let mut result: io::Result<()> = Ok(());
+    let mut step =
+        |name: &str, report: &mut Report, f: &mut dyn FnMut(&mut Report) -> io::Result<()>| {
+            if !only.iter().any(|o| o == name) {
+                return;
+            }
+            if let Err(e) = timed(name, || f(report)) {
+                eprintln!("{name} failed: {e}");
+                report
+                    .notes
+                    .push(format!("The {name} scenario failed: {e}"));
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        };
+    step("handshake", &mut report, &mut |r| {
+        scenarios::handshakes(&plan, setup, r)
+    });
+    step("bulk", &mut report, &mut |r| {
+        scenarios::bulk(&plan, setup, r)
+    });
+    step("idle", &mut report, &mut |r| {
+        scenarios::idle(&plan, setup, r)
+    });
+    step("latency", &mut report, &mut |r| {
+        scenarios::latency(&plan, setup, backend_addr, r)
+    });
+    step("syscalls", &mut report, &mut |r| {
+        scenarios::syscalls(&plan, setup, r)
+    });
     let _ = backend;
     drop(env);
     let rows: Vec<_> = scenarios::issue_targets(&plan)
