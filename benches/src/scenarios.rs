@@ -20,7 +20,8 @@ use crate::targets::{Rule, Target};
 pub struct Plan {
     /// Runs per scenario and terminator (the table shows medians).
     pub runs: usize,
-    /// Runs per cell of the handshake grid (client profile × full/resumed × load regime).
+    /// Runs per cell of the handshake grid (client profile × full/resumed × load regime) and
+    /// per idle connection count (whose runs agree to 0.1 KiB).
     pub grid_runs: usize,
     /// Load before the measurement window.
     pub warmup: Duration,
@@ -587,7 +588,7 @@ pub fn bulk(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
 /// RSS per idle established connection, measured on a fresh proxy per run.
 pub fn idle(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
     for &(count, workers) in &plan.idle {
-        for run in 0..plan.runs {
+        for run in 0..plan.grid_runs {
             for &kind in &plan.kinds {
                 let mut p = Proxy::start(kind, workers, setup)?;
                 let label = p.label();

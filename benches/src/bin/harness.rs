@@ -90,7 +90,8 @@ fn all(args: &[String]) -> io::Result<()> {
         Some(n) => n
             .parse()
             .map_err(|_| io::Error::other("--grid-runs takes a number"))?,
-        // The grid has twelve cells per terminator: three runs each keep `all` near 20 minutes.
+        // The grid has twelve cells per terminator: three runs of each (and of each idle count)
+        // keep `all` under 25 minutes.
         None if opt(args, "--runs").is_none() => runs.min(3),
         None => runs,
     };
