@@ -1,5 +1,7 @@
-//! The load generator's TLS client: rustls, TLS 1.3 only, one cipher suite and one key-exchange
-//! group, so every proxy negotiates exactly the same thing.
+//! The load generator's TLS clients. The rustls client of [`config`] offers TLS 1.3 only, one
+//! cipher suite and one key-exchange group, so every proxy negotiates exactly the same thing;
+//! the client [`Profile`]s measure handshakes as the clients people run make them (a real
+//! OpenSSL client, a browser-like order, and that one-suite client).
 //!
 //! The client does not verify the server's certificate: the proxies still sign every handshake,
 //! but the load generator saves the verification so one core of it can saturate a proxy's core.
@@ -80,6 +82,114 @@ pub fn config(resume: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
         Resumption::disabled()
     };
     Ok(Arc::new(cfg))
+}
+
+/// Which client makes the handshakes of a scenario. Every handshake row names its profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// A real OpenSSL 3 client with its defaults: Python's `ssl` module in a helper process
+    /// (`openssl_client.py`), TLS_AES_256_GCM_SHA384 first, X25519, resumption with the
+    /// session of its last connection (TLS 1.3 tickets).
+    Openssl,
+    /// A browser-like rustls client: TLS 1.3 and 1.2, AES-128-GCM first, then AES-256-GCM and
+    /// ChaCha20-Poly1305; X25519MLKEM768 offered with an X25519 share beside it, as Chrome and
+    /// Firefox do; resumption with tickets.
+    Browser,
+    /// The harness's one-suite rustls client ([`config`]): TLS 1.3, AES-128-GCM, X25519.
+    Rustls,
+}
+
+impl Profile {
+    /// Every profile, in the order of the tables.
+    pub const ALL: [Profile; 3] = [Profile::Openssl, Profile::Browser, Profile::Rustls];
+
+    /// The name on every row and in `--profiles`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Openssl => "openssl-default",
+            Profile::Browser => "browser-like",
+            Profile::Rustls => "rustls-1-suite",
+        }
+    }
+
+    /// What the profile offers, in words, for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Profile::Openssl => {
+                "Python ssl (OpenSSL 3) with its defaults: TLS_AES_256_GCM_SHA384, \
+                 TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256; X25519 share; \
+                 resumes with the session of its last connection"
+            }
+            Profile::Browser => {
+                "rustls: TLS 1.3 and 1.2, TLS_AES_128_GCM_SHA256 first, then AES-256-GCM and \
+                 ChaCha20; X25519MLKEM768 and X25519 shares, then P-256, P-384; tickets"
+            }
+            Profile::Rustls => "rustls: TLS 1.3, TLS_AES_128_GCM_SHA256 only, X25519 only; tickets",
+        }
+    }
+
+    /// The rustls configuration of a rustls profile (`None` for the OpenSSL client, which runs
+    /// in its own process).
+    pub fn rustls_config(self, resume: bool) -> Option<Result<Arc<ClientConfig>, rustls::Error>> {
+        match self {
+            Profile::Openssl => None,
+            Profile::Browser => Some(browser_like_config(resume)),
+            Profile::Rustls => Some(config(resume)),
+        }
+    }
+}
+
+/// A client ordered as Chrome and Firefox order TLS 1.3: AES-128-GCM first, the hybrid
+/// post-quantum group first with an X25519 share sent beside it (rustls sends both shares
+/// when a hybrid group leads), TLS 1.2 still offered.
+pub fn browser_like_config(resume: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let base = aws_lc_rs::default_provider();
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+            aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        kx_groups: vec![
+            aws_lc_rs::kx_group::X25519MLKEM768,
+            aws_lc_rs::kx_group::X25519,
+            aws_lc_rs::kx_group::SECP256R1,
+            aws_lc_rs::kx_group::SECP384R1,
+        ],
+        ..base
+    });
+    let mut cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
+        .with_no_client_auth();
+    cfg.resumption = if resume {
+        Resumption::in_memory_sessions(64)
+    } else {
+        Resumption::disabled()
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// What one connection agreed: the protocol version, the suite and the key-exchange group.
+pub fn negotiated(config: &Arc<ClientConfig>, addr: SocketAddr) -> io::Result<String> {
+    let (tls, _) = connect(config, addr)?;
+    let c = &tls.conn;
+    Ok(format!(
+        "{} {} {}",
+        c.protocol_version()
+            .map_or("?".into(), |v| format!("{v:?}")),
+        c.negotiated_cipher_suite()
+            .map_or("?".into(), |s| format!("{:?}", s.suite())),
+        c.negotiated_key_exchange_group()
+            .map_or("?".into(), |g| format!("{:?}", g.name())),
+    ))
 }
 
 /// A client that offers what OpenSSL 3 offers by default (curl, Python's `ssl`, most scripts

@@ -70,8 +70,13 @@ impl Helper {
     /// Starts `exe args…` pinned to the load CPU.
     pub fn start(exe: &Path, name: &str, args: &[String]) -> io::Result<Helper> {
         let mut cmd = proxies::command(exe, LOAD_CPU);
-        cmd.args(args)
-            .stdin(Stdio::piped())
+        cmd.args(args);
+        Helper::spawn(cmd, name)
+    }
+
+    /// Starts `cmd` (made with [`proxies::command`]) as a helper talking by lines.
+    pub fn spawn(mut cmd: std::process::Command, name: &str) -> io::Result<Helper> {
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd
@@ -106,6 +111,17 @@ impl Helper {
                 format!("no answer from a helper in {timeout:?} ({status:?})"),
             )
         })
+    }
+
+    /// Sends one line to the helper's stdin.
+    pub fn send(&mut self, line: &str) -> io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other("helper's stdin is closed"))?;
+        stdin.write_all(line.as_bytes())?;
+        stdin.write_all(b"\n")?;
+        stdin.flush()
     }
 
     /// The helper's root pid.

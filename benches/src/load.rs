@@ -56,6 +56,77 @@ pub struct Window {
     pub first_error: Option<String>,
 }
 
+/// Counters and the proxy's CPU at one moment of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Operations completed so far.
+    pub done: u64,
+    /// Of which resumed sessions.
+    pub resumed: u64,
+    /// The proxy's CPU seconds.
+    pub cpu: f64,
+    /// When it was read.
+    pub at: Instant,
+}
+
+impl Window {
+    /// The window between two samples; `errors` and `first_error` cover the whole run.
+    pub fn between(a: &Sample, b: &Sample, errors: u64, first_error: Option<String>) -> Window {
+        let ops = b.done.saturating_sub(a.done) as f64;
+        let secs = b.at.saturating_duration_since(a.at).as_secs_f64().max(1e-9);
+        let cpu = b.cpu - a.cpu;
+        Window {
+            per_sec: ops / secs,
+            cpu_us_per_op: if ops > 0.0 { cpu * 1e6 / ops } else { f64::NAN },
+            cpu_util: cpu / secs,
+            resumed: if ops > 0.0 {
+                b.resumed.saturating_sub(a.resumed) as f64 / ops
+            } else {
+                0.0
+            },
+            errors,
+            first_error,
+        }
+    }
+}
+
+/// Open-loop pacing: slot `i` is due at `start + i / rate`, whichever thread takes it, so the
+/// offered rate holds whatever each connection's latency (as long as enough threads are free).
+#[derive(Debug)]
+pub struct Pacer {
+    start: Instant,
+    interval: Duration,
+    next: AtomicU64,
+}
+
+impl Pacer {
+    /// Slots at `rate` per second from `start`. A rate that is not positive and finite is
+    /// taken as one per second (no division by zero, no endless burst).
+    pub fn new(start: Instant, rate: f64) -> Pacer {
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0
+        };
+        Pacer {
+            start,
+            interval: Duration::from_secs_f64(1.0 / rate),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// When slot `i` is due.
+    pub fn due(&self, i: u64) -> Instant {
+        // mul_f64 keeps sub-nanosecond intervals from rounding away over many slots.
+        self.start + self.interval.mul_f64(i as f64)
+    }
+
+    /// Takes the next slot; returns when it is due.
+    pub fn take(&self) -> Instant {
+        self.due(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// Runs `threads` workers calling `op` in a loop; measures the window after `warmup`.
 /// `cpu` reads the proxy's CPU seconds.
 fn windowed(
@@ -96,24 +167,22 @@ fn windowed(
     for h in handles {
         let _ = h.join();
     }
-    let ops = (d1 - d0) as f64;
-    let secs = (t1 - t0).as_secs_f64();
-    Window {
-        per_sec: ops / secs,
-        cpu_us_per_op: if ops > 0.0 {
-            (c1 - c0) * 1e6 / ops
-        } else {
-            f64::NAN
+    Window::between(
+        &Sample {
+            done: d0,
+            resumed: r0,
+            cpu: c0,
+            at: t0,
         },
-        cpu_util: (c1 - c0) / secs,
-        resumed: if ops > 0.0 {
-            (r1 - r0) as f64 / ops
-        } else {
-            0.0
+        &Sample {
+            done: d1,
+            resumed: r1,
+            cpu: c1,
+            at: t1,
         },
-        errors: counters.errors.load(Ordering::Relaxed),
-        first_error: counters.first_error(),
-    }
+        counters.errors.load(Ordering::Relaxed),
+        counters.first_error(),
+    )
 }
 
 /// Connections per second through `addr`, each a handshake (resumed when `resume`), one small
@@ -126,13 +195,36 @@ pub fn handshakes(
     duration: Duration,
     cpu: &dyn Fn() -> f64,
 ) -> io::Result<Window> {
-    // One configuration (one ticket store) per thread: a thread always holds a ticket of its
-    // own, so resumption never waits on a shared store.
     let configs: Vec<_> = (0..threads)
         .map(|_| client::config(resume))
         .collect::<Result<_, _>>()
         .map_err(io::Error::other)?;
-    Ok(windowed(threads, warmup, duration, cpu, move |i, c| {
+    Ok(paced_handshakes(addr, configs, None, warmup, duration, cpu))
+}
+
+/// As [`handshakes`], with one client configuration per thread (so one ticket store per
+/// thread: a thread always holds a ticket of its own, and resumption never waits on a shared
+/// store) and, when `rate` is given, connections started on an open-loop schedule of `rate`
+/// per second instead of as fast as the threads can.
+pub fn paced_handshakes(
+    addr: SocketAddr,
+    configs: Vec<Arc<rustls::ClientConfig>>,
+    rate: Option<f64>,
+    warmup: Duration,
+    duration: Duration,
+    cpu: &dyn Fn() -> f64,
+) -> Window {
+    let pacer = rate.map(|r| Pacer::new(Instant::now(), r));
+    let threads = configs.len();
+    windowed(threads, warmup, duration, cpu, move |i, c| {
+        if let Some(p) = &pacer {
+            let wait = p.take().saturating_duration_since(Instant::now());
+            // A thread waits at most `threads / rate`: stopping stays prompt.
+            thread::sleep(wait);
+            if c.stop.load(Ordering::Relaxed) {
+                return;
+            }
+        }
         match client::request(&configs[i], addr, SMALL_RESPONSE) {
             Ok(resumed) => {
                 c.done.fetch_add(1, Ordering::Relaxed);
@@ -146,7 +238,41 @@ pub fn handshakes(
                 thread::sleep(Duration::from_millis(10));
             }
         }
-    }))
+    })
+}
+
+/// Exactly `count` connections through `addr` (handshake, small response, close) over
+/// `threads` threads, as fast as they go or started at `rate` per second; returns the
+/// failures and the first one's message.
+pub fn connections(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    count: u64,
+    threads: usize,
+    rate: Option<f64>,
+) -> (u64, Option<String>) {
+    let counters = Arc::new(Counters::default());
+    let pacer = Arc::new(rate.map(|r| Pacer::new(Instant::now(), r)));
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let (c, cfg, pacer) = (counters.clone(), config.clone(), pacer.clone());
+            thread::spawn(move || {
+                while c.done.fetch_add(1, Ordering::Relaxed) < count {
+                    if let Some(p) = pacer.as_ref() {
+                        thread::sleep(p.take().saturating_duration_since(Instant::now()));
+                    }
+                    if let Err(e) = client::request(&cfg, addr, SMALL_RESPONSE) {
+                        c.error(&e);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+    let errors = counters.errors.load(Ordering::Relaxed);
+    (errors, counters.first_error())
 }
 
 /// One bulk transfer of `bytes` through a fresh TLS connection; returns the seconds the
@@ -322,4 +448,78 @@ pub fn echo_saturation(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_slots_are_evenly_spaced_from_the_start() {
+        let t0 = Instant::now();
+        let p = Pacer::new(t0, 250.0);
+        assert_eq!(p.due(0), t0);
+        assert_eq!(p.due(1) - t0, Duration::from_millis(4));
+        assert_eq!(p.due(1000) - t0, Duration::from_secs(4));
+        // Each take is the next slot, whoever takes it.
+        assert_eq!(p.take(), t0);
+        assert_eq!(p.take(), p.due(1));
+        assert_eq!(p.take(), p.due(2));
+    }
+
+    #[test]
+    fn pacer_slots_are_unique_across_threads() {
+        let t0 = Instant::now();
+        let p = Arc::new(Pacer::new(t0, 1000.0));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let p = p.clone();
+                thread::spawn(move || (0..250).map(|_| p.take()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("pacer thread"))
+            .map(|t| t - t0)
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 1000);
+        assert_eq!(all[999], Duration::from_millis(999));
+    }
+
+    #[test]
+    fn a_bad_rate_paces_at_one_per_second() {
+        let t0 = Instant::now();
+        for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(Pacer::new(t0, rate).due(3) - t0, Duration::from_secs(3));
+        }
+    }
+
+    #[test]
+    fn a_window_divides_cpu_and_operations_between_samples() {
+        let t0 = Instant::now();
+        let a = Sample {
+            done: 100,
+            resumed: 0,
+            cpu: 1.0,
+            at: t0,
+        };
+        let b = Sample {
+            done: 1100,
+            resumed: 900,
+            cpu: 1.5,
+            at: t0 + Duration::from_secs(2),
+        };
+        let w = Window::between(&a, &b, 3, Some("x".into()));
+        assert_eq!(w.per_sec, 500.0);
+        assert!((w.cpu_us_per_op - 500.0).abs() < 1e-9);
+        assert!((w.cpu_util - 0.25).abs() < 1e-12);
+        assert!((w.resumed - 0.9).abs() < 1e-12);
+        assert_eq!(w.errors, 3);
+        // No operation in the window: no CPU per operation, not a division by zero.
+        let idle = Window::between(&a, &a, 0, None);
+        assert!(idle.cpu_us_per_op.is_nan());
+        assert_eq!(idle.resumed, 0.0);
+    }
 }

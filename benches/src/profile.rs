@@ -1,4 +1,4 @@
-//! `harness profile`: one stud worker under one load, recorded with `perf` (CPU samples with
+//! `harness profile`: one stud worker (or one hitch or haproxy worker, to compare) under one load, recorded with `perf` (CPU samples with
 //! call graphs, and syscall counts per operation), so what dominates is one command away.
 
 use std::ffi::CString;
@@ -16,73 +16,11 @@ use std::time::{Duration, Instant};
 use crate::load;
 use crate::proxies::{Kind, Proxy, Setup};
 
-/// The syscalls counted apart (the rest only in the total): what a proxy's loop and its
-/// connections make, and what an event library adds per wait (timerfd, eventfd reads, fcntl).
-pub const SYSCALLS: [&str; 30] = [
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "recvfrom",
-    "sendto",
-    "recvmsg",
-    "sendmsg",
-    "epoll_wait",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "epoll_ctl",
-    "timerfd_settime",
-    "accept",
-    "accept4",
-    "socket",
-    "bind",
-    "connect",
-    "close",
-    "shutdown",
-    "setsockopt",
-    "getsockopt",
-    "getsockname",
-    "getpeername",
-    "ioctl",
-    "fcntl",
-    "mmap",
-    "munmap",
-    "madvise",
-    "brk",
-];
-
-/// The `perf stat -e` list: every syscall entry, then each of [`SYSCALLS`].
-pub fn syscall_events() -> String {
-    let mut events = String::from("raw_syscalls:sys_enter");
-    for s in SYSCALLS {
-        events.push_str(&format!(",syscalls:sys_enter_{s}"));
-    }
-    events
-}
-
-/// Reads `perf stat -x ,` output for [`syscall_events`]: `(name, count)` for every counted
-/// event, `(all)` for the total; events perf did not count read as 0.
-pub fn parse_syscall_counts(perf_stderr: &str) -> Vec<(String, f64)> {
-    let mut counts = Vec::new();
-    for line in perf_stderr.lines() {
-        let mut f = line.split(',');
-        if let (Some(count), Some(_), Some(event)) = (f.next(), f.next(), f.next()) {
-            let name = match event.strip_prefix("syscalls:sys_enter_") {
-                Some(name) => name,
-                None if event == "raw_syscalls:sys_enter" => "(all)",
-                None => continue,
-            };
-            counts.push((name.to_string(), count.parse::<f64>().unwrap_or(0.0)));
-        }
-    }
-    counts
-}
-
 /// Counts the syscalls the processes `pids` make while `work` runs, over exactly that span:
 /// `perf stat` attaches first with its counters off, and its control FIFO turns them on just
 /// before `work` and off just after (each step acknowledged), so neither perf's start nor its
 /// exit is counted. `dir` holds the two FIFOs while it runs. Returns what `work` returned and
-/// the counts as [`parse_syscall_counts`] reads them.
+/// the counts, `(all)` first, then each syscall [`crate::syscount`] counts apart.
 pub fn count_syscalls<T>(
     pids: &[u32],
     dir: &Path,
@@ -106,7 +44,7 @@ pub fn count_syscalls<T>(
     control.push(",");
     control.push(&ack);
     let perf = Command::new("perf")
-        .args(["stat", "-x", ",", "-D", "-1", "-e", &syscall_events(), "-p"])
+        .args(["stat", "-x", ",", "-D", "-1", "-e", &crate::syscount::events(), "-p"])
         .arg(pids.join(","))
         .arg("--control")
         .arg(&control)
@@ -147,10 +85,10 @@ pub fn count_syscalls<T>(
         let _ = std::fs::remove_file(fifo);
     }
     let out = result?;
-    Ok((
-        out,
-        parse_syscall_counts(&String::from_utf8_lossy(&output.stderr)),
-    ))
+    let counts = crate::syscount::parse_perf_csv(&String::from_utf8_lossy(&output.stderr));
+    let mut rows = vec![("(all)".to_string(), counts.total)];
+    rows.extend(counts.by_name);
+    Ok((out, rows))
 }
 
 /// Reads perf's `ack` for `word` from the acknowledgement FIFO, for at most ten seconds.
@@ -207,11 +145,13 @@ impl Drop for PerfGuard {
 /// The loads `profile` can apply.
 pub const LOADS: [&str; 5] = ["handshake", "resume", "download", "upload", "echo"];
 
-/// Runs `load` against a fresh `stud -n 1` for `seconds`, under `perf record` and `perf stat`;
-/// prints the hottest symbols and the syscalls per operation. `env` is added to stud's
-/// environment (e.g. `LD_PRELOAD` of another allocator).
+/// Runs `load` against a fresh single-worker `kind` (stud, or a peer to compare with) for
+/// `seconds`, under `perf record` and `perf stat`; prints the hottest symbols and the syscalls
+/// per operation. `env` is added to stud's environment (e.g. `LD_PRELOAD` of another
+/// allocator).
 pub fn run(
     setup: &Setup,
+    kind: Kind,
     load_name: &str,
     seconds: u64,
     env: &[(String, String)],
@@ -221,7 +161,7 @@ pub fn run(
         env: env.to_vec(),
         ..setup.clone()
     };
-    let proxy = Proxy::start(Kind::Stud, 1, &setup)?;
+    let proxy = Proxy::start(kind, 1, &setup)?;
     let addr = proxy.addr;
     // Let the worker settle and warm the caches.
     let _ = load::hold(addr, 10, 2);
@@ -293,7 +233,7 @@ pub fn run(
         .arg(&data)
         .args(["--", "sleep", &seconds.to_string()])
         .spawn()?;
-    let events = syscall_events();
+    let events = crate::syscount::events();
     let stat = Command::new("perf")
         .args(["stat", "-x", ",", "-e", &events, "-p", &pids, "--", "sleep"])
         .arg(seconds.to_string())
@@ -311,19 +251,25 @@ pub fn run(
         _ => (total_ops * secs / (secs + 0.5) / (1u64 << 20) as f64, "MiB"),
     };
     println!(
-        "stud -n 1 under '{load_name}': {:.2} CPU s over {secs:.1} s; ~{per_op:.0} {unit}s",
-        cpu
+        "{} under '{load_name}': {:.2} CPU s over {secs:.1} s; ~{per_op:.0} {unit}s; \
+         {:.3} CPU ms per {unit}",
+        proxy.label(),
+        cpu,
+        cpu * 1e3 / per_op.max(1.0)
     );
     println!("\nsyscalls per {unit} (perf stat):");
-    for (name, c) in parse_syscall_counts(&String::from_utf8_lossy(&stat.stderr)) {
-        if c > 0.0 {
-            println!("  {name:<12} {:>10.2}", c / per_op.max(1.0));
-        }
+    let counts = crate::syscount::parse_perf_csv(&String::from_utf8_lossy(&stat.stderr))
+        .per(per_op.max(1.0));
+    println!("  {:<16} {:>10.2}", "(all)", counts.total);
+    for (name, c) in &counts.by_name {
+        println!("  {name:<16} {c:>10.2}");
     }
     let report = Command::new("perf")
         .args([
             "report",
             "--no-children",
+            "-g",
+            "none",
             "--percentage",
             "relative",
             "--stdio",
@@ -334,7 +280,7 @@ pub fn run(
         .arg(&data)
         .output()?;
     println!(
-        "\nhottest symbols (self time, perf report --no-children --sort dso,sym -i {}):",
+        "\nhottest symbols (self time, perf report --no-children -g none --sort dso,sym -i {}):",
         data.display()
     );
     for line in String::from_utf8_lossy(&report.stdout)

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{self, Command, Stdio};
@@ -176,9 +176,46 @@ impl Drop for Child {
     }
 }
 
-/// A port free on loopback now (bound to port 0, then released).
+/// A port free on loopback now: one nobody listens on, below the kernel's ephemeral range
+/// when there is room there, so that the client sockets of this run (and of anything else on
+/// the machine) do not take it, and found with `SO_REUSEADDR`, so that sockets still in
+/// TIME-WAIT on it do not count as taken (a run of many short connections can leave every
+/// ephemeral port in TIME-WAIT, and a plain bind to port 0 then fails).
 pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let (lo, hi) = candidate_ports(&range);
+    let span = u32::from(hi - lo) + 1;
+    let start = process::id().wrapping_mul(7919)
+        + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 101;
+    for i in 0..span {
+        let port = lo + ((start.wrapping_add(i)) % span) as u16;
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if socket.bind(&addr.into()).is_ok() && socket.listen(1).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free port in {lo}–{hi} on 127.0.0.1"),
+    ))
+}
+
+/// The ports [`free_port`] tries, given the text of `ip_local_port_range` (`"32768\t60999"`):
+/// 10000 up to just below the ephemeral range when that leaves at least 1,000 ports, else
+/// 1024–65535.
+pub fn candidate_ports(ip_local_port_range: &str) -> (u16, u16) {
+    let low = ip_local_port_range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse::<u16>().ok());
+    match low {
+        Some(low) if low >= 11_000 => (10_000, low - 1),
+        _ => (1024, 65_535),
+    }
 }
 
 /// Waits until `addr` accepts TCP connections, up to `timeout`.
@@ -333,6 +370,20 @@ pub fn haproxy_config(threads: usize, port: u16, backend: SocketAddr, pem: &Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_picked_below_the_ephemeral_range() {
+        assert_eq!(candidate_ports("32768\t60999\n"), (10_000, 32_767));
+        assert_eq!(candidate_ports("1024 65000"), (1024, 65_535));
+        assert_eq!(candidate_ports(""), (1024, 65_535));
+        assert_eq!(candidate_ports("junk"), (1024, 65_535));
+    }
+
+    #[test]
+    fn a_free_port_can_be_listened_on() {
+        let port = free_port().expect("a free port");
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the free port");
+    }
 
     #[test]
     fn haproxy_config_names_threads_port_and_backend() {

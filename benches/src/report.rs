@@ -152,8 +152,13 @@ impl Report {
         ];
         let mut body = String::new();
         let mut y = 50.0;
-        // Shares (core busy, resumed) explain the other rows; the chart keeps the quantities.
-        for m in self.metrics.iter().filter(|m| m.unit != "%") {
+        // Shares (core busy, resumed) and rates explain the other rows; the chart keeps the
+        // costs.
+        for m in self
+            .metrics
+            .iter()
+            .filter(|m| m.unit != "%" && m.unit != "conn/s")
+        {
             let meds: Vec<(&str, &str, f64)> = colors
                 .iter()
                 .filter_map(|(p, c)| m.median_of(p).map(|v| (*p, *c, v)))

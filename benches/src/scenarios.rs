@@ -7,17 +7,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::client::Profile;
 use crate::helpers::Helper;
 use crate::load;
 use crate::proxies::{Kind, Proxy, Setup};
 use crate::report::{progress_line, Better, Report};
 use crate::stats::percentile;
+use crate::targets::{Rule, Target};
 
 /// How long and how hard to measure.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Runs per scenario and terminator (the table shows medians).
     pub runs: usize,
+    /// Runs per cell of the handshake grid (client profile × full/resumed × load regime) and
+    /// per idle connection count (whose runs agree to 0.1 KiB).
+    pub grid_runs: usize,
     /// Load before the measurement window.
     pub warmup: Duration,
     /// The measurement window of rate scenarios.
@@ -32,6 +37,183 @@ pub struct Plan {
     pub exe: PathBuf,
     /// Which terminators.
     pub kinds: Vec<Kind>,
+    /// Which client profiles make the handshakes.
+    pub profiles: Vec<Profile>,
+    /// The moderate regime's offered rate, as a share of one core of the costliest
+    /// terminator at saturation (0.25: about a quarter of a core).
+    pub moderate_share: f64,
+    /// Connections per syscall count (full and resumed handshakes).
+    pub syscall_conns: u64,
+    /// Bytes per syscall count of a bulk transfer.
+    pub syscall_bytes: u64,
+}
+
+/// How hard the handshake load pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regime {
+    /// Closed loop: each client thread connects again as soon as its last connection closed.
+    Saturation,
+    /// Open loop at a fixed offered rate, a quarter of a core of the costliest terminator.
+    Moderate,
+}
+
+impl Regime {
+    /// Both regimes.
+    pub const ALL: [Regime; 2] = [Regime::Saturation, Regime::Moderate];
+
+    /// The name on every row.
+    pub fn name(self) -> &'static str {
+        match self {
+            Regime::Saturation => "saturation",
+            Regime::Moderate => "moderate rate",
+        }
+    }
+}
+
+/// The row of stud's (and each peer's) CPU per connection in one cell of the grid.
+pub fn handshake_metric(resumed: bool, profile: Profile, regime: Regime) -> String {
+    format!(
+        "{} handshake, {} client, {}: CPU per connection",
+        if resumed { "resumed" } else { "full" },
+        profile.name(),
+        regime.name()
+    )
+}
+
+/// The row of bulk CPU per GB in one direction (`download`: backend→client).
+pub fn bulk_metric(download: bool) -> String {
+    format!(
+        "bulk {}: CPU per GB",
+        if download {
+            "backend→client"
+        } else {
+            "client→backend"
+        }
+    )
+}
+
+/// The row of syscalls per full-handshake connection (closed loop).
+pub const SYSCALLS_FULL: &str = "syscalls per full-handshake connection (rustls-1-suite client)";
+/// The row of syscalls per full-handshake connection at [`SYSCALL_RATE`].
+pub const SYSCALLS_FULL_PACED: &str =
+    "syscalls per full-handshake connection at 300/s (rustls-1-suite client)";
+/// The fixed rate of the paced syscall count: far from any terminator's saturation, where
+/// each connection's events get wake-ups of their own.
+pub const SYSCALL_RATE: f64 = 300.0;
+/// The row of syscalls per resumed-handshake connection.
+pub const SYSCALLS_RESUMED: &str =
+    "syscalls per resumed-handshake connection (rustls-1-suite client)";
+
+/// The row of syscalls per MiB of bulk in one direction.
+pub fn syscalls_bulk_metric(download: bool) -> String {
+    format!(
+        "syscalls per MiB of bulk {}",
+        if download {
+            "backend→client"
+        } else {
+            "client→backend"
+        }
+    )
+}
+
+/// The row of idle memory per connection at `count` connections.
+pub fn idle_metric(count: usize) -> String {
+    format!("idle TLS connections: RSS per connection at {count}")
+}
+
+/// Every target of the issue, as rows of the target table: handshake CPU against hitch and
+/// resumed cheaper than full in each client profile and regime, bulk both ways, syscalls per
+/// full-handshake connection, idle memory at each connection count.
+pub fn issue_targets(plan: &Plan) -> Vec<Target> {
+    let mut t = Vec::new();
+    for &profile in &plan.profiles {
+        for regime in Regime::ALL {
+            for resumed in [false, true] {
+                let what = if resumed { "resumed" } else { "full" };
+                t.push(Target {
+                    what: format!(
+                        "{what} handshake CPU, {} client, {}",
+                        profile.name(),
+                        regime.name()
+                    ),
+                    rule: Rule::VsHitch {
+                        metric: handshake_metric(resumed, profile, regime),
+                        max: 0.45,
+                    },
+                });
+            }
+            t.push(Target {
+                what: format!(
+                    "stud: resumed handshake cheaper than full, {} client, {}",
+                    profile.name(),
+                    regime.name()
+                ),
+                rule: Rule::Below {
+                    cheaper: handshake_metric(true, profile, regime),
+                    dearer: handshake_metric(false, profile, regime),
+                },
+            });
+        }
+    }
+    for download in [true, false] {
+        t.push(Target {
+            what: bulk_metric(download),
+            rule: Rule::VsHitch {
+                metric: bulk_metric(download),
+                max: 0.6,
+            },
+        });
+    }
+    for metric in [SYSCALLS_FULL, SYSCALLS_FULL_PACED] {
+        t.push(Target {
+            what: format!("stud: {metric}"),
+            rule: Rule::AtMost {
+                metric: metric.into(),
+                max: 40.0,
+            },
+        });
+    }
+    for &(count, _) in &plan.idle {
+        t.push(Target {
+            what: format!("stud: {}", idle_metric(count)),
+            rule: Rule::AtMost {
+                metric: idle_metric(count),
+                max: 8.0,
+            },
+        });
+    }
+    t
+}
+
+/// At most this share of the slowest rate the client reached at saturation: an open-loop
+/// schedule the client can keep, so the moderate regime stays open loop.
+pub const CLIENT_HEADROOM: f64 = 0.6;
+
+/// The moderate regime's offered rate: `share` of one core of the costliest terminator, given
+/// each terminator's CPU µs per connection at saturation, but no more than
+/// [`CLIENT_HEADROOM`] × the slowest rate the client reached at saturation (`reached`); two
+/// significant figures. `None` when no cost is known.
+pub fn moderate_rate(costs_us: &[f64], reached: &[f64], share: f64) -> Option<f64> {
+    let worst = costs_us
+        .iter()
+        .copied()
+        .filter(|c| c.is_finite() && *c > 0.0)
+        .fold(f64::NAN, f64::max);
+    if !worst.is_finite() || share.is_nan() || share <= 0.0 {
+        return None;
+    }
+    let mut rate = share * 1e6 / worst;
+    let slowest = reached
+        .iter()
+        .copied()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    if slowest.is_finite() {
+        rate = rate.min(CLIENT_HEADROOM * slowest);
+    }
+    // Two significant figures: a rate a reader can repeat by hand.
+    let scale = 10f64.powi(rate.log10().floor() as i32 - 1);
+    Some(((rate / scale).round() * scale).max(1.0))
 }
 
 fn say(line: String) {
@@ -45,77 +227,204 @@ fn start_all(plan: &Plan, setup: &Setup, workers: usize) -> io::Result<Vec<Proxy
         .collect()
 }
 
-/// Full and resumed handshakes per second and CPU per connection; then resumption across two
-/// stud workers.
+/// Client threads of the handshake loads: enough for the proxy to be the bottleneck at
+/// saturation; at a moderate rate, enough that a slow connection never holds up the schedule.
+const OPENSSL_THREADS: usize = 8;
+const PACED_THREADS: usize = 16;
+
+/// One window of handshakes by `profile` through `p`: returns the window and what the
+/// connections agreed (version, suite, group where the client tells).
+fn measure(
+    plan: &Plan,
+    setup: &Setup,
+    profile: Profile,
+    p: &mut Proxy,
+    resume: bool,
+    rate: Option<f64>,
+) -> io::Result<(load::Window, Option<String>)> {
+    p.child.check_alive()?;
+    let pid = p.child.pid();
+    let cpu = move || crate::procfs::usage(pid).cpu_secs;
+    // A moderate rate completes fewer connections per second: a longer window keeps the
+    // CPU reading (in clock ticks) as precise as at saturation.
+    let window = if rate.is_some() {
+        plan.window * 2
+    } else {
+        plan.window
+    };
+    match profile.rustls_config(resume) {
+        None => {
+            let script = crate::openssl::install(&setup.dir)?;
+            let threads = if rate.is_some() {
+                PACED_THREADS
+            } else {
+                OPENSSL_THREADS
+            };
+            crate::openssl::handshakes(
+                &script,
+                p.addr,
+                resume,
+                threads,
+                rate,
+                plan.warmup,
+                window,
+                &cpu,
+            )
+        }
+        Some(first) => {
+            let first = first.map_err(io::Error::other)?;
+            let info = crate::client::negotiated(&first, p.addr).ok();
+            let threads = if rate.is_some() {
+                PACED_THREADS
+            } else {
+                plan.threads
+            };
+            // One configuration (one ticket store) per thread.
+            let configs = (0..threads)
+                .map(|_| {
+                    profile
+                        .rustls_config(resume)
+                        .unwrap_or_else(|| crate::client::config(resume))
+                        .map_err(io::Error::other)
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            let w = load::paced_handshakes(p.addr, configs, rate, plan.warmup, window, &cpu);
+            Ok((w, info))
+        }
+    }
+}
+
+/// Full and resumed handshakes by every client profile, at saturation and at a moderate fixed
+/// rate, CPU per connection from `/proc`; then resumption across two stud workers.
 pub fn handshakes(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
     let mut proxies = start_all(plan, setup, 1)?;
-    for resume in [false, true] {
-        let what = if resume { "resumed" } else { "full" };
-        for run in 0..plan.runs {
-            for p in &mut proxies {
-                p.child.check_alive()?;
-                let pid = p.child.pid();
-                let cpu = move || crate::procfs::usage(pid).cpu_secs;
-                let w =
-                    load::handshakes(p.addr, resume, plan.threads, plan.warmup, plan.window, &cpu)?;
-                let label = p.label();
-                let target = Some("≤ 0.5 × hitch");
-                let m = report.metric(
-                    &format!("{what} TLS 1.3 handshake: CPU per connection"),
-                    "µs",
-                    Better::Lower,
-                    target,
-                );
-                m.add(&label, w.cpu_us_per_op);
-                // What one busy core would sustain: the load generator may saturate first.
-                report
-                    .metric(
-                        &format!("{what} handshake: capacity of one core (10⁶ / CPU µs)"),
-                        "conn/s",
-                        Better::Higher,
-                        None,
-                    )
-                    .add(&label, 1e6 / w.cpu_us_per_op);
-                report
-                    .metric(
-                        &format!("{what} TLS 1.3 handshake: connections per second"),
-                        "conn/s",
-                        Better::Higher,
-                        None,
-                    )
-                    .add(&label, w.per_sec);
-                report
-                    .metric(
-                        &format!("{what} handshake: proxy core busy"),
-                        "%",
-                        Better::Higher,
-                        None,
-                    )
-                    .add(&label, w.cpu_util * 100.0);
-                if resume {
-                    report
-                        .metric(
-                            "resumed handshake: share resumed",
-                            "%",
-                            Better::Higher,
-                            None,
-                        )
-                        .add(&label, w.resumed * 100.0);
+    for &profile in &plan.profiles {
+        let mut agreed: Vec<String> = Vec::new();
+        for resume in [false, true] {
+            let what = if resume { "resumed" } else { "full" };
+            let mut rate = None;
+            for regime in Regime::ALL {
+                if regime == Regime::Moderate {
+                    let median = |report: &Report, name: &str, p: &Proxy| {
+                        report
+                            .metrics
+                            .iter()
+                            .find(|m| m.name == name)
+                            .and_then(|m| m.median_of(p.kind.name()))
+                    };
+                    let cost = handshake_metric(resume, profile, Regime::Saturation);
+                    let speed = format!(
+                        "{what} handshake, {} client, {}: connections per second",
+                        profile.name(),
+                        Regime::Saturation.name()
+                    );
+                    let costs: Vec<f64> = proxies
+                        .iter()
+                        .filter_map(|p| median(report, &cost, p))
+                        .collect();
+                    let reached: Vec<f64> = proxies
+                        .iter()
+                        .filter_map(|p| median(report, &speed, p))
+                        .collect();
+                    rate = moderate_rate(&costs, &reached, plan.moderate_share);
+                    let Some(r) = rate else {
+                        report.notes.push(format!(
+                            "{what} handshakes, {} client: no saturation cost, no moderate run",
+                            profile.name()
+                        ));
+                        continue;
+                    };
+                    report.notes.push(format!(
+                        "{what} handshakes, {} client, moderate rate: {r:.0} connections/s offered \
+                         (open loop, {PACED_THREADS} client threads): {:.0} % of one core of the \
+                         costliest terminator at its saturation cost, or {:.0} % of the slowest \
+                         rate the client reached at saturation if that is less",
+                        profile.name(),
+                        plan.moderate_share * 100.0,
+                        CLIENT_HEADROOM * 100.0
+                    ));
                 }
-                say(progress_line(
-                    &format!("{what} handshakes run {}", run + 1),
-                    &label,
-                    w.cpu_us_per_op,
-                    &format!(
-                        "µs/conn  {:.0} conn/s  core {:.0}%  errors {}",
-                        w.per_sec,
-                        w.cpu_util * 100.0,
-                        w.errors
-                    ),
-                ));
-                note_errors(report, &label, what, &w);
+                for run in 0..plan.grid_runs {
+                    for p in &mut proxies {
+                        let (w, info) = measure(plan, setup, profile, p, resume, rate)?;
+                        let label = p.label();
+                        if let Some(info) = info {
+                            let line = format!("{} agreed {info}", p.kind.name());
+                            if !agreed.contains(&line) {
+                                agreed.push(line);
+                            }
+                        }
+                        let cell = format!(
+                            "{what} handshake, {} client, {}",
+                            profile.name(),
+                            regime.name()
+                        );
+                        report
+                            .metric(
+                                &handshake_metric(resume, profile, regime),
+                                "µs",
+                                Better::Lower,
+                                Some("≤ 0.45 × hitch"),
+                            )
+                            .add(&label, w.cpu_us_per_op);
+                        report
+                            .metric(
+                                &format!("{cell}: connections per second"),
+                                "conn/s",
+                                Better::Higher,
+                                None,
+                            )
+                            .add(&label, w.per_sec);
+                        report
+                            .metric(
+                                &format!("{cell}: proxy core busy"),
+                                "%",
+                                Better::Higher,
+                                None,
+                            )
+                            .add(&label, w.cpu_util * 100.0);
+                        if resume {
+                            report
+                                .metric(
+                                    &format!("{cell}: share resumed"),
+                                    "%",
+                                    Better::Higher,
+                                    None,
+                                )
+                                .add(&label, w.resumed * 100.0);
+                        }
+                        say(progress_line(
+                            &format!(
+                                "{what} {} {} run {}",
+                                profile.name(),
+                                if rate.is_some() { "moderate" } else { "sat" },
+                                run + 1
+                            ),
+                            &label,
+                            w.cpu_us_per_op,
+                            &format!(
+                                "µs/conn  {:.0} conn/s  core {:.0}%  resumed {:.0}%  errors {}",
+                                w.per_sec,
+                                w.cpu_util * 100.0,
+                                w.resumed * 100.0,
+                                w.errors
+                            ),
+                        ));
+                        note_errors(report, &label, &cell, &w);
+                    }
+                }
             }
         }
+        report.notes.push(format!(
+            "{} client ({}): {}.",
+            profile.name(),
+            profile.describe(),
+            if agreed.is_empty() {
+                "nothing agreed".to_string()
+            } else {
+                agreed.join("; ")
+            }
+        ));
     }
     drop(proxies);
     // Session tickets must resume on whichever worker accepts the connection.
@@ -139,6 +448,84 @@ pub fn handshakes(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result
             w.errors
         ));
         note_errors(report, &p.label(), "resumed -n 2", &w);
+    }
+    Ok(())
+}
+
+/// Syscalls per full and per resumed handshake connection and per MiB of bulk each way, for
+/// every terminator: `perf stat` on the syscall tracepoints of its processes around a fixed
+/// amount of work (see [`crate::syscount`]).
+pub fn syscalls(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
+    if !crate::syscount::available() {
+        report
+            .notes
+            .push("syscalls not counted: perf is missing (apt-get install -y linux-perf)".into());
+        say("syscalls: perf is missing, skipped".into());
+        return Ok(());
+    }
+    for &kind in &plan.kinds {
+        let mut p = Proxy::start(kind, 1, setup)?;
+        let label = p.label();
+        // Warm the worker: first-use allocations and lazy set-up are not per-connection costs.
+        let _ = load::hold(p.addr, 20, 4);
+        let mut lines = Vec::new();
+        for (metric, what) in [
+            (SYSCALLS_FULL.to_string(), "full"),
+            (SYSCALLS_FULL_PACED.to_string(), "full at 300/s"),
+            (SYSCALLS_RESUMED.to_string(), "resumed"),
+            (syscalls_bulk_metric(true), "download"),
+            (syscalls_bulk_metric(false), "upload"),
+        ] {
+            p.child.check_alive()?;
+            let pids = crate::procfs::tree(p.child.pid());
+            let counter = crate::syscount::Counter::start(&pids)?;
+            // perf attaches to the tracepoints before the work starts.
+            std::thread::sleep(Duration::from_millis(300));
+            let ops = match what {
+                "full" | "resumed" | "full at 300/s" => {
+                    let cfg = crate::client::config(what == "resumed").map_err(io::Error::other)?;
+                    let rate = (what == "full at 300/s").then_some(SYSCALL_RATE);
+                    let (errors, first) = load::connections(
+                        p.addr,
+                        &cfg,
+                        plan.syscall_conns,
+                        plan.threads.min(8),
+                        rate,
+                    );
+                    if errors > 0 {
+                        report.notes.push(format!(
+                            "{label}, syscall count of {what} handshakes: {errors} failed (first: {})",
+                            first.as_deref().unwrap_or("?")
+                        ));
+                    }
+                    (plan.syscall_conns - errors) as f64
+                }
+                _ => {
+                    load::bulk(p.addr, what == "download", plan.syscall_bytes)?;
+                    plan.syscall_bytes as f64 / (1u64 << 20) as f64
+                }
+            };
+            let counts = counter.stop()?.per(ops);
+            let unit = "calls";
+            let target = metric
+                .starts_with("syscalls per full")
+                .then_some("≤ 40 (stud)");
+            report
+                .metric(&metric, unit, Better::Lower, target)
+                .add(&label, counts.total);
+            say(progress_line(
+                &format!("syscalls {what}"),
+                &label,
+                counts.total,
+                &format!("per op: {}", counts.top(6)),
+            ));
+            lines.push(format!("{what} {:.1} ({})", counts.total, counts.top(6)));
+        }
+        report.notes.push(format!(
+            "Syscalls of `{label}` per connection or MiB: {}.",
+            lines.join("; ")
+        ));
+        p.child.kill(Duration::from_secs(3));
     }
     Ok(())
 }
@@ -172,10 +559,10 @@ pub fn bulk(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
                 let label = p.label();
                 report
                     .metric(
-                        &format!("bulk {dir}: CPU per GB"),
+                        &bulk_metric(download),
                         "s",
                         Better::Lower,
-                        Some("≤ 0.75 × hitch"),
+                        Some("≤ 0.6 × hitch"),
                     )
                     .add(&label, (c1 - c0) / gb);
                 report
@@ -201,7 +588,7 @@ pub fn bulk(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
 /// RSS per idle established connection, measured on a fresh proxy per run.
 pub fn idle(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
     for &(count, workers) in &plan.idle {
-        for run in 0..plan.runs {
+        for run in 0..plan.grid_runs {
             for &kind in &plan.kinds {
                 let mut p = Proxy::start(kind, workers, setup)?;
                 let label = p.label();
@@ -243,12 +630,7 @@ pub fn idle(plan: &Plan, setup: &Setup, report: &mut Report) -> io::Result<()> {
                 let per_conn = (after.rss_kib as f64 - before.rss_kib as f64) / count as f64;
                 let pss_per_conn = (after.pss_kib as f64 - before.pss_kib as f64) / count as f64;
                 report
-                    .metric(
-                        &format!("idle TLS connections: RSS per connection at {count}"),
-                        "KiB",
-                        Better::Lower,
-                        Some("≤ 10 KiB"),
-                    )
+                    .metric(&idle_metric(count), "KiB", Better::Lower, Some("≤ 8 KiB"))
                     .add(&label, per_conn);
                 report
                     .metric(
@@ -387,4 +769,96 @@ pub fn timed<T>(what: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> 
     let r = f();
     say(format!("{what}: {:.0} s", t.elapsed().as_secs_f64()));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_moderate_rate_is_a_share_of_the_costliest_core() {
+        // hitch at 1,000 µs per connection: a quarter of its core is 250 connections/s.
+        assert_eq!(
+            moderate_rate(&[480.0, 1000.0], &[2000.0, 990.0], 0.25),
+            Some(250.0)
+        );
+        // Two significant figures.
+        assert_eq!(moderate_rate(&[432.0], &[], 0.25), Some(580.0));
+        assert_eq!(moderate_rate(&[90.0], &[], 0.25), Some(2800.0));
+        // Unknown costs are left out; none known, no rate.
+        assert_eq!(moderate_rate(&[f64::NAN, 500.0], &[], 0.25), Some(500.0));
+        assert_eq!(moderate_rate(&[], &[100.0], 0.25), None);
+        assert_eq!(moderate_rate(&[0.0, f64::NAN], &[], 0.25), None);
+        assert_eq!(moderate_rate(&[500.0], &[], 0.0), None);
+    }
+
+    #[test]
+    fn the_moderate_rate_stays_within_what_the_client_reached() {
+        // A client that reached only 451 connections/s at saturation gets 270/s, not 510/s.
+        assert_eq!(
+            moderate_rate(&[254.0, 487.0], &[522.0, 451.0], 0.25),
+            Some(270.0)
+        );
+        assert_eq!(moderate_rate(&[487.0], &[f64::NAN, 0.0], 0.25), Some(510.0));
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            runs: 1,
+            grid_runs: 1,
+            warmup: Duration::ZERO,
+            window: Duration::ZERO,
+            threads: 1,
+            bulk_bytes: 1,
+            idle: vec![(5000, 1), (18000, 2)],
+            exe: PathBuf::new(),
+            kinds: vec![Kind::Stud, Kind::Hitch],
+            profiles: Profile::ALL.to_vec(),
+            moderate_share: 0.25,
+            syscall_conns: 1,
+            syscall_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn every_issue_target_has_a_row_and_reads_a_measured_metric() {
+        let targets = issue_targets(&plan());
+        // 3 profiles × 2 regimes × (full, resumed, resumed < full) + 2 bulk + 2 syscall counts
+        // + 2 idle.
+        assert_eq!(targets.len(), 3 * 2 * 3 + 2 + 2 + 2);
+        let names: Vec<&str> = targets.iter().map(|t| t.what.as_str()).collect();
+        assert!(names.contains(&"full handshake CPU, openssl-default client, moderate rate"));
+        assert!(names.contains(
+            &"stud: resumed handshake cheaper than full, browser-like client, saturation"
+        ));
+        // Each rule names metrics the scenarios fill in.
+        let filled = |m: &str| {
+            m.starts_with("full handshake, ")
+                || m.starts_with("resumed handshake, ")
+                || m.starts_with("bulk ")
+                || m == SYSCALLS_FULL
+                || m == SYSCALLS_FULL_PACED
+                || m.starts_with("idle TLS connections: RSS")
+        };
+        for t in &targets {
+            match &t.rule {
+                Rule::VsHitch { metric, .. } | Rule::AtMost { metric, .. } => {
+                    assert!(filled(metric), "{metric}")
+                }
+                Rule::Below { cheaper, dearer } => {
+                    assert!(cheaper.starts_with("resumed") && dearer.starts_with("full"));
+                    assert_eq!(cheaper.replacen("resumed", "full", 1), *dearer);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_names_carry_profile_and_regime() {
+        assert_eq!(
+            handshake_metric(true, Profile::Openssl, Regime::Moderate),
+            "resumed handshake, openssl-default client, moderate rate: CPU per connection"
+        );
+        assert_eq!(bulk_metric(false), "bulk client→backend: CPU per GB");
+    }
 }

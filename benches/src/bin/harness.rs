@@ -1,8 +1,10 @@
 //! `harness`: stud beside hitch and haproxy, one pinned core each, in one command.
 //!
 //! ```text
-//! cargo run --release -p stud-benches --bin harness -- all        # everything, ~15 minutes
-//! cargo run --release -p stud-benches --bin harness -- all --quick # a smoke run, ~2 minutes
+//! cargo run --release -p stud-benches --bin harness -- all        # everything, ~20 minutes
+//! cargo run --release -p stud-benches --bin harness -- all --quick # a smoke run, ~5 minutes
+//! cargo run --release -p stud-benches --bin harness -- all --only profiles  # client profiles,
+//!                                        # load regimes and syscall counts only
 //! cargo run --release -p stud-benches --bin harness -- callgrind  # engine instruction counts
 //! ```
 
@@ -12,15 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
+use stud_benches::client::Profile;
 use stud_benches::helpers::{self, start_backend};
 use stud_benches::proxies::{self, Kind, Setup, LOAD_CPU};
 use stud_benches::report::Report;
 use stud_benches::scenarios::{self, timed, Plan};
-use stud_benches::{client, engine};
+use stud_benches::{client, engine, targets};
 
-const USAGE: &str = "usage: harness all [--quick] [--runs N] [--only handshake,bulk,idle,latency] \
+const USAGE: &str = "usage: harness all [--quick] [--runs N] [--grid-runs N] \
+[--only handshake,bulk,idle,latency,syscalls|profiles] [--profiles openssl-default,browser-like,rustls-1-suite] \
 [--peers stud,hitch,haproxy] [--stud PATH] [--out DIR]\n       harness callgrind [--out DIR]\n       \
-harness profile handshake|resume|download|upload|echo [--seconds N] [--malloc jemalloc|mimalloc]\n       \
+harness profile handshake|resume|download|upload|echo [--seconds N] [--malloc jemalloc|mimalloc] [--peer hitch|haproxy]\n       \
 harness machine";
 
 fn main() -> ExitCode {
@@ -82,11 +86,70 @@ fn all(args: &[String]) -> io::Result<()> {
         None if quick => 1,
         None => 5,
     };
-    let only: Vec<String> = opt(args, "--only")
-        .unwrap_or("handshake,bulk,idle,latency")
+    let grid_runs = match opt(args, "--grid-runs") {
+        Some(n) => n
+            .parse()
+            .map_err(|_| io::Error::other("--grid-runs takes a number"))?,
+        // The grid has twelve cells per terminator: three runs of each (and of each idle count)
+        // keep `all` under 25 minutes.
+        None if opt(args, "--runs").is_none() => runs.min(3),
+        None => runs,
+    };
+    let mut only: Vec<String> = opt(args, "--only")
+        .unwrap_or("handshake,bulk,idle,latency,syscalls")
         .split(',')
         .map(str::to_string)
         .collect();
+    // `profiles`: what the client profiles, load regimes and syscall counts add.
+    if only.iter().any(|o| o == "profiles") {
+        only.extend(["handshake".to_string(), "syscalls".to_string()]);
+    }
+    for o in &only {
+        if ![
+            "handshake",
+            "bulk",
+            "idle",
+            "latency",
+            "syscalls",
+            "profiles",
+        ]
+        .contains(&o.as_str())
+        {
+            return Err(io::Error::other(format!(
+                "unknown scenario '{o}' in --only"
+            )));
+        }
+    }
+    let mut profiles: Vec<Profile> = opt(args, "--profiles")
+        .map_or_else(
+            || {
+                Profile::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            str::to_string,
+        )
+        .split(',')
+        .map(|name| {
+            Profile::ALL
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| io::Error::other(format!("unknown client profile '{name}'")))
+        })
+        .collect::<io::Result<_>>()?;
+    let mut skipped = Vec::new();
+    if profiles.contains(&Profile::Openssl) {
+        match stud_benches::openssl::check() {
+            Ok(version) => eprintln!("openssl-default client: Python ssl, {version}"),
+            Err(why) => {
+                eprintln!("openssl-default client skipped: {why}");
+                skipped.push(format!("openssl-default client skipped: {why}"));
+                profiles.retain(|p| *p != Profile::Openssl);
+            }
+        }
+    }
     let kinds: Vec<Kind> = opt(args, "--peers")
         .unwrap_or("stud,hitch,haproxy")
         .split(',')
@@ -104,8 +167,9 @@ fn all(args: &[String]) -> io::Result<()> {
     let exe = std::env::current_exe()?;
     let plan = Plan {
         runs,
+        grid_runs,
         warmup: Duration::from_millis(if quick { 500 } else { 1000 }),
-        window: Duration::from_millis(if quick { 1500 } else { 4000 }),
+        window: Duration::from_millis(if quick { 1500 } else { 3000 }),
         threads: 24,
         bulk_bytes: if quick { 128 << 20 } else { 1 << 30 },
         idle: if quick {
@@ -115,39 +179,73 @@ fn all(args: &[String]) -> io::Result<()> {
         },
         exe,
         kinds,
+        profiles,
+        moderate_share: 0.25,
+        syscall_conns: if quick { 500 } else { 2000 },
+        syscall_bytes: if quick { 64 << 20 } else { 256 << 20 },
     };
     // The load average before the run (the run itself loads both CPUs).
     let before = machine();
     eprintln!("{before}");
     eprintln!(
-        "client: TLS 1.3, {}, {}, ECDSA P-256 certificate; backend {backend_addr}; {} runs",
+        "clients: {}; bulk, idle and latency: TLS 1.3, {}, {}; ECDSA P-256 certificate; \
+         backend {backend_addr}; {} runs ({} per handshake cell)",
+        plan.profiles
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", "),
         client::SUITE,
         client::GROUP,
-        plan.runs
+        plan.runs,
+        plan.grid_runs
     );
     let mut report = Report::default();
-    let result = (|| {
-        if only.iter().any(|o| o == "handshake") {
-            timed("handshakes", || {
-                scenarios::handshakes(&plan, setup, &mut report)
-            })?;
-        }
-        if only.iter().any(|o| o == "bulk") {
-            timed("bulk", || scenarios::bulk(&plan, setup, &mut report))?;
-        }
-        if only.iter().any(|o| o == "idle") {
-            timed("idle", || scenarios::idle(&plan, setup, &mut report))?;
-        }
-        if only.iter().any(|o| o == "latency") {
-            timed("latency", || {
-                scenarios::latency(&plan, setup, backend_addr, &mut report)
-            })?;
-        }
-        Ok::<(), io::Error>(())
-    })();
+    report.notes.extend(skipped);
+    // A scenario that fails (a terminator died, the machine ran out of ports) is noted under
+    // the table; the others still run, and the run still exits with the first failure.
+    let mut result: io::Result<()> = Ok(());
+    let mut step =
+        |name: &str, report: &mut Report, f: &mut dyn FnMut(&mut Report) -> io::Result<()>| {
+            if !only.iter().any(|o| o == name) {
+                return;
+            }
+            if let Err(e) = timed(name, || f(report)) {
+                eprintln!("{name} failed: {e}");
+                report
+                    .notes
+                    .push(format!("The {name} scenario failed: {e}"));
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        };
+    step("handshake", &mut report, &mut |r| {
+        scenarios::handshakes(&plan, setup, r)
+    });
+    step("bulk", &mut report, &mut |r| {
+        scenarios::bulk(&plan, setup, r)
+    });
+    step("idle", &mut report, &mut |r| {
+        scenarios::idle(&plan, setup, r)
+    });
+    step("latency", &mut report, &mut |r| {
+        scenarios::latency(&plan, setup, backend_addr, r)
+    });
+    step("syscalls", &mut report, &mut |r| {
+        scenarios::syscalls(&plan, setup, r)
+    });
     let _ = backend;
     drop(env);
-    let table = report.markdown();
+    let rows: Vec<_> = scenarios::issue_targets(&plan)
+        .iter()
+        .map(|t| targets::evaluate(&report, t))
+        .collect();
+    let table = format!(
+        "### Targets\n\n{}\n### Every measurement\n\n{}",
+        targets::markdown(&rows),
+        report.markdown()
+    );
     println!("{table}");
     if !report.metrics.is_empty() {
         std::fs::create_dir_all(&out)?;
@@ -251,9 +349,16 @@ fn profile(args: &[String]) -> io::Result<()> {
             "perf is missing: apt-get install -y linux-perf",
         ));
     }
-    let e = prepare(args, false)?;
+    let kind = match opt(args, "--peer") {
+        None => Kind::Stud,
+        Some(name) => Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| io::Error::other(format!("unknown terminator '{name}'")))?,
+    };
+    let e = prepare(args, kind != Kind::Stud)?;
     let out = std::env::temp_dir();
-    stud_benches::profile::run(&e.setup, load, seconds, &env, &out)
+    stud_benches::profile::run(&e.setup, kind, load, seconds, &env, &out)
 }
 
 fn chart_title(quick: bool) -> String {
