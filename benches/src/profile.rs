@@ -44,7 +44,16 @@ pub fn count_syscalls<T>(
     control.push(",");
     control.push(&ack);
     let perf = Command::new("perf")
-        .args(["stat", "-x", ",", "-D", "-1", "-e", &crate::syscount::events(), "-p"])
+        .args([
+            "stat",
+            "-x",
+            ",",
+            "-D",
+            "-1",
+            "-e",
+            &crate::syscount::events(),
+            "-p",
+        ])
         .arg(pids.join(","))
         .arg("--control")
         .arg(&control)
