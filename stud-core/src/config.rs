@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::proxy_header::ProxyV2Tlvs;
+use crate::proxy::ProxyV2Tlvs;
 use crate::tls::client_auth::{ClientAuthSpec, Source};
 use crate::tls::client_side::{BackendSetup, BackendTls};
 use crate::tls::identity::{IdentitySource, PemSource};

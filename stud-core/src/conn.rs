@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::proxy_header::{
+use crate::proxy::{
     encode_client_address, encode_proxy_v2_with, parse_proxy_header, ProxyHeaderParse,
     MAX_HEADER_LEN,
 };
@@ -643,7 +643,7 @@ impl Conn {
             _ => encode_client_address(mode, self.peer, self.local, info.as_ref(), &mut buf),
         };
         if n > 0 {
-            let header = crate::proxy_client_cert::finish(&self.config, &buf[..n], info.as_ref());
+            let header = crate::proxy::client_cert::finish(&self.config, &buf[..n], info.as_ref());
             self.header = Some(header);
         }
         self.last_activity = now;

@@ -108,8 +108,7 @@
 mod config;
 mod conn;
 mod error;
-mod proxy_client_cert;
-mod proxy_header;
+mod proxy;
 mod time;
 mod tls;
 
@@ -120,7 +119,7 @@ pub mod driver;
 pub use config::{Config, ConfigBuilder, MAX_RECORD_PLAINTEXT};
 pub use conn::{Action, Buffered, Conn, Event, Interest};
 pub use error::{CloseReason, ConfigError, TlsError};
-pub use proxy_header::{
+pub use proxy::{
     encode_client_address, encode_proxy_v2, parse_proxy_header, ClientAddressMode,
     ProxyHeaderParse, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
     PROXY_V2_SIGNATURE,

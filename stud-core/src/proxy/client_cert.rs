@@ -2,7 +2,7 @@
 //! ([`ConfigBuilder::proxy_client_cert`](crate::ConfigBuilder::proxy_client_cert)).
 //!
 //! Contract: [`with_client_cert`] takes a finished PROXY v2 header (as
-//! [`encode_proxy_v2`](crate::encode_proxy_v2) writes it, its SSL TLV included) and the leaf
+//! [`encode_proxy_v2`](super::encode_proxy_v2) writes it, its SSL TLV included) and the leaf
 //! certificate (DER), and returns the header with two additions:
 //! - the sub-TLV `PP2_SUBTYPE_SSL_CLIENT_CERT` (0x28) at the end of the `PP2_TYPE_SSL` TLV,
 //!   holding the DER certificate. The published specification defines SSL sub-types up to
@@ -18,13 +18,14 @@
 //! an SSL TLV also goes unchanged. The header is built once per connection, is at most 64 KiB
 //! and, like the shorter headers, is held until the backend takes it.
 
-use crate::{HandshakeInfo, PROXY_V2_SIGNATURE};
+use super::encode::PP2_TYPE_SSL;
+use super::PROXY_V2_SIGNATURE;
+use crate::HandshakeInfo;
 
 /// Sub-TLV of `PP2_TYPE_SSL`: the client certificate, DER.
 const PP2_SUBTYPE_SSL_CLIENT_CERT: u8 = 0x28;
 /// The first custom TLV type: the client certificate, PEM (hitch).
 const PP2_TYPE_CLIENT_CERT_PEM: u8 = 0xE0;
-const PP2_TYPE_SSL: u8 = 0x20;
 
 /// The header for the backend: `header` as given, or with the client's certificate added when
 /// the configuration asks for it and the client sent one.
