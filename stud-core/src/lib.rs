@@ -119,11 +119,7 @@ pub mod driver;
 pub use config::{Config, ConfigBuilder, MAX_RECORD_PLAINTEXT};
 pub use conn::{Action, Buffered, Conn, Event, Interest};
 pub use error::{CloseReason, ConfigError, TlsError};
-pub use proxy::{
-    encode_client_address, encode_proxy_v2, parse_proxy_header, ClientAddressMode,
-    ProxyHeaderParse, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
-    PROXY_V2_SIGNATURE,
-};
+pub use proxy::ClientAddressMode;
 /// The rustls stud-core is built on, for [`ConfigBuilder::rustls_server_config`]: build your
 /// `ServerConfig` with this one and the versions always match.
 pub use rustls;
@@ -132,3 +128,17 @@ pub use tls::cert_fields::certificate_not_after;
 pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
 pub use tls::client_side::{BackendTls, SYSTEM_CA_BUNDLE};
 pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};
+
+/// Entry points for the fuzz targets and for tests of stud itself, not part of the API: they
+/// may change in any release. (rustls keeps its own the same way.)
+#[doc(hidden)]
+pub mod internal {
+    /// The PROXY codec: stud's client-address encoders and the incoming PROXY header parser.
+    pub mod proxy {
+        pub use crate::proxy::{
+            encode_client_address, encode_proxy_v2, parse_proxy_header, ProxyHeaderParse,
+            AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
+            PROXY_V2_SIGNATURE,
+        };
+    }
+}

@@ -172,8 +172,8 @@ mod tests {
 
     #[test]
     fn a_header_without_an_ssl_tlv_or_with_a_bad_length_is_left_alone() {
-        let mut buf = [0u8; crate::MAX_HEADER_LEN];
-        let n = crate::encode_proxy_v2(
+        let mut buf = [0u8; crate::proxy::MAX_HEADER_LEN];
+        let n = crate::proxy::encode_proxy_v2(
             "10.0.0.1:1".parse().expect("addr"),
             "10.0.0.2:2".parse().expect("addr"),
             None,
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_certificate_too_large_for_16_bit_lengths_is_left_out() {
-        let mut buf = [0u8; crate::MAX_HEADER_LEN];
+        let mut buf = [0u8; crate::proxy::MAX_HEADER_LEN];
         let info = HandshakeInfo {
             sni: None,
             alpn: None,
@@ -196,7 +196,7 @@ mod tests {
             peer_certificates: Vec::new(),
             client_verify: None,
         };
-        let n = crate::encode_proxy_v2(
+        let n = crate::proxy::encode_proxy_v2(
             "10.0.0.1:1".parse().expect("addr"),
             "10.0.0.2:2".parse().expect("addr"),
             Some(&info),

@@ -50,7 +50,8 @@ pub enum ClientAddressMode {
     /// HAProxy PROXY protocol version 1 (a text line).
     ProxyV1,
     /// HAProxy PROXY protocol version 2 (binary), with TLVs for ALPN, SNI, the TLS version
-    /// and cipher, and the client certificate (see [`encode_proxy_v2`]).
+    /// and cipher, and the client certificate's flags, verification and CN (the certificate
+    /// itself with [`ConfigBuilder::proxy_client_cert`](crate::ConfigBuilder::proxy_client_cert)).
     ProxyV2,
 }
 
@@ -72,8 +73,9 @@ pub const AF_INET6_LINUX: u8 = 10;
 /// it, and `None` leaves the TLVs out.
 ///
 /// ```
-/// use stud_core::{encode_client_address, ClientAddressMode};
-/// let mut buf = [0u8; stud_core::MAX_HEADER_LEN];
+/// use stud_core::internal::proxy::{encode_client_address, MAX_HEADER_LEN};
+/// use stud_core::ClientAddressMode;
+/// let mut buf = [0u8; MAX_HEADER_LEN];
 /// let n = encode_client_address(
 ///     ClientAddressMode::WriteIp,
 ///     "192.0.2.7:5555".parse().unwrap(),
@@ -129,8 +131,8 @@ const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 /// cipher.
 ///
 /// ```
-/// use stud_core::{encode_proxy_v2, PROXY_V2_SIGNATURE};
-/// let mut buf = [0u8; stud_core::MAX_HEADER_LEN];
+/// use stud_core::internal::proxy::{encode_proxy_v2, MAX_HEADER_LEN, PROXY_V2_SIGNATURE};
+/// let mut buf = [0u8; MAX_HEADER_LEN];
 /// let n = encode_proxy_v2(
 ///     "192.0.2.7:5555".parse().unwrap(),
 ///     "192.0.2.1:443".parse().unwrap(),
