@@ -131,6 +131,11 @@ struct Pending {
 /// 4. [`interest`](Conn::interest) — which sockets to watch for reading and writing — and
 ///    [`poll_timeout`](Conn::poll_timeout) — when to call `handle_timeout` next.
 ///
+/// The order is the efficient one, not a trap: no other order loses an action or the close
+/// reason. [`is_closed`](Conn::is_closed) stays `false` until `Action::Close` is taken, and
+/// while any action waits, `poll_timeout` is already due, so a loop that sleeps after
+/// transmitting wakes at once, calls `handle_timeout` (which then does nothing) and drains.
+///
 /// # Rules the engine keeps
 /// - Server mode: no backend connection is asked for until the handshake completes. Client
 ///   mode: the backend is asked for at once (a plaintext client has no handshake to wait for);
@@ -757,8 +762,16 @@ impl Conn {
     // ---------------------------------------------------------------- time
 
     /// The next instant at which [`handle_timeout`](Conn::handle_timeout) must be called.
+    ///
+    /// While an action waits in [`poll_action`](Conn::poll_action) the deadline is already
+    /// due (it is the last `now` that counted as activity): a loop that transmitted last and
+    /// did not drain actions again wakes at once instead of sleeping on a shutdown or a close.
+    /// `None` only once [`Action::Close`] is taken.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.actions_due() {
+            return Some(self.last_activity);
+        }
         match &self.state {
             State::ProxyHeader | State::Handshaking => Some(self.handshake_deadline),
             State::Connecting => Some(self.connect_deadline),
@@ -803,6 +816,12 @@ impl Conn {
             }
             _ => {}
         }
+    }
+
+    /// Whether [`poll_action`](Conn::poll_action) has something to hand out.
+    fn actions_due(&self) -> bool {
+        let p = self.pending;
+        p.connect || p.shutdown_plain || p.shutdown_tls || self.close.is_some()
     }
 
     fn linger_deadline(&self) -> Option<Instant> {

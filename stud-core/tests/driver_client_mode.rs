@@ -14,6 +14,12 @@ use stud_core::{BackendTls, CloseReason, Config};
 /// A TLS echo backend for `localhost`: echoes every byte; at the client's close_notify it
 /// sends its own and shuts its socket. Returns it and the certificate's PEM to trust.
 fn tls_echo_backend() -> (Backend, String) {
+    tls_backend(b"")
+}
+
+/// [`tls_echo_backend`] that first sends `greeting`, as servers that speak first do (SMTP,
+/// FTP, POP3…).
+fn tls_backend(greeting: &'static [u8]) -> (Backend, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
     let cert = params.self_signed(&key).expect("certificate");
@@ -33,6 +39,9 @@ fn tls_echo_backend() -> (Backend, String) {
             return;
         };
         let mut tls = rustls::StreamOwned::new(conn, sock);
+        if !greeting.is_empty() && tls.write_all(greeting).is_err() {
+            return;
+        }
         let mut buf = [0u8; 16 * 1024];
         loop {
             match tls.read(&mut buf) {
@@ -116,4 +125,27 @@ fn an_unverified_backend_closes_the_plaintext_client() {
     );
     server.stop.stop();
     server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn a_backend_that_speaks_first_is_connected_before_the_client_sends_anything() {
+    let (backend, ca) = tls_backend(b"220 ready\r\n");
+    let config = Config::builder()
+        .client_mode(BackendTls::new("localhost").ca_pem(ca))
+        .build()
+        .expect("client-mode config");
+    let server = Running::start(Arc::new(config), options(&[backend.addr]));
+    let mut sock = TcpStream::connect(server.addr).expect("connect");
+    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    // The client only listens: the backend must be asked for without a byte from it.
+    let mut greeting = [0u8; 11];
+    sock.read_exact(&mut greeting)
+        .expect("the backend's greeting");
+    assert_eq!(&greeting, b"220 ready\r\n");
+    sock.shutdown(Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    sock.read_to_end(&mut rest).expect("read to the end");
+    assert!(rest.is_empty(), "{rest:?}");
+    let closes = server.wait_closes(1, TIMEOUT);
+    assert_eq!(closes[0].1, CloseReason::Completed);
 }
