@@ -136,6 +136,23 @@ struct Pending {
 /// while any action waits, `poll_timeout` is already due, so a loop that sleeps after
 /// transmitting wakes at once, calls `handle_timeout` (which then does nothing) and drains.
 ///
+/// # Two ways for bytes to leave
+/// - **Readiness-based I/O** (epoll, `poll()`, tokio's `try_write`):
+///   [`write_client`](Conn::write_client) / [`write_backend`](Conn::write_backend) write
+///   straight into a nonblocking `io::Write` until it says `WouldBlock`, with no copy through a
+///   buffer of yours. Call them when the socket is writable and `interest()` asks for it.
+/// - **Completion-based I/O** (io_uring, IOCP, a send queue of your own):
+///   [`poll_client_transmit`](Conn::poll_client_transmit) /
+///   [`poll_backend_transmit`](Conn::poll_backend_transmit) copy into a buffer you own, and
+///   the bytes are yours from then on: submit the buffer, learn later how much was written,
+///   and resubmit the rest yourself. Keep at most one buffer in flight per socket (poll that
+///   side again when it has completed), so the budgets still bound what is held, and carry out
+///   a shutdown [`Action`] for a socket after the buffer in flight on it completes: the action
+///   follows the last byte handed out, not the last byte on the wire. Any buffer size works:
+///   a short one takes part of a record, and the rest comes on the next call.
+///
+/// Both paths deliver the same bytes in the same order, and may be mixed between calls.
+///
 /// # Rules the engine keeps
 /// - Server mode: no backend connection is asked for until the handshake completes. Client
 ///   mode: the backend is asked for at once (a plaintext client has no handshake to wait for);

@@ -74,7 +74,9 @@
 //! A real loop also feeds backend bytes with [`Conn::handle_backend_data`], ends of stream with
 //! [`Conn::handle_client_eof`] / [`Conn::handle_backend_eof`], and socket failures with the
 //! `handle_*_reset` inputs. [`Conn::write_client`] and [`Conn::write_backend`] write straight
-//! into a nonblocking socket instead of through a buffer. Take `now` from your clock with
+//! into a nonblocking socket instead of through a buffer (readiness-based I/O); the
+//! `poll_*_transmit` calls above suit completion-based I/O such as io_uring (see "Two ways for
+//! bytes to leave" on [`Conn`]). Take `now` from your clock with
 //! [`Instant::from_std`] (one base for the whole loop) and sleep until
 //! [`Instant::to_std`] of the deadline.
 //!
