@@ -2,7 +2,10 @@
 //! a signature pinned below, fails to compile. A breaking change is then a deliberate edit of
 //! this file (and a version bump), never an accident. Additions go here too.
 
-#![allow(clippy::type_complexity)] // the pinned signatures are spelled out on purpose
+#![expect(
+    clippy::type_complexity,
+    reason = "the pinned signatures are spelled out on purpose"
+)]
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 // Every item at the crate root.
-#[allow(unused_imports)] // each is named so that its removal or renaming fails to compile
 use stud_core::{
     certificate_not_after, cipher_suite_names, rustls, Action, BackendTls, Buffered,
     ClientAddressMode, ClientVerify, ClientVerifyMode, CloseReason, Config, ConfigBuilder,
@@ -19,7 +21,6 @@ use stud_core::{
 };
 // The fuzz targets' entry points: hidden from the docs and outside the API's promise, named
 // here so that the fuzz targets' needs are seen to change.
-#[allow(unused_imports)]
 use stud_core::internal::proxy::{
     encode_client_address, encode_proxy_v2, parse_proxy_header, ProxyHeaderParse, AF_INET6_LINUX,
     AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER, PROXY_V2_SIGNATURE,
@@ -27,7 +28,6 @@ use stud_core::internal::proxy::{
 
 // Every item of the reference driver.
 #[cfg(feature = "driver")]
-#[allow(unused_imports)]
 use stud_core::driver::{
     BackendAddr, ConnStats, Frontend, InvalidBackendAddr, Observer, Options, RawFd, Server,
     StopHandle,
