@@ -29,8 +29,8 @@ use stud_core::internal::proxy::{
 // Every item of the reference driver.
 #[cfg(feature = "driver")]
 use stud_core::driver::{
-    BackendAddr, ConnStats, Frontend, InvalidBackendAddr, Observer, Options, RawFd, Server,
-    StopHandle,
+    BackendAddr, ConnStats, Frontend, InvalidBackendAddr, Observer, Options, RateLimit, RawFd,
+    Server, StopHandle,
 };
 
 #[test]
@@ -260,6 +260,9 @@ fn the_driver_keeps_its_entry_points() {
     let _: fn(&StopHandle) = StopHandle::stop;
     let _: fn(&StopHandle) = StopHandle::stop_now;
     let _: fn(&StopHandle) -> RawFd = StopHandle::raw_fd;
+    let _: fn(u32, Duration) -> RateLimit = RateLimit::new;
+    let _: fn(&mut RateLimit, Instant) -> Option<u64> = RateLimit::admit;
+    let _: fn(&mut RateLimit) -> u64 = RateLimit::take_suppressed;
     let _: fn(TcpListener, Arc<Config>) -> Frontend = Frontend::new;
     let _: fn(SocketAddr, Arc<Config>) -> io::Result<Frontend> = Frontend::bind;
     let _: fn(&Frontend) -> io::Result<SocketAddr> = Frontend::local_addr;
