@@ -131,6 +131,14 @@ pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
 pub use tls::client_side::{BackendTls, SYSTEM_CA_BUNDLE};
 pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};
 
+/// A fresh random master secret for [`ConfigBuilder::ticket_secret`], from the TLS library's
+/// generator: what a configuration makes for itself when none is given, for a program that
+/// builds several configurations (or rebuilds one on reload) and wants them all to resume each
+/// other's sessions. `None` only when the system has no randomness to give.
+pub fn random_ticket_secret() -> Option<Vec<u8>> {
+    tls::tickets::EpochTicketer::random_secret()
+}
+
 /// Entry points for the fuzz targets and for tests of stud itself, not part of the API: they
 /// may change in any release. (rustls keeps its own the same way.)
 #[doc(hidden)]

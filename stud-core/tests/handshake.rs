@@ -164,6 +164,27 @@ fn another_host_with_the_same_ticket_secret_resumes_the_session() {
 }
 
 #[test]
+fn one_random_ticket_secret_lets_two_configurations_resume_each_others_sessions() {
+    let secret = stud_core::random_ticket_secret().expect("randomness");
+    let other = stud_core::random_ticket_secret().expect("randomness");
+    assert_ne!(secret, other, "fresh each time");
+    let first = builder()
+        .ticket_secret(secret.clone())
+        .build()
+        .expect("config");
+    let rebuilt = builder().ticket_secret(secret).build().expect("config");
+    let (_, _, der) = default_cert();
+    let client = client_config(der);
+    Pair::with_client(first, client.clone(), "localhost").handshake();
+    let mut again = Pair::with_client(rebuilt, client, "localhost");
+    again.handshake();
+    assert!(
+        matches!(again.events.first(), Some(Event::HandshakeComplete(i)) if i.resumed),
+        "resumed under the rebuilt configuration"
+    );
+}
+
+#[test]
 fn a_short_ticket_secret_is_rejected() {
     let err = builder()
         .ticket_secret([0u8; 16])

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 // Every item at the crate root.
 use stud_core::{
-    certificate_not_after, cipher_suite_names, rustls, Action, BackendTls, Buffered,
-    ClientAddressMode, ClientVerify, ClientVerifyMode, CloseReason, Config, ConfigBuilder,
-    ConfigError, Conn, Event, HandshakeInfo, Instant, Interest, TlsError, TlsVersion,
-    MAX_RECORD_PLAINTEXT, SYSTEM_CA_BUNDLE,
+    certificate_not_after, cipher_suite_names, random_ticket_secret, rustls, Action, BackendTls,
+    Buffered, ClientAddressMode, ClientVerify, ClientVerifyMode, CloseReason, Config,
+    ConfigBuilder, ConfigError, Conn, Event, HandshakeInfo, Instant, Interest, TlsError,
+    TlsVersion, MAX_RECORD_PLAINTEXT, SYSTEM_CA_BUNDLE,
 };
 // The fuzz targets' entry points: hidden from the docs and outside the API's promise, named
 // here so that the fuzz targets' needs are seen to change.
@@ -207,6 +207,7 @@ fn configuration_keeps_its_builder_and_accessors() {
     let _: fn(&BackendTls) -> &str = BackendTls::server_name;
     let _: &str = SYSTEM_CA_BUNDLE;
     let _: fn(&[u8]) -> Option<i64> = certificate_not_after;
+    let _: fn() -> Option<Vec<u8>> = random_ticket_secret;
     let _: usize = MAX_RECORD_PLAINTEXT;
     let _ = ConfigError::ConflictsWithRustlsConfig { setting: "pem" };
     let _ = ConfigError::NoIdentity;
