@@ -54,11 +54,11 @@ pub fn main() -> i32 {
     match args::parse(raw) {
         Err(e) => fail(&e),
         Ok(Command::Help) => {
-            print!("{}", args::USAGE);
+            print!("{}", args::usage());
             0
         }
         Ok(Command::DefaultConfig) => {
-            print!("{}", args::DEFAULT_CONFIG);
+            print!("{}", args::default_config());
             0
         }
         Ok(Command::Version) => {
