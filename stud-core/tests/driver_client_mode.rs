@@ -8,7 +8,6 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
 use driver_support::*;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use stud_core::{BackendTls, CloseReason, Config};
 
 /// A TLS echo backend for `localhost`: echoes every byte; at the client's close_notify it
@@ -20,18 +19,13 @@ fn tls_echo_backend() -> (Backend, String) {
 /// [`tls_echo_backend`] that first sends `greeting`, as servers that speak first do (SMTP,
 /// FTP, POP3…).
 fn tls_backend(greeting: &'static [u8]) -> (Backend, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.self_signed(&key).expect("certificate");
+    let id = stud_test_support::self_signed(stud_test_support::KeyKind::EcdsaP256, &["localhost"]);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
+        .with_single_cert(vec![id.der.clone()], id.private_key())
         .expect("server config");
     let server = Arc::new(server);
     let backend = Backend::spawn(move |sock| {
@@ -58,7 +52,7 @@ fn tls_backend(greeting: &'static [u8]) -> (Backend, String) {
         let _ = tls.flush();
         let _ = tls.sock.shutdown(Shutdown::Write);
     });
-    (backend, cert.pem())
+    (backend, id.cert_pem)
 }
 
 #[test]

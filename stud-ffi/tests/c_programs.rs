@@ -599,12 +599,6 @@ fn start_http_backend() -> (u16, Arc<AtomicUsize>) {
     (port, accepted)
 }
 
-/// A port on which nothing listens (bound, then released).
-fn refusing_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr").port()
-}
-
 /// `curl` fetches `path` through the TLS port, trusting the test certificate; returns the page.
 fn curl(dir: &Path, port: u16, path: &str) -> String {
     let out = Command::new("curl")
@@ -705,7 +699,12 @@ fn run_doc_conn_loop(flavor: Flavor, under_valgrind: bool) {
 /// SIGTERM stops it cleanly.
 fn run_doc_server(flavor: Flavor, under_valgrind: bool) {
     let (backend, accepted) = start_http_backend();
-    let args = [refusing_port().to_string(), backend.to_string()];
+    let refusing = stud_test_support::refusing_port();
+    let args = [
+        "0".to_owned(),
+        refusing.addr.port().to_string(),
+        backend.to_string(),
+    ];
     let Some((mut server, port, dir)) = start_doc_program("server", flavor, under_valgrind, &args)
     else {
         return;
@@ -722,6 +721,10 @@ fn run_doc_server(flavor: Flavor, under_valgrind: bool) {
     let (lines, _) = server.finish();
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
     assert!(lines.iter().any(|l| l == "stopped"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("warning ")),
+        "the refusing backend was tried and reported: {lines:?}"
+    );
     assert!(
         lines.iter().filter(|l| l.starts_with("handshake ")).count() == 3,
         "{lines:?}"

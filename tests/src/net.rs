@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use sha2::{Digest, Sha256};
 
 use crate::TIMEOUT;
@@ -96,31 +96,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A loopback address that refuses every connection while this value lives: bound but not
-/// listening. Holding the binding keeps the port from going to another test's listener or to an
-/// outgoing connection (which could connect to itself), either of which would turn "refused" into
-/// "accepted" at random.
-#[derive(Debug)]
-pub struct DeadAddress {
-    pub addr: SocketAddr,
-    _held: socket2::Socket,
-}
+/// A loopback address that refuses every connection while this value lives (see
+/// [`stud_test_support::RefusingPort`]).
+pub use stud_test_support::RefusingPort as DeadAddress;
 
 /// An address nothing listens on, held so that nothing else can take it.
 pub fn dead_address() -> DeadAddress {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    socket.bind(&any.into()).expect("bind");
-    let addr = socket
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    DeadAddress {
-        addr,
-        _held: socket,
-    }
+    stud_test_support::refusing_port()
 }
 
 /// A loopback address whose connects never complete while this value lives: a listener with a
@@ -169,16 +151,7 @@ pub fn client_config_speaking(
     ca: &CertificateDer<'static>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).expect("add CA");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    stud_test_support::client_config_speaking(std::slice::from_ref(ca), versions)
 }
 
 /// Runs `openssl s_client` against `addr` (as `127.0.0.1:PORT`) with `args` and nothing on its

@@ -1,7 +1,12 @@
 //! A real world for driver tests: a `Server` on a loopback port in its own thread, scripted TCP
 //! backends in threads, and rustls clients over real sockets. Every wait has a deadline.
 
-#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    reason = "each test file uses a different part of the harness"
+)]
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -20,45 +25,23 @@ use stud_core::{CloseReason, Config, ConfigBuilder, HandshakeInfo};
 /// The longest any single step of a test may take before it counts as a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+pub use stud_test_support::client_config_trusting;
+pub use stud_test_support::{refusing_port as closed_port, RefusingPort as ClosedPort};
+
 /// One P-256 identity for `localhost`: (combined PEM, certificate DER).
 pub fn identity() -> &'static (String, CertificateDer<'static>) {
     static CELL: OnceLock<(String, CertificateDer<'static>)> = OnceLock::new();
     CELL.get_or_init(|| {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        let cert = params.self_signed(&key).expect("certificate");
-        (
-            format!("{}{}", cert.pem(), key.serialize_pem()),
-            cert.der().clone(),
-        )
+        let id = stud_test_support::localhost();
+        (id.combined(), id.der.clone())
     })
 }
 
 /// A fresh P-256 identity for `localhost`, distinct from [`identity`] (a second frontend's
 /// certificate): (combined PEM, certificate DER).
 pub fn other_identity() -> (String, CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.self_signed(&key).expect("certificate");
-    (
-        format!("{}{}", cert.pem(), key.serialize_pem()),
-        cert.der().clone(),
-    )
-}
-
-/// A rustls client configuration trusting exactly `roots`.
-pub fn client_config_trusting(roots: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root.clone()).expect("trust anchor");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    Arc::new(cfg)
+    let id = stud_test_support::self_signed(stud_test_support::KeyKind::EcdsaP256, &["localhost"]);
+    (id.combined(), id.der)
 }
 
 /// A server configuration with the test identity, adjusted by `f`.
@@ -70,18 +53,8 @@ pub fn config(f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Arc<Config> {
 /// A rustls client configuration trusting the test identity.
 pub fn client_config() -> Arc<rustls::ClientConfig> {
     static CELL: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CELL.get_or_init(|| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(identity().1.clone()).expect("trust anchor");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(cfg)
-    })
-    .clone()
+    CELL.get_or_init(|| client_config_trusting(std::slice::from_ref(&identity().1)))
+        .clone()
 }
 
 // ---------------------------------------------------------------- the observer
@@ -414,33 +387,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// A loopback address where nothing listens, held so that nothing else can take it.
-pub fn closed_port() -> ClosedPort {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    socket.bind(&any.into()).expect("bind");
-    let addr = socket
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    ClosedPort {
-        addr,
-        _held: socket,
-    }
-}
-
-/// A loopback port that refuses every connection for as long as this value lives: bound but not
-/// listening. Holding the binding keeps the port from being handed to another test's listener or
-/// to an outgoing connection (which could connect to itself), either of which would turn "refused"
-/// into "accepted" at random.
-#[derive(Debug)]
-pub struct ClosedPort {
-    pub addr: SocketAddr,
-    _held: socket2::Socket,
 }
 
 /// A loopback address whose connects never complete, for as long as this value lives: a listener

@@ -1,0 +1,183 @@
+//! What stud's test trees share, so that each helper has one home: self-signed certificates,
+//! rustls client configurations that trust them, and loopback addresses that refuse every
+//! connection.
+//!
+//! Contract: everything here is for tests only and panics (with a message) when the machine
+//! cannot do what it promises — a test has nothing better to do then. It depends on rustls and
+//! rcgen, never on stud's own crates, so that any of them can use it as a dev-dependency.
+//! Specialised worlds (a CA with client certificates and CRLs, OCSP responses, the engine's
+//! in-memory `Pair`, the driver's scripted backends) stay beside the tests that need them.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+
+/// Key types the tests cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA 2048 with SHA-256.
+    Rsa2048,
+    /// ECDSA P-256 with SHA-256.
+    EcdsaP256,
+    /// ECDSA P-384 with SHA-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+}
+
+/// A self-signed certificate and its key.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PKCS#8 PEM.
+    pub key_pem: String,
+    /// The certificate, DER: the trust anchor for clients.
+    pub der: CertificateDer<'static>,
+    /// The private key, PKCS#8 DER.
+    pub key_der: Vec<u8>,
+}
+
+impl Identity {
+    /// The certificate then the key in one PEM, as stud reads a `--pem-file`.
+    pub fn combined(&self) -> String {
+        format!("{}{}", self.cert_pem, self.key_pem)
+    }
+
+    /// The private key, for a rustls server of this identity.
+    pub fn private_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+}
+
+/// A fresh self-signed certificate for `names` (DNS names or IP addresses) with a key of `kind`.
+pub fn self_signed(kind: KeyKind, names: &[&str]) -> Identity {
+    let alg = match kind {
+        KeyKind::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
+        KeyKind::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyKind::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
+    };
+    let key = rcgen::KeyPair::generate_for(alg).expect("key generation");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let params = rcgen::CertificateParams::new(names).expect("certificate parameters");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    Identity {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+        key_der: key.serialize_der(),
+    }
+}
+
+/// One P-256 identity for `localhost`, made once per test process and shared by the tests
+/// that do not care which certificate they get.
+pub fn localhost() -> &'static Identity {
+    static CELL: OnceLock<Identity> = OnceLock::new();
+    CELL.get_or_init(|| self_signed(KeyKind::EcdsaP256, &["localhost"]))
+}
+
+/// A client configuration (aws-lc-rs, TLS 1.2 and 1.3) trusting exactly `anchors`.
+pub fn client_config_trusting(anchors: &[CertificateDer<'static>]) -> Arc<ClientConfig> {
+    client_config_speaking(anchors, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`client_config_trusting`] that speaks only `versions`.
+pub fn client_config_speaking(
+    anchors: &[CertificateDer<'static>],
+    versions: &[&'static SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for anchor in anchors {
+        roots.add(anchor.clone()).expect("trust anchor");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A loopback address that refuses every connection for as long as this value lives: bound but
+/// not listening. Holding the binding keeps the port from going to another test's listener or
+/// to an outgoing connection (which could connect to itself), either of which would turn
+/// "refused" into "accepted" at random.
+#[derive(Debug)]
+pub struct RefusingPort {
+    /// The address to connect to.
+    pub addr: SocketAddr,
+    _held: socket2::Socket,
+}
+
+/// See [`RefusingPort`].
+pub fn refusing_port() -> RefusingPort {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("an inet address");
+    RefusingPort {
+        addr,
+        _held: socket,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    #[test]
+    fn a_client_trusting_the_identity_completes_a_handshake_with_it() {
+        let id = localhost();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).expect("key PEM");
+        assert_eq!(key, id.private_key(), "the PEM and DER keys are one key");
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![id.der.clone()], key)
+            .expect("server config");
+        let mut server = rustls::ServerConnection::new(Arc::new(server)).expect("server");
+        let name = "localhost".try_into().expect("name");
+        let mut client =
+            rustls::ClientConnection::new(client_config_trusting(&[id.der.clone()]), name)
+                .expect("client");
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).expect("client write");
+            }
+            server.read_tls(&mut wire.as_slice()).expect("server read");
+            server
+                .process_new_packets()
+                .expect("the server accepts the client");
+            let mut wire = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut wire).expect("server write");
+            }
+            client.read_tls(&mut wire.as_slice()).expect("client read");
+            client
+                .process_new_packets()
+                .expect("the client trusts the identity");
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+    }
+
+    #[test]
+    fn a_refusing_port_refuses() {
+        let port = refusing_port();
+        let err = std::net::TcpStream::connect(port.addr).expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+}
