@@ -208,6 +208,11 @@ fn configuration_keeps_its_builder_and_accessors() {
     let _: &str = SYSTEM_CA_BUNDLE;
     let _: fn(&[u8]) -> Option<i64> = certificate_not_after;
     let _: fn() -> Option<Vec<u8>> = random_ticket_secret;
+    let _: [Duration; 3] = [
+        ConfigBuilder::DEFAULT_HANDSHAKE_TIMEOUT,
+        ConfigBuilder::DEFAULT_BACKEND_CONNECT_TIMEOUT,
+        ConfigBuilder::DEFAULT_LINGER_TIMEOUT,
+    ];
     let _: usize = MAX_RECORD_PLAINTEXT;
     let _ = ConfigError::ConflictsWithRustlsConfig { setting: "pem" };
     let _ = ConfigError::NoIdentity;
