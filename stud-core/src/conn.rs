@@ -472,12 +472,12 @@ impl Conn {
     fn refuse_hello(&mut self, now: Instant, refusal: Refusal) {
         self.hello_judged = true;
         self.own_alert = Some((refusal.record(), 0));
-        let error = rustls::Error::General(format!(
+        let error = TlsError::general(format!(
             "ClientHello refused with {}: {}",
             client_hello::alert::name(refusal.alert),
             refusal.why
         ));
-        self.enter_closing(now, CloseReason::HandshakeFailed(TlsError(error)));
+        self.enter_closing(now, CloseReason::HandshakeFailed(error));
     }
 
     /// Whether bytes wait for the client: stud's own alert or rustls' output.
@@ -603,10 +603,9 @@ impl Conn {
     fn tls_side_eof(&mut self, now: Instant) {
         match self.state {
             State::ProxyHeader | State::Handshaking if self.client_mode => {
-                let error = rustls::Error::General(
-                    "the backend closed the connection during the handshake".into(),
-                );
-                self.close_now(CloseReason::BackendHandshakeFailed(TlsError(error)))
+                let error =
+                    TlsError::general("the backend closed the connection during the handshake");
+                self.close_now(CloseReason::BackendHandshakeFailed(error))
             }
             State::ProxyHeader | State::Handshaking => {
                 self.close_now(CloseReason::ClientClosedInHandshake)

@@ -122,6 +122,13 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+impl TlsError {
+    /// A failure stud itself decided (not the TLS library), described by `why`.
+    pub(crate) fn general(why: impl Into<String>) -> TlsError {
+        TlsError(rustls::Error::General(why.into()))
+    }
+}
+
 /// Why a connection ended. Every close has exactly one.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
