@@ -1,6 +1,6 @@
 //! What stud's test trees share, so that each helper has one home: self-signed certificates,
 //! rustls client configurations that trust them, and loopback addresses that refuse every
-//! connection.
+//! connection or never answer one, and temporary directories.
 //!
 //! Contract: everything here is for tests only and panics (with a message) when the machine
 //! cannot do what it promises — a test has nothing better to do then. It depends on rustls and
@@ -8,8 +8,11 @@
 //! Specialised worlds (a CA with client certificates and CRLs, OCSP responses, the engine's
 //! in-memory `Pair`, the driver's scripted backends) stay beside the tests that need them.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
@@ -131,6 +134,88 @@ pub fn refusing_port() -> RefusingPort {
     }
 }
 
+/// A loopback address whose connects never complete while this value lives: a listener with a
+/// backlog of zero whose one queue place is taken, so the kernel drops every further SYN (the
+/// client retransmits, as towards a host that has gone away).
+#[derive(Debug)]
+pub struct SilentAddress {
+    /// The address to connect to.
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _queued: TcpStream,
+}
+
+/// See [`SilentAddress`]. Checks its premise: a further connect gets no answer.
+pub fn silent_address() -> SilentAddress {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("an inet address");
+    let queued = TcpStream::connect(addr).expect("the one queue place");
+    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+    assert!(
+        probe.is_err(),
+        "a connect to a full backlog was answered; the test's premise does not hold here"
+    );
+    SilentAddress {
+        addr,
+        _listener: listener,
+        _queued: queued,
+    }
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// A fresh, empty directory under the system temp dir.
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "stud-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` inside the directory and returns the file's path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, contents).expect("write temp file");
+        p
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,9 +235,11 @@ mod tests {
             .expect("server config");
         let mut server = rustls::ServerConnection::new(Arc::new(server)).expect("server");
         let name = "localhost".try_into().expect("name");
-        let mut client =
-            rustls::ClientConnection::new(client_config_trusting(&[id.der.clone()]), name)
-                .expect("client");
+        let mut client = rustls::ClientConnection::new(
+            client_config_trusting(std::slice::from_ref(&id.der)),
+            name,
+        )
+        .expect("client");
         for _ in 0..10 {
             let mut wire = Vec::new();
             while client.wants_write() {
@@ -172,6 +259,16 @@ mod tests {
                 .expect("the client trusts the identity");
         }
         assert!(!client.is_handshaking() && !server.is_handshaking());
+    }
+
+    #[test]
+    fn a_temporary_directory_holds_its_files_until_dropped() {
+        let dir = TempDir::new();
+        let file = dir.write("a.pem", "x");
+        assert_eq!(std::fs::read_to_string(&file).expect("written"), "x");
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
     }
 
     #[test]

@@ -105,41 +105,7 @@ pub fn dead_address() -> DeadAddress {
     stud_test_support::refusing_port()
 }
 
-/// A loopback address whose connects never complete while this value lives: a listener with a
-/// backlog of zero whose one queue place is taken, so the kernel drops every further SYN (the
-/// client retransmits, as towards a host that has gone away).
-#[derive(Debug)]
-pub struct SilentAddress {
-    pub addr: SocketAddr,
-    _listener: socket2::Socket,
-    _queued: TcpStream,
-}
-
-/// See [`SilentAddress`]. Checks its premise: a further connect gets no answer.
-pub fn silent_address() -> SilentAddress {
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    listener
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    listener.listen(0).expect("listen");
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    let queued = TcpStream::connect(addr).expect("the one queue place");
-    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
-    assert!(
-        probe.is_err(),
-        "a connect to a full backlog was answered; the test's premise does not hold here"
-    );
-    SilentAddress {
-        addr,
-        _listener: listener,
-        _queued: queued,
-    }
-}
+pub use stud_test_support::{silent_address, SilentAddress};
 
 /// A client configuration trusting only `ca`.
 pub fn client_config(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {

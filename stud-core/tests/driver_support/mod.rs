@@ -27,6 +27,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 pub use stud_test_support::client_config_trusting;
 pub use stud_test_support::{refusing_port as closed_port, RefusingPort as ClosedPort};
+pub use stud_test_support::{silent_address, SilentAddress, TempDir};
 
 /// One P-256 identity for `localhost`: (combined PEM, certificate DER).
 pub fn identity() -> &'static (String, CertificateDer<'static>) {
@@ -320,7 +321,7 @@ pub struct UnixBackend {
 impl UnixBackend {
     pub fn spawn(handler: impl Fn(UnixStream) + Send + Sync + 'static) -> UnixBackend {
         let dir = TempDir::new();
-        let path = dir.0.join("backend.sock");
+        let path = dir.path().join("backend.sock");
         let listener = UnixListener::bind(&path).expect("backend bind");
         let accepts = Arc::new(AtomicUsize::new(0));
         let a = accepts.clone();
@@ -365,62 +366,6 @@ impl UnixBackend {
 
     pub fn accepts(&self) -> usize {
         self.accepts.load(Ordering::SeqCst)
-    }
-}
-
-/// A directory under the system's temporary directory, unique in this process, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("stud-driver-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A loopback address whose connects never complete, for as long as this value lives: a listener
-/// with a backlog of zero whose one queue place is taken, so the kernel drops every further SYN
-/// (the client retransmits, as towards a host that has gone away).
-#[derive(Debug)]
-pub struct SilentAddress {
-    pub addr: SocketAddr,
-    _listener: socket2::Socket,
-    _queued: TcpStream,
-}
-
-pub fn silent_address() -> SilentAddress {
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    listener.bind(&any.into()).expect("bind");
-    listener.listen(0).expect("listen");
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    let queued = TcpStream::connect(addr).expect("the one queue place");
-    // Check the premise: a further connect gets no answer.
-    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
-    assert!(
-        probe.is_err(),
-        "a connect to a full backlog was answered; the test's premise does not hold here"
-    );
-    SilentAddress {
-        addr,
-        _listener: listener,
-        _queued: queued,
     }
 }
 
