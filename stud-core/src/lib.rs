@@ -134,9 +134,15 @@ pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};
 /// A fresh random master secret for [`ConfigBuilder::ticket_secret`], from the TLS library's
 /// generator: what a configuration makes for itself when none is given, for a program that
 /// builds several configurations (or rebuilds one on reload) and wants them all to resume each
-/// other's sessions. `None` only when the system has no randomness to give.
+/// other's sessions. Its last byte is never ASCII white space, which
+/// [`ConfigBuilder::ticket_secret`] would trim as a file's trailing newline: the secret always
+/// passes whole. `None` only when the system has no randomness to give.
 pub fn random_ticket_secret() -> Option<Vec<u8>> {
-    tls::tickets::EpochTicketer::random_secret()
+    let mut secret = tls::tickets::EpochTicketer::random_secret()?;
+    if let Some(last) = secret.last_mut() {
+        *last |= 0x80;
+    }
+    Some(secret)
 }
 
 /// Entry points for the fuzz targets and for tests of stud itself, not part of the API: they
