@@ -105,6 +105,53 @@ pub fn client_config_speaking(
     Arc::new(config)
 }
 
+/// Moves everything `from` wants to send into `to`, which processes it (an in-memory TLS
+/// exchange: call it both ways in turn until neither is handshaking).
+pub fn pump(from: &mut rustls::Connection, to: &mut rustls::Connection) {
+    let mut bytes = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut bytes).expect("to a Vec");
+    }
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        to.read_tls(&mut rest).expect("read_tls");
+        to.process_new_packets().expect("in-memory TLS");
+    }
+}
+
+/// A TLS 1.3 client configuration for `localhost` trusting `anchor` and holding a ticket that
+/// allows 16 KiB of early data, got from an in-memory rustls server that accepts 0-RTT with
+/// `chain` and `key` (the server under test's identity): its next connection offers 0-RTT.
+pub fn client_with_early_data_ticket(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    anchor: &CertificateDer<'static>,
+) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    server.max_early_data_size = 16_384;
+    let anchors = std::slice::from_ref(anchor);
+    let mut client = (*client_config_speaking(anchors, &[&rustls::version::TLS13])).clone();
+    client.enable_early_data = true;
+    let client = Arc::new(client);
+    let name = "localhost".try_into().expect("server name");
+    let connection = rustls::ClientConnection::new(client.clone(), name).expect("client");
+    let mut c = rustls::Connection::from(connection);
+    let server = rustls::ServerConnection::new(Arc::new(server)).expect("server");
+    let mut s = rustls::Connection::from(server);
+    for _ in 0..10 {
+        pump(&mut c, &mut s);
+        pump(&mut s, &mut c);
+    }
+    assert!(!c.is_handshaking(), "the ticket's handshake completes");
+    client
+}
+
 /// A loopback address that refuses every connection for as long as this value lives: bound but
 /// not listening. Holding the binding keeps the port from going to another test's listener or
 /// to an outgoing connection (which could connect to itself), either of which would turn
@@ -233,30 +280,15 @@ mod tests {
             .with_no_client_auth()
             .with_single_cert(vec![id.der.clone()], key)
             .expect("server config");
-        let mut server = rustls::ServerConnection::new(Arc::new(server)).expect("server");
+        let server = rustls::ServerConnection::new(Arc::new(server)).expect("server");
+        let mut server = rustls::Connection::from(server);
         let name = "localhost".try_into().expect("name");
-        let mut client = rustls::ClientConnection::new(
-            client_config_trusting(std::slice::from_ref(&id.der)),
-            name,
-        )
-        .expect("client");
+        let trusting = client_config_trusting(std::slice::from_ref(&id.der));
+        let client = rustls::ClientConnection::new(trusting, name).expect("client");
+        let mut client = rustls::Connection::from(client);
         for _ in 0..10 {
-            let mut wire = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut wire).expect("client write");
-            }
-            server.read_tls(&mut wire.as_slice()).expect("server read");
-            server
-                .process_new_packets()
-                .expect("the server accepts the client");
-            let mut wire = Vec::new();
-            while server.wants_write() {
-                server.write_tls(&mut wire).expect("server write");
-            }
-            client.read_tls(&mut wire.as_slice()).expect("client read");
-            client
-                .process_new_packets()
-                .expect("the client trusts the identity");
+            pump(&mut client, &mut server);
+            pump(&mut server, &mut client);
         }
         assert!(!client.is_handshaking() && !server.is_handshaking());
     }

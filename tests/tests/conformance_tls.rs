@@ -280,21 +280,8 @@ fn sni_nomatch_abort_answers_an_unknown_name_with_unrecognized_name() {
     );
 }
 
-/// Moves everything `from` wants to send into `to`, in memory.
-fn pump(from: &mut rustls::Connection, to: &mut rustls::Connection) {
-    let mut bytes = Vec::new();
-    while from.wants_write() {
-        from.write_tls(&mut bytes).expect("to a Vec");
-    }
-    let mut rest = &bytes[..];
-    while !rest.is_empty() {
-        to.read_tls(&mut rest).expect("read_tls");
-        to.process_new_packets().expect("in-memory TLS");
-    }
-}
-
 /// A client config for `localhost` trusting the test CA, holding a ticket that allows 16 KiB of
-/// early data: got from an in-memory rustls server that accepts 0-RTT with stud's certificate.
+/// early data for stud's certificate.
 fn client_with_early_data_ticket(pki: &Pki) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -303,34 +290,7 @@ fn client_with_early_data_ticket(pki: &Pki) -> Arc<rustls::ClientConfig> {
         .collect::<Result<_, _>>()
         .expect("chain");
     let key = PrivateKeyDer::from_pem_slice(&pem).expect("key");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    server.max_early_data_size = 16_384;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der.clone()).expect("anchor");
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.enable_early_data = true;
-    let client = Arc::new(client);
-    let name = ServerName::try_from("localhost").expect("name");
-    let mut c =
-        rustls::Connection::from(ClientConnection::new(client.clone(), name).expect("client"));
-    let mut s =
-        rustls::Connection::from(rustls::ServerConnection::new(Arc::new(server)).expect("server"));
-    for _ in 0..10 {
-        pump(&mut c, &mut s);
-        pump(&mut s, &mut c);
-    }
-    assert!(!c.is_handshaking(), "ticket handshake");
-    client
+    stud_test_support::client_with_early_data_ticket(chain, key, &pki.ca_der)
 }
 
 #[test]
