@@ -299,6 +299,21 @@ pub fn run(bin: &Path, args: &[&str]) -> Finished {
     run_in(bin, None, args)
 }
 
+/// Runs `stud ARGS`, which must exit 1 with exactly one `stud: error:` line and no panic;
+/// returns that line without its prefix.
+pub fn one_error(bin: &Path, args: &[&str]) -> String {
+    let out = run(bin, args);
+    assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("stud: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    errors[0].to_string()
+}
+
 /// Runs `stud` to completion (bounded by [`TIMEOUT`]) in the working directory `dir` (this
 /// process's when `None`), so relative paths are resolved the way an operator's shell would.
 pub fn run_in(bin: &Path, dir: Option<&Path>, args: &[&str]) -> Finished {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
-use stud_tests::hostile::{counting_backend, probe, record, records, Ending};
+use stud_tests::hostile::{
+    client_hello_message as hello, counting_backend, probe, record, records, Ending,
+};
 use stud_tests::net;
 use stud_tests::pki::Pki;
 use stud_tests::process::Stud;
@@ -46,26 +48,6 @@ fn common_extensions() -> Vec<u8> {
     let mut out = ext(13, &[0, 4, 0x04, 0x03, 0x08, 0x04]);
     out.extend_from_slice(&ext(10, &[0, 4, 0, 29, 0, 23]));
     out
-}
-
-/// A ClientHello handshake message with `legacy_version`, these suites and extensions.
-fn hello(legacy_version: u16, suites: &[u16], extensions: &[u8]) -> Vec<u8> {
-    let mut body = legacy_version.to_be_bytes().to_vec();
-    body.extend_from_slice(&[0x5a; 32]);
-    body.push(0);
-    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
-    for s in suites {
-        body.extend_from_slice(&s.to_be_bytes());
-    }
-    body.extend_from_slice(&[1, 0]);
-    if !extensions.is_empty() {
-        body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
-        body.extend_from_slice(extensions);
-    }
-    let mut msg = vec![1];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    msg
 }
 
 /// Sends `payload` and asserts the answer is exactly one fatal alert `description`, then a
