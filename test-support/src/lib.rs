@@ -8,6 +8,7 @@
 //! Specialised worlds (a CA with client certificates and CRLs, OCSP responses, the engine's
 //! in-memory `Pair`, the driver's scripted backends) stay beside the tests that need them.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -150,6 +151,23 @@ pub fn client_with_early_data_ticket(
     }
     assert!(!c.is_handshaking(), "the ticket's handshake completes");
     client
+}
+
+/// A backend's connection handler that copies every byte back and, at the peer's end of
+/// stream, ends its own (shuts its write side): the echo server of the relay tests.
+pub fn echo(mut conn: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if conn.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = conn.shutdown(std::net::Shutdown::Write);
 }
 
 /// A loopback address that refuses every connection for as long as this value lives: bound but

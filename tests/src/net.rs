@@ -36,20 +36,7 @@ pub fn backend(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAdd
 }
 
 /// Copies everything back; on EOF, shuts its write side.
-pub fn echo(mut conn: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if conn.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = conn.shutdown(Shutdown::Write);
-}
+pub use stud_test_support::echo;
 
 /// An echo backend.
 pub fn echo_backend() -> SocketAddr {

@@ -289,20 +289,7 @@ impl Backend {
 
     /// Echoes every byte; on the client's end of stream, ends its own.
     pub fn echo() -> Backend {
-        Backend::spawn(|mut stream| {
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if stream.write_all(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = stream.shutdown(Shutdown::Write);
-        })
+        Backend::spawn(stud_test_support::echo)
     }
 
     pub fn accepts(&self) -> usize {
