@@ -4,10 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
-use stud_core::{
-    encode_client_address, encode_proxy_v2, parse_proxy_header, ClientAddressMode, HandshakeInfo,
-    ProxyHeaderParse, TlsVersion, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER, PROXY_V2_SIGNATURE,
+use stud_core::internal::proxy::{
+    encode_client_address, encode_proxy_v2, parse_proxy_header, ProxyHeaderParse, MAX_HEADER_LEN,
+    MAX_INCOMING_PROXY_HEADER, PROXY_V2_SIGNATURE,
 };
+use stud_core::{ClientAddressMode, HandshakeInfo, TlsVersion};
 
 fn addr(bytes: &[u8], v6: bool) -> SocketAddr {
     let port = u16::from_be_bytes([bytes[0], bytes[1]]);

@@ -496,9 +496,40 @@ fn parse_in(sources: Sources) -> Result<Command, String> {
     Ok(Command::Run(Box::new(args)))
 }
 
+/// The defaults of the settings the engine and its driver own, in seconds, read from
+/// stud-core (where they are defined once) for the parser, `--help` and `--default-config`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Defaults {
+    pub(crate) keepalive: u64,
+    pub(crate) handshake_timeout: u64,
+    pub(crate) backend_connect_timeout: u64,
+    pub(crate) drain_timeout: u64,
+}
+
+impl Defaults {
+    pub(crate) fn engine() -> Defaults {
+        let options = stud_core::driver::Options::default();
+        Defaults {
+            keepalive: options.keepalive.map_or(0, |d| d.as_secs()),
+            handshake_timeout: stud_core::ConfigBuilder::DEFAULT_HANDSHAKE_TIMEOUT.as_secs(),
+            backend_connect_timeout: stud_core::ConfigBuilder::DEFAULT_BACKEND_CONNECT_TIMEOUT
+                .as_secs(),
+            drain_timeout: options.drain_timeout.as_secs(),
+        }
+    }
+}
+
 /// What `--default-config` prints: a configuration file that sets every default, in the
 /// syntax `--config` reads (a unit test checks it gives the same model as no file at all).
-pub(crate) const DEFAULT_CONFIG: &str = r#"# stud configuration: every key at its default (stud --default-config).
+pub(crate) fn default_config() -> String {
+    let Defaults {
+        keepalive,
+        handshake_timeout,
+        backend_connect_timeout,
+        drain_timeout,
+    } = Defaults::engine();
+    format!(
+        r#"# stud configuration: every key at its default (stud --default-config).
 # Syntax: hitch.conf(5); docs/migrating.md lists every key.
 
 # Where to listen, one line or block per frontend; a frontend block may name its own
@@ -508,16 +539,16 @@ frontend = "[*]:8443"
 backend = "[127.0.0.1]:8000"
 backend-refresh = 0
 backlog = 100
-keepalive = 3600
+keepalive = {keepalive}
 tcp-fastopen = off
 reuseport = off
-ssl-handshake-timeout = 30
-backend-connect-timeout = 30
+ssl-handshake-timeout = {handshake_timeout}
+backend-connect-timeout = {backend_connect_timeout}
 idle-timeout = 0
-drain-timeout = 30
+drain-timeout = {drain_timeout}
 
 # Certificates: pem-file = "/etc/stud/site.pem" (repeat for several; the last is the
-# default), or pem-file = { cert = "..." private-key = "..." ocsp-resp-file = "..." },
+# default), or pem-file = {{ cert = "..." private-key = "..." ocsp-resp-file = "..." }},
 # and/or pem-dir = "/etc/stud/cert.d" with pem-dir-glob = "*.pem".
 
 # TLS.
@@ -559,10 +590,20 @@ log-conns = off
 syslog = off
 syslog-facility = "daemon"
 # log-filename = "/var/log/stud.log"
-"#;
+"#
+    )
+}
 
 /// The `--help` text.
-pub(crate) const USAGE: &str = "\
+pub(crate) fn usage() -> String {
+    let Defaults {
+        keepalive,
+        handshake_timeout,
+        backend_connect_timeout,
+        drain_timeout,
+    } = Defaults::engine();
+    format!(
+        "\
 stud: the Scalable TLS Unwrapping Daemon
 
 Usage: stud [OPTIONS] PEM [PEM ...]
@@ -634,7 +675,7 @@ Socket:
                                 [default: *,8443] (also [HOST]:PORT or HOST:PORT, and
                                 [HOST]:PORT+CERT for a certificate of this frontend only)
   -B, --backlog=N               listen backlog [default: 100]
-  -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: 3600]
+  -k, --keepalive=SECS          TCP keepalive idle time, 0 = off [default: {keepalive}]
       --backend-source=ADDR[,ADDR...]
                                 connect to the backend from these local addresses in turn
                                 (the kernel picks each port): more than one address's ~28,000
@@ -645,11 +686,11 @@ Socket:
       --send-bufsize=BYTES      SO_SNDBUF of every client socket [default: the kernel's]
       --enable-tcp-fastopen     accept TCP Fast Open on the listening sockets [default: off]
       --reuseport               one SO_REUSEPORT listening socket per worker
-      --ssl-handshake-timeout=SECS    [default: 30]
-      --backend-connect-timeout=SECS  [default: 30]
+      --ssl-handshake-timeout=SECS    [default: {handshake_timeout}]
+      --backend-connect-timeout=SECS  [default: {backend_connect_timeout}]
       --idle-timeout=SECS       close connections idle this long, 0 = never [default: 0]
       --drain-timeout=SECS      on SIGTERM, how long in-flight connections may finish
-                                [default: 30]
+                                [default: {drain_timeout}]
 
 Performance:
   -n, --workers=CORES           worker processes, or 'auto' for one per CPU [default: 1]
@@ -705,7 +746,9 @@ Special:
   -p, --pidfile=FILE            write the parent's pid to FILE
   -V, --version                 print the version and exit
   -h, --help                    print this help and exit
-";
+"
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -929,13 +972,36 @@ mod tests {
     }
 
     #[test]
+    fn the_engines_defaults_come_from_stud_core_to_the_parser_and_the_help() {
+        let a = run(&["x.pem"]).expect("parses");
+        let options = stud_core::driver::Options::default();
+        let builder = stud_core::ConfigBuilder::DEFAULT_HANDSHAKE_TIMEOUT;
+        assert_eq!(a.handshake_timeout, builder);
+        assert_eq!(
+            a.backend_connect_timeout,
+            stud_core::ConfigBuilder::DEFAULT_BACKEND_CONNECT_TIMEOUT
+        );
+        assert_eq!(a.keepalive, options.keepalive);
+        assert_eq!(a.drain_timeout, options.drain_timeout);
+        let help = usage();
+        let shown = format!(
+            "--ssl-handshake-timeout=SECS    [default: {}]",
+            builder.as_secs()
+        );
+        assert!(help.contains(&shown), "{shown}");
+        let config = default_config();
+        let line = format!("\ndrain-timeout = {}\n", options.drain_timeout.as_secs());
+        assert!(config.contains(&line), "{line}");
+    }
+
+    #[test]
     fn help_lists_every_option() {
         for key in keys::KEYS {
             for flag in key.cli {
                 // Short options appear as "-n, --workers"; long ones alone or after ", ".
-                let listed = USAGE.contains(&format!("  {flag}"))
-                    || USAGE.contains(&format!(", {flag}"))
-                    || USAGE.contains(&format!("{flag},"));
+                let listed = usage().contains(&format!("  {flag}"))
+                    || usage().contains(&format!(", {flag}"))
+                    || usage().contains(&format!("{flag},"));
                 assert!(listed, "--help does not list {flag}");
             }
         }

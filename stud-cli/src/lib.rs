@@ -54,11 +54,11 @@ pub fn main() -> i32 {
     match args::parse(raw) {
         Err(e) => fail(&e),
         Ok(Command::Help) => {
-            print!("{}", args::USAGE);
+            print!("{}", args::usage());
             0
         }
         Ok(Command::DefaultConfig) => {
-            print!("{}", args::DEFAULT_CONFIG);
+            print!("{}", args::default_config());
             0
         }
         Ok(Command::Version) => {
@@ -117,7 +117,10 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
     setup::absolute_paths(&mut args)?;
     if args.ticket_secret_bytes.is_none() && args.ticket_secret.is_none() {
         // One random secret for the life of this stud, so a reload keeps resuming sessions.
-        args.ticket_secret_bytes = Some(setup::random_secret()?);
+        args.ticket_secret_bytes = Some(
+            stud_core::random_ticket_secret()
+                .ok_or("no randomness for the session-ticket secret")?,
+        );
     }
     let (configs, mut warnings) = certs::build(&args)?;
     warnings.splice(0..0, args.warnings.iter().cloned());

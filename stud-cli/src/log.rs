@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::sink::{Line, Sinks, DEV_LOG};
 use crate::sys;
@@ -397,62 +397,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month as u32, day as u32)
 }
 
-/// Lets through at most `per_second` lines a second and counts the rest, so a flood of bad
-/// clients cannot flood the log.
-#[derive(Debug)]
-pub(crate) struct RateLimit {
-    per_second: u32,
-    window_start: Instant,
-    in_window: u32,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    /// A limiter allowing `per_second` lines per one-second window.
-    pub(crate) fn new(per_second: u32, now: Instant) -> RateLimit {
-        RateLimit {
-            per_second,
-            window_start: now,
-            in_window: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// Whether a line may be written now; when it may, also how many were dropped before it.
-    pub(crate) fn admit(&mut self, now: Instant) -> Option<u64> {
-        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.in_window = 0;
-        }
-        if self.in_window >= self.per_second {
-            self.suppressed += 1;
-            return None;
-        }
-        self.in_window += 1;
-        Some(std::mem::take(&mut self.suppressed))
-    }
-
-    /// Lines dropped since the last admitted one (to report at exit).
-    pub(crate) fn take_suppressed(&mut self) -> u64 {
-        std::mem::take(&mut self.suppressed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limit_counts_what_it_drops() {
-        let t0 = Instant::now();
-        let mut rl = RateLimit::new(2, t0);
-        assert_eq!(rl.admit(t0), Some(0));
-        assert_eq!(rl.admit(t0), Some(0));
-        assert_eq!(rl.admit(t0), None);
-        assert_eq!(rl.admit(t0 + Duration::from_millis(500)), None);
-        assert_eq!(rl.admit(t0 + Duration::from_millis(1000)), Some(2));
-        assert_eq!(rl.take_suppressed(), 0);
-    }
 
     #[test]
     fn timestamps_are_iso_8601_utc_with_milliseconds() {

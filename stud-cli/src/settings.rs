@@ -683,13 +683,16 @@ impl Settings {
                 _ => Err(format!("invalid backlog '{s}': expected a positive number")),
             })?
             .unwrap_or(100);
-        let keepalive = self.secs("keepalive", "keepalive")?.unwrap_or(3600);
+        let defaults = crate::args::Defaults::engine();
+        let keepalive = self
+            .secs("keepalive", "keepalive")?
+            .unwrap_or(defaults.keepalive);
         let handshake_timeout = self
             .secs("ssl-handshake-timeout", "handshake timeout")?
-            .unwrap_or(30);
+            .unwrap_or(defaults.handshake_timeout);
         let backend_connect_timeout = self
             .secs("backend-connect-timeout", "backend connect timeout")?
-            .unwrap_or(30);
+            .unwrap_or(defaults.backend_connect_timeout);
         for (name, secs) in [
             ("ssl-handshake-timeout", handshake_timeout),
             ("backend-connect-timeout", backend_connect_timeout),
@@ -706,7 +709,9 @@ impl Settings {
             }
         }
         let idle_timeout = self.secs("idle-timeout", "idle timeout")?.unwrap_or(0);
-        let drain_timeout = self.secs("drain-timeout", "drain timeout")?.unwrap_or(30);
+        let drain_timeout = self
+            .secs("drain-timeout", "drain timeout")?
+            .unwrap_or(defaults.drain_timeout);
         let max_conns = self.get("max-conns", |s| match s.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n),
             _ => Err(format!(
@@ -1405,7 +1410,7 @@ shared-cache-if = \"\"
 
     #[test]
     fn the_default_config_sets_exactly_the_defaults() {
-        let from_file = with_file(crate::args::DEFAULT_CONFIG, &["x.pem"]).expect("loads");
+        let from_file = with_file(&crate::args::default_config(), &["x.pem"]).expect("loads");
         let without = parse(vec!["x.pem".into()]).expect("parses");
         let Command::Run(without) = without else {
             panic!("not a run")
@@ -1443,7 +1448,7 @@ shared-cache-if = \"\"
     #[test]
     fn mangled_files_give_a_model_or_one_line_never_a_panic() {
         let seeds = [
-            crate::args::DEFAULT_CONFIG,
+            &crate::args::default_config(),
             include_str!("../../tests/tests/config/hitch.conf.example"),
             "frontend = {\n host = \"*\"\n port = \"443\"\n pem-file = { cert = \"a\" private-key = \"b\" }\n              tls-protos = TLSv1.2 TLSv1.3\n}\npem-file = \"x.pem\"\nwrite-proxy = on\n",
         ];

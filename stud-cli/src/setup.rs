@@ -88,16 +88,6 @@ pub(crate) fn ocsp_beside(pem: &Path) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-/// 48 random bytes for the session-ticket secret, from the kernel.
-pub(crate) fn random_secret() -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
-    let mut secret = vec![0u8; 48];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut secret))
-        .map_err(|e| format!("cannot read /dev/urandom for the session-ticket secret: {e}"))?;
-    Ok(secret)
-}
-
 /// A fresh ECDSA P-256 certificate for `localhost`, `127.0.0.1` and `::1`: (chain PEM, key PEM,
 /// SHA-256 fingerprint as `AB:CD:…`).
 pub(crate) fn self_signed() -> Result<(String, String, String), String> {

@@ -4,7 +4,10 @@
 //! Signal handlers here only do async-signal-safe work: one `write(2)` of one byte to a
 //! nonblocking pipe, with `errno` saved and restored around it.
 
-#![allow(unsafe_code)] // This module is the crate's one door to libc; see each SAFETY note.
+#![expect(
+    unsafe_code,
+    reason = "this module is the crate's one door to libc; see each SAFETY note"
+)]
 
 use std::ffi::CString;
 use std::io;

@@ -7,10 +7,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stud_core::driver::{ConnStats, Frontend, Observer, Options, Server};
+use stud_core::driver::{ConnStats, Frontend, Observer, Options, RateLimit, Server};
 use stud_core::{CloseReason, Config, HandshakeInfo};
 
-use crate::log::{self, RateLimit};
+use crate::log;
 use crate::metrics::WorkerCounters;
 use crate::setup::{self, Privileges};
 use crate::sys;
@@ -23,6 +23,8 @@ const HANDSHAKE_LINES_PER_SECOND: u32 = 5;
 #[derive(Debug)]
 struct LogObserver {
     handshake_failures: RateLimit,
+    /// The epoch of the limiter's clock.
+    started: Instant,
     /// Where this worker's loop shows it is alive (with the watchdog on).
     heartbeat: Option<Heartbeat>,
     /// Log every finished connection (`--log-conns`).
@@ -172,7 +174,8 @@ impl Observer for LogObserver {
         if !reason.is_handshake_failure() && !with_backend {
             return;
         }
-        if let Some(suppressed) = self.handshake_failures.admit(Instant::now()) {
+        let now = stud_core::Instant::from_std(self.started, Instant::now());
+        if let Some(suppressed) = self.handshake_failures.admit(now) {
             if suppressed > 0 {
                 log::info(&format!(
                     "suppressed {suppressed} handshake failure messages"
@@ -271,7 +274,8 @@ pub(crate) fn run(
         }
     };
     server.set_observer(Box::new(LogObserver {
-        handshake_failures: RateLimit::new(HANDSHAKE_LINES_PER_SECOND, Instant::now()),
+        handshake_failures: RateLimit::new(HANDSHAKE_LINES_PER_SECOND, Duration::from_secs(1)),
+        started: Instant::now(),
         heartbeat,
         log_conns: setup.log_conns,
         sessions: HashMap::new(),

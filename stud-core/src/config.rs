@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::proxy_header::ProxyV2Tlvs;
+use crate::proxy::ProxyV2Tlvs;
 use crate::tls::client_auth::{ClientAuthSpec, Source};
 use crate::tls::client_side::{BackendSetup, BackendTls};
 use crate::tls::identity::{IdentitySource, PemSource};
@@ -180,6 +180,15 @@ pub struct ConfigBuilder {
     client_mode: Option<BackendTls>,
 }
 
+impl ConfigBuilder {
+    /// The default of [`handshake_timeout`](Self::handshake_timeout).
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default of [`backend_connect_timeout`](Self::backend_connect_timeout).
+    pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default of [`linger_timeout`](Self::linger_timeout).
+    pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
 impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
@@ -192,10 +201,10 @@ impl Default for ConfigBuilder {
             alpn: Vec::new(),
             session_tickets: true,
             ticket_secret: None,
-            handshake_timeout: Duration::from_secs(30),
-            backend_connect_timeout: Duration::from_secs(30),
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            backend_connect_timeout: Self::DEFAULT_BACKEND_CONNECT_TIMEOUT,
             idle_timeout: None,
-            linger_timeout: Duration::from_secs(60),
+            linger_timeout: Self::DEFAULT_LINGER_TIMEOUT,
             to_backend_budget: 64 * 1024,
             to_client_budget: 64 * 1024,
             client_address: ClientAddressMode::None,

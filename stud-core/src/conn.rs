@@ -1,11 +1,14 @@
 //! `Conn`: one client connection and its backend twin, as a state machine over bytes and time.
 //! The contract is on [`Conn`] itself.
 
+mod plain_queue;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::proxy_header::{
+use self::plain_queue::{PlainQueue, MAX_WRITES_PER_CALL};
+use crate::proxy::{
     encode_client_address, encode_proxy_v2_with, parse_proxy_header, ProxyHeaderParse,
     MAX_HEADER_LEN,
 };
@@ -88,12 +91,6 @@ struct Pending {
     shutdown_tls: bool,
 }
 
-/// How many flush loops one `write_*` call may run: bounded work per call.
-const MAX_WRITES_PER_CALL: usize = 16;
-
-/// The first allocation for decrypted bytes waiting for the backend (capped by the budget).
-const PLAIN_BATCH: usize = 64 * 1024;
-
 /// One client connection and its backend twin.
 ///
 /// # Contract
@@ -134,6 +131,28 @@ const PLAIN_BATCH: usize = 64 * 1024;
 /// 4. [`interest`](Conn::interest) — which sockets to watch for reading and writing — and
 ///    [`poll_timeout`](Conn::poll_timeout) — when to call `handle_timeout` next.
 ///
+/// The order is the efficient one, not a trap: no other order loses an action or the close
+/// reason. [`is_closed`](Conn::is_closed) stays `false` until `Action::Close` is taken, and
+/// while any action waits, `poll_timeout` is already due, so a loop that sleeps after
+/// transmitting wakes at once, calls `handle_timeout` (which then does nothing) and drains.
+///
+/// # Two ways for bytes to leave
+/// - **Readiness-based I/O** (epoll, `poll()`, tokio's `try_write`):
+///   [`write_client`](Conn::write_client) / [`write_backend`](Conn::write_backend) write
+///   straight into a nonblocking `io::Write` until it says `WouldBlock`, with no copy through a
+///   buffer of yours. Call them when the socket is writable and `interest()` asks for it.
+/// - **Completion-based I/O** (io_uring, IOCP, a send queue of your own):
+///   [`poll_client_transmit`](Conn::poll_client_transmit) /
+///   [`poll_backend_transmit`](Conn::poll_backend_transmit) copy into a buffer you own, and
+///   the bytes are yours from then on: submit the buffer, learn later how much was written,
+///   and resubmit the rest yourself. Keep at most one buffer in flight per socket (poll that
+///   side again when it has completed), so the budgets still bound what is held, and carry out
+///   a shutdown [`Action`] for a socket after the buffer in flight on it completes: the action
+///   follows the last byte handed out, not the last byte on the wire. Any buffer size works:
+///   a short one takes part of a record, and the rest comes on the next call.
+///
+/// Both paths deliver the same bytes in the same order, and may be mixed between calls.
+///
 /// # Rules the engine keeps
 /// - Server mode: no backend connection is asked for until the handshake completes. Client
 ///   mode: the backend is asked for at once (a plaintext client has no handshake to wait for);
@@ -160,14 +179,8 @@ pub struct Conn {
     state: State,
     peer: SocketAddr,
     local: SocketAddr,
-    /// The client-address header while it is being sent; `None` before connect and after sending.
-    header: Option<Box<[u8]>>,
-    header_sent: usize,
-    /// Decrypted client bytes for the backend, moved out of rustls record by record so that one
-    /// write sends all of them (rustls keeps one allocation per record). `plain[plain_sent..]`
-    /// is unsent. Allocated only while it holds bytes.
-    plain: Vec<u8>,
-    plain_sent: usize,
+    /// What waits for the plaintext side: the client-address header, then decrypted bytes.
+    to_plain: PlainQueue,
     /// A PROXY header from the load balancer, while it arrives in pieces.
     proxy_in: Vec<u8>,
     io: IoState,
@@ -248,10 +261,7 @@ impl Conn {
             state,
             peer,
             local,
-            header: None,
-            header_sent: 0,
-            plain: Vec::new(),
-            plain_sent: 0,
+            to_plain: PlainQueue::default(),
             proxy_in: Vec::new(),
             io: IoState::default(),
             alert_scan: AlertScan::default(),
@@ -462,12 +472,12 @@ impl Conn {
     fn refuse_hello(&mut self, now: Instant, refusal: Refusal) {
         self.hello_judged = true;
         self.own_alert = Some((refusal.record(), 0));
-        let error = rustls::Error::General(format!(
+        let error = TlsError::general(format!(
             "ClientHello refused with {}: {}",
             client_hello::alert::name(refusal.alert),
             refusal.why
         ));
-        self.enter_closing(now, CloseReason::HandshakeFailed(TlsError(error)));
+        self.enter_closing(now, CloseReason::HandshakeFailed(error));
     }
 
     /// Whether bytes wait for the client: stud's own alert or rustls' output.
@@ -593,10 +603,9 @@ impl Conn {
     fn tls_side_eof(&mut self, now: Instant) {
         match self.state {
             State::ProxyHeader | State::Handshaking if self.client_mode => {
-                let error = rustls::Error::General(
-                    "the backend closed the connection during the handshake".into(),
-                );
-                self.close_now(CloseReason::BackendHandshakeFailed(TlsError(error)))
+                let error =
+                    TlsError::general("the backend closed the connection during the handshake");
+                self.close_now(CloseReason::BackendHandshakeFailed(error))
             }
             State::ProxyHeader | State::Handshaking => {
                 self.close_now(CloseReason::ClientClosedInHandshake)
@@ -643,8 +652,8 @@ impl Conn {
             _ => encode_client_address(mode, self.peer, self.local, info.as_ref(), &mut buf),
         };
         if n > 0 {
-            let header = crate::proxy_client_cert::finish(&self.config, &buf[..n], info.as_ref());
-            self.header = Some(header);
+            let header = crate::proxy::client_cert::finish(&self.config, &buf[..n], info.as_ref());
+            self.to_plain.set_header(header);
         }
         self.last_activity = now;
         self.update(now);
@@ -769,8 +778,16 @@ impl Conn {
     // ---------------------------------------------------------------- time
 
     /// The next instant at which [`handle_timeout`](Conn::handle_timeout) must be called.
+    ///
+    /// While an action waits in [`poll_action`](Conn::poll_action) the deadline is already
+    /// due (it is the last `now` that counted as activity): a loop that transmitted last and
+    /// did not drain actions again wakes at once instead of sleeping on a shutdown or a close.
+    /// `None` only once [`Action::Close`] is taken.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.actions_due() {
+            return Some(self.last_activity);
+        }
         match &self.state {
             State::ProxyHeader | State::Handshaking => Some(self.handshake_deadline),
             State::Connecting => Some(self.connect_deadline),
@@ -815,6 +832,12 @@ impl Conn {
             }
             _ => {}
         }
+    }
+
+    /// Whether [`poll_action`](Conn::poll_action) has something to hand out.
+    fn actions_due(&self) -> bool {
+        let p = self.pending;
+        p.connect || p.shutdown_plain || p.shutdown_tls || self.close.is_some()
     }
 
     fn linger_deadline(&self) -> Option<Instant> {
@@ -878,15 +901,11 @@ impl Conn {
 
     /// Bytes held in each direction.
     pub fn buffered(&self) -> Buffered {
-        let header = self
-            .header
-            .as_ref()
-            .map_or(0, |h| h.len() - self.header_sent);
         let own = self
             .own_alert
             .as_ref()
             .map_or(0, |(record, sent)| record.len() - sent);
-        let to_plain = self.plain_pending() + header;
+        let to_plain = self.to_plain.buffered();
         let to_tls = self.io.tls_out + own + self.pre_tls.len();
         match self.client_mode {
             false => Buffered {
@@ -1004,12 +1023,12 @@ impl Conn {
     }
 
     fn plain_out_pending(&self) -> bool {
-        self.header.is_some() || self.plain_pending() > 0
+        self.to_plain.wants_write()
     }
 
     /// Decrypted bytes not yet sent to the backend.
     fn plain_pending(&self) -> usize {
-        self.plain.len() - self.plain_sent
+        self.to_plain.pending()
     }
 
     /// Moves every decrypted record out of rustls into `plain`, so rustls can take the next ones
@@ -1018,32 +1037,15 @@ impl Conn {
         if self.io.plaintext_in == 0 {
             return;
         }
-        let incoming = self.io.plaintext_in;
-        if self.plain_sent > 0 && self.plain.len() + incoming > self.plain.capacity() {
-            // Drop the sent prefix rather than grow past the allocation: what is kept is then
-            // the unsent bytes only, at most the budget plus one record.
-            self.plain.drain(..self.plain_sent);
-            self.plain_sent = 0;
-        }
-        let need = self.plain.len() + incoming;
-        if need > self.plain.capacity() {
-            // A full record means a bulk transfer: one allocation of the usual batch size rather
-            // than a doubling series. Short ones (interactive traffic) grow the usual way, from
-            // just their size.
-            if incoming >= crate::MAX_RECORD_PLAINTEXT {
-                let batch = need.max(self.tls_to_plain_budget().clamp(1, PLAIN_BATCH));
-                self.plain.reserve_exact(batch - self.plain.len());
-            } else {
-                self.plain.reserve(incoming);
-            }
-        }
+        self.to_plain
+            .reserve(self.io.plaintext_in, self.tls_to_plain_budget());
         loop {
             let chunk = self.tls.plaintext();
             if chunk.is_empty() {
                 break;
             }
             let n = chunk.len();
-            self.plain.extend_from_slice(chunk);
+            self.to_plain.push(chunk);
             self.tls.consume_plaintext(n);
         }
         self.io.plaintext_in = 0;
@@ -1062,53 +1064,7 @@ impl Conn {
         if self.state != State::Established {
             return Ok(0);
         }
-        let mut total = 0;
-        let mut result = Ok(());
-        for _ in 0..MAX_WRITES_PER_CALL {
-            let plain = &self.plain[self.plain_sent..];
-            let written = if let Some(header) = &self.header {
-                // Header and the first plaintext in one write: one segment for the backend.
-                let bufs = [
-                    io::IoSlice::new(&header[self.header_sent..]),
-                    io::IoSlice::new(plain),
-                ];
-                w.write_vectored(&bufs).map(|n| {
-                    let from_header = n.min(header.len() - self.header_sent);
-                    (from_header, n - from_header)
-                })
-            } else {
-                if plain.is_empty() {
-                    break;
-                }
-                w.write(plain).map(|n| (0, n))
-            };
-            match written {
-                Ok((0, 0)) => break,
-                Ok((from_header, from_plain)) => {
-                    self.header_sent += from_header;
-                    if self
-                        .header
-                        .as_ref()
-                        .is_some_and(|h| self.header_sent == h.len())
-                    {
-                        self.header = None;
-                    }
-                    self.plain_sent += from_plain;
-                    if self.plain_sent == self.plain.len() {
-                        // Empty: give the memory back (an idle connection holds no buffer).
-                        self.plain = Vec::new();
-                        self.plain_sent = 0;
-                    }
-                    total += from_header + from_plain;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+        let (total, result) = self.to_plain.write_to(w);
         if total > 0 {
             self.last_activity = now;
             self.update(now);
@@ -1159,7 +1115,7 @@ impl Conn {
                 if !self.tls_in_done
                     && (self.tls_eof || self.io.peer_closed)
                     && self.plain_pending() == 0
-                    && self.header.is_none()
+                    && !self.to_plain.has_header()
                 {
                     self.tls_in_done = true;
                     self.pending.shutdown_plain = true;
@@ -1213,7 +1169,7 @@ impl Conn {
     /// Close without flushing anything more: the caller closes both sockets.
     fn close_now(&mut self, reason: CloseReason) {
         self.pending = Pending::default();
-        self.header = None;
+        self.to_plain.drop_header();
         self.pre_tls = Vec::new();
         self.hello_in = Vec::new();
         self.early = None;

@@ -122,6 +122,13 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+impl TlsError {
+    /// A failure stud itself decided (not the TLS library), described by `why`.
+    pub(crate) fn general(why: impl Into<String>) -> TlsError {
+        TlsError(rustls::Error::General(why.into()))
+    }
+}
+
 /// Why a connection ended. Every close has exactly one.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -162,7 +169,9 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every name [`CloseReason::as_str`] can return, in declaration order: the label set of a
-    /// metric counted by close reason.
+    /// metric counted by close reason. This is the one table of the names: `as_str`, the
+    /// metrics and libstud's `stud_close_reason_name` (reason number `n` is `NAMES[n - 1]`) all
+    /// read it. A new reason is appended, never inserted.
     pub const NAMES: &'static [&'static str] = &[
         "completed",
         "handshake_failed",
@@ -180,24 +189,29 @@ impl CloseReason {
         "backend_handshake_failed",
     ];
 
+    /// This reason's place in [`CloseReason::NAMES`].
+    fn index(&self) -> usize {
+        match self {
+            CloseReason::Completed => 0,
+            CloseReason::HandshakeFailed(_) => 1,
+            CloseReason::HandshakeTimeout => 2,
+            CloseReason::ClientClosedInHandshake => 3,
+            CloseReason::BackendConnectFailed => 4,
+            CloseReason::BackendConnectTimeout => 5,
+            CloseReason::IdleTimeout => 6,
+            CloseReason::LingerTimeout => 7,
+            CloseReason::ClientReset => 8,
+            CloseReason::BackendReset => 9,
+            CloseReason::ProtocolError(_) => 10,
+            CloseReason::Aborted => 11,
+            CloseReason::BadProxyHeader(_) => 12,
+            CloseReason::BackendHandshakeFailed(_) => 13,
+        }
+    }
+
     /// A short stable name for logs and metrics (`"completed"`, `"handshake_failed"`, …).
     pub fn as_str(&self) -> &'static str {
-        match self {
-            CloseReason::Completed => "completed",
-            CloseReason::HandshakeFailed(_) => "handshake_failed",
-            CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::ClientClosedInHandshake => "client_closed_in_handshake",
-            CloseReason::BackendConnectFailed => "backend_connect_failed",
-            CloseReason::BackendConnectTimeout => "backend_connect_timeout",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::LingerTimeout => "linger_timeout",
-            CloseReason::ClientReset => "client_reset",
-            CloseReason::BackendReset => "backend_reset",
-            CloseReason::ProtocolError(_) => "protocol_error",
-            CloseReason::Aborted => "aborted",
-            CloseReason::BadProxyHeader(_) => "bad_proxy_header",
-            CloseReason::BackendHandshakeFailed(_) => "backend_handshake_failed",
-        }
+        Self::NAMES[self.index()]
     }
 
     /// Whether the client never got past the handshake (no backend was involved).
@@ -249,7 +263,10 @@ mod tests {
             CloseReason::BadProxyHeader("x"),
             CloseReason::BackendHandshakeFailed(tls()),
         ];
-        let names: Vec<&str> = all.iter().map(CloseReason::as_str).collect();
-        assert_eq!(names, CloseReason::NAMES);
+        let indexes: Vec<usize> = all.iter().map(CloseReason::index).collect();
+        assert_eq!(indexes, (0..CloseReason::NAMES.len()).collect::<Vec<_>>());
+        let names: std::collections::HashSet<&str> = all.iter().map(CloseReason::as_str).collect();
+        assert_eq!(names.len(), CloseReason::NAMES.len(), "no name twice");
+        assert_eq!(all[12].as_str(), "bad_proxy_header");
     }
 }

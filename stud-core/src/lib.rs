@@ -74,7 +74,9 @@
 //! A real loop also feeds backend bytes with [`Conn::handle_backend_data`], ends of stream with
 //! [`Conn::handle_client_eof`] / [`Conn::handle_backend_eof`], and socket failures with the
 //! `handle_*_reset` inputs. [`Conn::write_client`] and [`Conn::write_backend`] write straight
-//! into a nonblocking socket instead of through a buffer. Take `now` from your clock with
+//! into a nonblocking socket instead of through a buffer (readiness-based I/O); the
+//! `poll_*_transmit` calls above suit completion-based I/O such as io_uring (see "Two ways for
+//! bytes to leave" on [`Conn`]). Take `now` from your clock with
 //! [`Instant::from_std`] (one base for the whole loop) and sleep until
 //! [`Instant::to_std`] of the deadline.
 //!
@@ -108,8 +110,7 @@
 mod config;
 mod conn;
 mod error;
-mod proxy_client_cert;
-mod proxy_header;
+mod proxy;
 mod time;
 mod tls;
 
@@ -120,11 +121,7 @@ pub mod driver;
 pub use config::{Config, ConfigBuilder, MAX_RECORD_PLAINTEXT};
 pub use conn::{Action, Buffered, Conn, Event, Interest};
 pub use error::{CloseReason, ConfigError, TlsError};
-pub use proxy_header::{
-    encode_client_address, encode_proxy_v2, parse_proxy_header, ClientAddressMode,
-    ProxyHeaderParse, AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
-    PROXY_V2_SIGNATURE,
-};
+pub use proxy::ClientAddressMode;
 /// The rustls stud-core is built on, for [`ConfigBuilder::rustls_server_config`]: build your
 /// `ServerConfig` with this one and the versions always match.
 pub use rustls;
@@ -133,3 +130,31 @@ pub use tls::cert_fields::certificate_not_after;
 pub use tls::client_auth::{ClientVerify, ClientVerifyMode};
 pub use tls::client_side::{BackendTls, SYSTEM_CA_BUNDLE};
 pub use tls::{cipher_suite_names, HandshakeInfo, TlsVersion};
+
+/// A fresh random master secret for [`ConfigBuilder::ticket_secret`], from the TLS library's
+/// generator: what a configuration makes for itself when none is given, for a program that
+/// builds several configurations (or rebuilds one on reload) and wants them all to resume each
+/// other's sessions. Its last byte is never ASCII white space, which
+/// [`ConfigBuilder::ticket_secret`] would trim as a file's trailing newline: the secret always
+/// passes whole. `None` only when the system has no randomness to give.
+pub fn random_ticket_secret() -> Option<Vec<u8>> {
+    let mut secret = tls::tickets::EpochTicketer::random_secret()?;
+    if let Some(last) = secret.last_mut() {
+        *last |= 0x80;
+    }
+    Some(secret)
+}
+
+/// Entry points for the fuzz targets and for tests of stud itself, not part of the API: they
+/// may change in any release. (rustls keeps its own the same way.)
+#[doc(hidden)]
+pub mod internal {
+    /// The PROXY codec: stud's client-address encoders and the incoming PROXY header parser.
+    pub mod proxy {
+        pub use crate::proxy::{
+            encode_client_address, encode_proxy_v2, parse_proxy_header, ProxyHeaderParse,
+            AF_INET6_LINUX, AF_INET_LINUX, MAX_HEADER_LEN, MAX_INCOMING_PROXY_HEADER,
+            PROXY_V2_SIGNATURE,
+        };
+    }
+}

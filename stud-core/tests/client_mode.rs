@@ -22,14 +22,11 @@ struct BackendId {
 }
 
 fn backend_id(names: &[&str]) -> BackendId {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let params = rcgen::CertificateParams::new(names).expect("params");
-    let cert = params.self_signed(&key).expect("certificate");
+    let id = stud_test_support::self_signed(stud_test_support::KeyKind::EcdsaP256, names);
     BackendId {
-        cert_pem: cert.pem(),
-        cert: cert.der().clone(),
-        key_der: key.serialize_der(),
+        cert_pem: id.cert_pem,
+        cert: id.der,
+        key_der: id.key_der,
     }
 }
 

@@ -244,3 +244,50 @@ fn shutdowns_and_the_close_all_reach_a_loop_that_checks_is_closed_first() {
     );
     assert!(p.conn.is_closed());
 }
+
+/// The other wrong order: bytes transmitted last, actions not drained again. The shutdown the
+/// last byte made due is not lost to a sleeping loop: the deadline is due at once, and the
+/// wake-up (`handle_timeout`, then the drain) hands it out, and the close with its reason.
+#[test]
+fn a_loop_that_transmits_last_is_woken_for_the_actions_the_bytes_made_due() {
+    let mut p = Pair::new(builder().build().expect("config"));
+    p.handshake();
+    p.client_send(b"request");
+    p.client_close_notify();
+    // Feed the client's bytes and its close_notify by hand, draining actions first, then
+    // transmitting to the backend last, the way a loop that drains only once would.
+    let mut wire = Vec::new();
+    while p.client.wants_write() {
+        p.client.write_tls(&mut wire).expect("client write_tls");
+    }
+    assert_eq!(p.conn.handle_client_data(p.now, &wire), wire.len());
+    assert_eq!(p.conn.poll_action(), None, "the request is not sent yet");
+    let mut buf = [0u8; 1024];
+    let n = p.conn.poll_backend_transmit(p.now, &mut buf);
+    assert_eq!(&buf[..n], b"request");
+    // The loop would now sleep until poll_timeout(): it must be due.
+    let due = p.conn.poll_timeout().expect("a deadline");
+    assert!(due <= p.now, "due at once, not at the linger deadline");
+    p.advance(std::time::Duration::from_millis(1));
+    p.conn.handle_timeout(p.now);
+    assert_eq!(p.conn.poll_action(), Some(Action::ShutdownBackendWrite));
+    assert!(
+        p.conn.poll_timeout().is_some_and(|t| t > p.now),
+        "nothing due once drained"
+    );
+    // The backend ends too; its close_notify is sent, and again actions are left behind.
+    p.conn.handle_backend_eof(p.now);
+    let n = p.conn.poll_client_transmit(p.now, &mut buf);
+    assert!(n > 0, "close_notify");
+    let due = p.conn.poll_timeout().expect("the close is due");
+    assert!(due <= p.now);
+    p.conn.handle_timeout(p.now);
+    assert_eq!(
+        drain_checking_is_closed_first(&mut p.conn),
+        [
+            Action::ShutdownClientWrite,
+            Action::Close(CloseReason::Completed)
+        ]
+    );
+    assert_eq!(p.conn.poll_timeout(), None, "nothing after Close");
+}

@@ -8,24 +8,24 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
 use driver_support::*;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use stud_core::{BackendTls, CloseReason, Config};
 
 /// A TLS echo backend for `localhost`: echoes every byte; at the client's close_notify it
 /// sends its own and shuts its socket. Returns it and the certificate's PEM to trust.
 fn tls_echo_backend() -> (Backend, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.self_signed(&key).expect("certificate");
+    tls_backend(b"")
+}
+
+/// [`tls_echo_backend`] that first sends `greeting`, as servers that speak first do (SMTP,
+/// FTP, POP3…).
+fn tls_backend(greeting: &'static [u8]) -> (Backend, String) {
+    let id = stud_test_support::self_signed(stud_test_support::KeyKind::EcdsaP256, &["localhost"]);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
+        .with_single_cert(vec![id.der.clone()], id.private_key())
         .expect("server config");
     let server = Arc::new(server);
     let backend = Backend::spawn(move |sock| {
@@ -33,6 +33,9 @@ fn tls_echo_backend() -> (Backend, String) {
             return;
         };
         let mut tls = rustls::StreamOwned::new(conn, sock);
+        if !greeting.is_empty() && tls.write_all(greeting).is_err() {
+            return;
+        }
         let mut buf = [0u8; 16 * 1024];
         loop {
             match tls.read(&mut buf) {
@@ -49,7 +52,7 @@ fn tls_echo_backend() -> (Backend, String) {
         let _ = tls.flush();
         let _ = tls.sock.shutdown(Shutdown::Write);
     });
-    (backend, cert.pem())
+    (backend, id.cert_pem)
 }
 
 #[test]
@@ -116,4 +119,27 @@ fn an_unverified_backend_closes_the_plaintext_client() {
     );
     server.stop.stop();
     server.join(TIMEOUT).expect("run");
+}
+
+#[test]
+fn a_backend_that_speaks_first_is_connected_before_the_client_sends_anything() {
+    let (backend, ca) = tls_backend(b"220 ready\r\n");
+    let config = Config::builder()
+        .client_mode(BackendTls::new("localhost").ca_pem(ca))
+        .build()
+        .expect("client-mode config");
+    let server = Running::start(Arc::new(config), options(&[backend.addr]));
+    let mut sock = TcpStream::connect(server.addr).expect("connect");
+    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    // The client only listens: the backend must be asked for without a byte from it.
+    let mut greeting = [0u8; 11];
+    sock.read_exact(&mut greeting)
+        .expect("the backend's greeting");
+    assert_eq!(&greeting, b"220 ready\r\n");
+    sock.shutdown(Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    sock.read_to_end(&mut rest).expect("read to the end");
+    assert!(rest.is_empty(), "{rest:?}");
+    let closes = server.wait_closes(1, TIMEOUT);
+    assert_eq!(closes[0].1, CloseReason::Completed);
 }

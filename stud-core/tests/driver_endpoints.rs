@@ -162,13 +162,13 @@ fn assert_refused_promptly(path: &std::path::Path) {
 #[test]
 fn a_missing_unix_backend_closes_the_client_promptly() {
     let dir = TempDir::new();
-    assert_refused_promptly(&dir.0.join("nothing-here.sock"));
+    assert_refused_promptly(&dir.path().join("nothing-here.sock"));
 }
 
 #[test]
 fn a_unix_backend_nobody_listens_on_closes_the_client_promptly() {
     let dir = TempDir::new();
-    let path = dir.0.join("dead.sock");
+    let path = dir.path().join("dead.sock");
     // Bound then closed: the socket file stays, and connecting to it is refused.
     drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
     assert!(path.exists());
@@ -180,7 +180,7 @@ fn a_refused_unix_backend_falls_back_to_the_next_address() {
     let dir = TempDir::new();
     let backend = Backend::echo();
     let options = Options::new([
-        BackendAddr::Unix(dir.0.join("missing.sock")),
+        BackendAddr::Unix(dir.path().join("missing.sock")),
         BackendAddr::Tcp(backend.addr),
     ]);
     let mut server = Running::start(config(|b| b), options);

@@ -5,7 +5,7 @@
 mod common;
 
 #[path = "../examples/tokio.rs"]
-#[allow(dead_code)] // the example's `main`, unused here
+#[expect(dead_code, reason = "the example's `main`, unused here")]
 mod example;
 
 use std::io::{Read, Write};

@@ -1,7 +1,30 @@
 /*
  * stud.h - the C API of libstud, stud's TLS termination engine.
  *
- * Conventions, ownership rules and a complete example: docs/c-api.md.
+ * Two ways to embed it; docs/c-api.md prints both as complete programs, which the test suite
+ * builds and runs against curl (plain, under ASan+UBSan and under valgrind):
+ *
+ * The whole terminator, on the calling thread:
+ *
+ *     stud_server_new_backends(config, listen, len, backends, lens, n, keepalive_secs,
+ *                              drain_ms, max_conns, &server);
+ *     stud_server_stop_fd(server, &stop_fd);     (a SIGTERM handler writes "g" to it)
+ *     stud_server_run(server);                    (returns after the stop)
+ *     stud_server_free(server);
+ *
+ * One connection in your own poll() loop, your sockets and your clock:
+ *
+ *     stud_conn_new(config, now_us, peer, plen, local, llen, &conn);
+ *     loop:
+ *       drain stud_conn_poll_event, then stud_conn_poll_action until STUD_ACTION_NONE
+ *         (CONNECT_BACKEND, SHUTDOWN_*_WRITE, CLOSE with its reason: then free and stop);
+ *       stud_conn_write_client / _write_backend (a send(2) callback), or
+ *         stud_conn_poll_client_transmit / _backend_transmit into your buffer;
+ *       poll() on stud_conn_interest, timeout from stud_conn_poll_timeout;
+ *       feed reads (at most stud_conn_*_read_capacity bytes) with stud_conn_handle_*_data,
+ *         _eof, _reset; then stud_conn_handle_timeout(conn, now_us).
+ *
+ * Conventions and ownership rules: docs/c-api.md.
  * Link with `pkg-config --cflags --libs stud` (or -lstud).
  */
 

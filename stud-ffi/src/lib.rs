@@ -20,12 +20,16 @@
 //! addresses), `conn` (the handle and inputs), `output` (what a connection hands back),
 //! `server`.
 
-// C names follow C conventions (`stud_conn`, `STUD_OK`), and they are what cbindgen writes into
-// the header, so the Rust items carry them verbatim.
-#![allow(non_camel_case_types)]
-// Every exported function is `unsafe extern "C"`: its safety contract is the pointer validity
-// stated in its documentation, the same for all of them, so no per-function `# Safety` section.
-#![allow(clippy::missing_safety_doc)]
+#![expect(
+    non_camel_case_types,
+    reason = "C names follow C conventions (`stud_conn`, `STUD_OK`) and cbindgen writes them \
+              into the header verbatim"
+)]
+#![expect(
+    clippy::missing_safety_doc,
+    reason = "every exported function is `unsafe extern \"C\"` with the same contract, the \
+              pointer validity its documentation states, so none has its own `# Safety`"
+)]
 
 mod addr;
 mod client_cert;

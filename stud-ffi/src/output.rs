@@ -5,9 +5,10 @@
 //! again (sending the last byte can make a shutdown due); finally re-arm the sockets from
 //! `stud_conn_interest` and the timer from `stud_conn_poll_timeout`.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_void, CString};
 use std::io;
 use std::ptr;
+use std::sync::OnceLock;
 
 use stud_core::{Action, CloseReason, Instant};
 
@@ -228,26 +229,27 @@ pub unsafe extern "C" fn stud_conn_poll_action(
 #[no_mangle]
 pub extern "C" fn stud_close_reason_name(reason: u32) -> *const c_char {
     ffi_boundary! {
-        let name: &'static [u8] = match reason {
-            0 => b"none\0",
-            1 => b"completed\0",
-            2 => b"handshake_failed\0",
-            3 => b"handshake_timeout\0",
-            4 => b"client_closed_in_handshake\0",
-            5 => b"backend_connect_failed\0",
-            6 => b"backend_connect_timeout\0",
-            7 => b"idle_timeout\0",
-            8 => b"linger_timeout\0",
-            9 => b"client_reset\0",
-            10 => b"backend_reset\0",
-            11 => b"protocol_error\0",
-            12 => b"aborted\0",
-            13 => b"bad_proxy_header\0",
-            14 => b"backend_handshake_failed\0",
-            _ => b"unknown\0",
+        let name = match reason {
+            0 => c"none",
+            n => usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| close_reason_c_names().get(i))
+                .map_or(c"unknown", CString::as_c_str),
         };
-        name.as_ptr().cast::<c_char>()
+        name.as_ptr()
     }
+}
+
+/// stud-core's close-reason names as C strings: reason number `n` is the name at `n - 1`
+/// (pinned against the header's enum by a test).
+fn close_reason_c_names() -> &'static [CString] {
+    static NAMES: OnceLock<Vec<CString>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        CloseReason::NAMES
+            .iter()
+            .filter_map(|name| CString::new(*name).ok())
+            .collect()
+    })
 }
 
 /// Writes why the connection closed (with the TLS error's detail, if any) into `buf` as a
@@ -545,5 +547,47 @@ pub unsafe extern "C" fn stud_conn_is_closed(
         let out = try_out!(yes_out);
         *out = state.conn.is_closed();
         stud_result::STUD_OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    /// Every `STUD_CLOSE_<NAME> = n` of the committed header names stud-core's `NAMES[n - 1]`,
+    /// and `stud_close_reason_name(n)` returns it.
+    #[test]
+    fn close_reason_numbers_name_stud_cores_table() {
+        let header = include_str!("../include/stud.h");
+        let mut seen = 0;
+        for line in header.lines() {
+            let Some(rest) = line.trim().strip_prefix("STUD_CLOSE_") else {
+                continue;
+            };
+            let Some((name, number)) = rest.trim_end_matches(',').split_once(" = ") else {
+                continue;
+            };
+            let n: u32 = number.parse().expect("a number");
+            // SAFETY: the function returns a static NUL-terminated string, never NULL.
+            #[expect(unsafe_code, reason = "reading the C string the function returns")]
+            let c_name = unsafe { CStr::from_ptr(stud_close_reason_name(n)) };
+            let c_name = c_name.to_str().expect("ASCII");
+            match name {
+                "NONE" => assert_eq!(c_name, "none"),
+                "OTHER" => assert_eq!(c_name, "unknown"),
+                _ => {
+                    let index = usize::try_from(n - 1).expect("small");
+                    assert_eq!(CloseReason::NAMES[index].to_uppercase(), name);
+                    assert_eq!(c_name, CloseReason::NAMES[index]);
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            CloseReason::NAMES.len(),
+            "the header names every reason"
+        );
     }
 }

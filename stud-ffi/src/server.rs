@@ -210,7 +210,10 @@ pub unsafe extern "C" fn stud_server_new_backends(
 /// # Safety
 /// `config` is a live config or NULL; `listen` points at `listen_len` readable bytes or is NULL;
 /// `server_out` is writable or NULL.
-#[allow(clippy::too_many_arguments)] // the C constructors' arguments, passed through
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the C constructors' arguments, passed through"
+)]
 unsafe fn new_server(
     config: *const stud_config,
     listen: *const sockaddr,

@@ -1,7 +1,9 @@
-//! Real C programs against the real libstud: the unit-style API test (`tests/c/api_test.c`)
-//! and the embedding example (`examples/c/embed.c`) driven end to end with a TLS client and a
-//! backend — each built with `-Wall -Wextra -Werror`, run plain, under ASan+UBSan, and under
-//! valgrind (skipped with one line when valgrind is not installed; see `support`).
+//! Real C programs against the real libstud: the unit-style API test (`tests/c/api_test.c`),
+//! the embedding example (`examples/c/embed.c`) driven end to end with a TLS client and a
+//! backend, and the two programs printed in docs/c-api.md (the per-connection API in a poll()
+//! loop, and `stud_server`) copied out of the document and driven with curl — each built with
+//! `-Wall -Wextra -Werror`, run plain, under ASan+UBSan, and under valgrind (skipped with one
+//! line when valgrind or curl is not installed; see `support`).
 
 mod support;
 
@@ -543,19 +545,210 @@ fn server_api_works_from_c_under_valgrind() {
     run_server_test(Flavor::Plain, true);
 }
 
-/// The complete example in docs/c-api.md compiles and links cleanly against the installed
-/// library, so the documentation cannot rot.
-#[test]
-fn docs_example_compiles_and_links() {
-    let dir = support::scratch("docs-example");
-    let lib = support::install(&dir);
+/// The program of docs/c-api.md whose ```c block opens with `/* NAME.c:`, so that the
+/// documentation is the tested program and cannot rot.
+fn doc_program(name: &str) -> String {
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/c-api.md");
     let text = std::fs::read_to_string(&doc).expect("docs/c-api.md is readable");
-    let start = text.find("```c\n").expect("docs/c-api.md has a C example") + "```c\n".len();
-    let len = text[start..].find("```").expect("the C example is closed");
-    let source = [dir.join("example.c")];
-    std::fs::write(&source[0], &text[start..start + len]).expect("write example.c");
-    support::compile(&lib, &source, &dir.join("example"), Flavor::Plain);
+    let opening = format!("```c\n/* {name}.c:");
+    let start = text
+        .find(&opening)
+        .unwrap_or_else(|| panic!("docs/c-api.md has no program {name}"))
+        + "```c\n".len();
+    let len = text[start..].find("```").expect("the C program is closed");
+    text[start..start + len].to_owned()
+}
+
+/// An HTTP backend: answers each request with a page naming the first line it received (the
+/// PROXY v1 line) and the request line, then closes. Returns its port and a count of
+/// connections.
+fn start_http_backend() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let port = listener.local_addr().expect("local addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let mut reader = BufReader::new(&stream);
+                let mut seen = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => seen.push(line.trim_end().to_owned()),
+                    }
+                }
+                let body = format!(
+                    "{}\n",
+                    seen.iter().take(2).cloned().collect::<Vec<_>>().join("\n")
+                );
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut stream = &stream;
+                let _ = stream.write_all(reply.as_bytes());
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// `curl` fetches `path` through the TLS port, trusting the test certificate; returns the page.
+fn curl(dir: &Path, port: u16, path: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--max-time",
+            "120",
+            "--cacert",
+        ])
+        .arg(dir.join("cert.pem"))
+        .arg("--resolve")
+        .arg(format!("localhost:{port}:127.0.0.1"))
+        .arg(format!("https://localhost:{port}{path}"))
+        .output()
+        .expect("run curl");
+    assert_success("curl", &out);
+    String::from_utf8(out.stdout).expect("the page is text")
+}
+
+/// Builds the docs' program `name` for `flavor` and starts it with `args` after the PEM file;
+/// `None` when a tool it needs is missing (the skip is printed).
+fn start_doc_program(
+    name: &str,
+    flavor: Flavor,
+    under_valgrind: bool,
+    args: &[String],
+) -> Option<(Server, u16, PathBuf)> {
+    if !support::optional_tool("curl") || (under_valgrind && !support::optional_tool("valgrind")) {
+        return None;
+    }
+    let tag = match (flavor, under_valgrind) {
+        (Flavor::Sanitized, _) => "asan",
+        (Flavor::Plain, true) => "valgrind",
+        (Flavor::Plain, false) => "plain",
+    };
+    let dir = support::scratch(&format!("doc-{name}-{tag}"));
+    let lib = support::install(&dir);
+    write_cert_files(&dir, &support::test_cert());
+    let source = [dir.join(format!("{name}.c"))];
+    std::fs::write(&source[0], doc_program(name)).expect("write the program");
+    let binary = dir.join(name);
+    support::compile(&lib, &source, &binary, flavor);
+    let mut cmd = if under_valgrind {
+        support::valgrind_command(&binary)?
+    } else {
+        Command::new(&binary)
+    };
+    cmd.arg(dir.join("site.pem")).args(args);
+    if flavor == Flavor::Sanitized {
+        support::sanitizer_env(&mut cmd);
+    }
+    let (server, port) = Server::start(cmd);
+    Some((server, port, dir))
+}
+
+/// A page fetched through the program shows the client's address reached the backend first.
+fn assert_page(page: &str, path: &str) {
+    let mut lines = page.lines();
+    let proxy = lines.next().unwrap_or_default();
+    assert!(
+        proxy.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "),
+        "{page:?}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some(format!("GET {path} HTTP/1.1").as_str()),
+        "{page:?}"
+    );
+}
+
+/// docs/c-api.md's per-connection program: two curl fetches, then it exits cleanly.
+fn run_doc_conn_loop(flavor: Flavor, under_valgrind: bool) {
+    let (backend, accepted) = start_http_backend();
+    let args = ["0".to_owned(), backend.to_string(), "2".to_owned()];
+    let Some((server, port, dir)) = start_doc_program("conn_loop", flavor, under_valgrind, &args)
+    else {
+        return;
+    };
+    for path in ["/first", "/second"] {
+        assert_page(&curl(&dir, port, path), path);
+    }
+    let (lines, _) = server.finish();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let handshakes = lines
+        .iter()
+        .filter(|l| l.starts_with("handshake sni=localhost"))
+        .count();
+    let closes = lines
+        .iter()
+        .filter(|l| l.starts_with("closed reason="))
+        .count();
+    assert_eq!((handshakes, closes), (2, 2), "{lines:?}");
+}
+
+/// docs/c-api.md's stud_server program: curl through it (its first backend refuses), then
+/// SIGTERM stops it cleanly.
+fn run_doc_server(flavor: Flavor, under_valgrind: bool) {
+    let (backend, accepted) = start_http_backend();
+    let refusing = stud_test_support::refusing_port();
+    let args = [
+        "0".to_owned(),
+        refusing.addr.port().to_string(),
+        backend.to_string(),
+    ];
+    let Some((mut server, port, dir)) = start_doc_program("server", flavor, under_valgrind, &args)
+    else {
+        return;
+    };
+    for path in ["/one", "/two", "/three"] {
+        assert_page(&curl(&dir, port, path), path);
+    }
+    server.wait_for("closed ");
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .output()
+        .expect("run kill");
+    assert_success("kill -TERM", &kill);
+    let (lines, _) = server.finish();
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert!(lines.iter().any(|l| l == "stopped"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("warning ")),
+        "the refusing backend was tried and reported: {lines:?}"
+    );
+    assert!(
+        lines.iter().filter(|l| l.starts_with("handshake ")).count() == 3,
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn docs_conn_loop_serves_curl_under_sanitizers() {
+    run_doc_conn_loop(Flavor::Sanitized, false);
+}
+
+#[test]
+fn docs_conn_loop_serves_curl_under_valgrind() {
+    run_doc_conn_loop(Flavor::Plain, true);
+}
+
+#[test]
+fn docs_server_serves_curl_under_sanitizers() {
+    run_doc_server(Flavor::Sanitized, false);
+}
+
+#[test]
+fn docs_server_serves_curl_under_valgrind() {
+    run_doc_server(Flavor::Plain, true);
 }
 
 /// The static library links on its own with the system libraries stud.pc lists as private.

@@ -19,7 +19,7 @@ pub fn socket_activated(bin: &Path, listener: &TcpListener, args: &[String]) -> 
     let fd = listener.as_raw_fd();
     // SAFETY: dup2 and fcntl are async-signal-safe; they put the listener at descriptor 3
     // without close-on-exec, in the child only. (dup2 onto itself would keep close-on-exec.)
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "a libc call std does not offer; see SAFETY")]
     unsafe {
         command.pre_exec(move || {
             let rc = if fd == 3 {

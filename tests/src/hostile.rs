@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,28 @@ impl Observed {
     pub fn has_alert(&self) -> bool {
         records(&self.reply).iter().any(|(ty, _)| *ty == 21)
     }
+}
+
+/// A ClientHello handshake message (type 1, with its length) with `legacy_version`, these
+/// cipher suites and extensions, a fixed random and no session id: for refusals stud must
+/// judge from the hello alone.
+pub fn client_hello_message(legacy_version: u16, suites: &[u16], extensions: &[u8]) -> Vec<u8> {
+    let mut body = legacy_version.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(0);
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]);
+    if !extensions.is_empty() {
+        body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+        body.extend_from_slice(extensions);
+    }
+    let mut msg = vec![1];
+    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    msg.extend_from_slice(&body);
+    msg
 }
 
 /// Splits `bytes` into TLS records (type, payload); a trailing partial record is dropped.
@@ -319,4 +341,62 @@ pub fn served(addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<()> {
         return Err(io::Error::other("wrong echo"));
     }
     Ok(())
+}
+
+/// Clients opening short connections in a loop until stopped, counting outcomes.
+#[derive(Debug)]
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `threads` clients, thread `i` on `addrs[i % addrs.len()]`.
+    pub fn start(addrs: &[SocketAddr], config: &Arc<rustls::ClientConfig>, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let threads = (0..threads)
+            .map(|i| {
+                let (stop, ok, failed, config) =
+                    (stop.clone(), ok.clone(), failed.clone(), config.clone());
+                let addr = addrs[i % addrs.len()];
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let counter = if served(addr, &config).is_ok() {
+                            &ok
+                        } else {
+                            &failed
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
+    }
+
+    /// Connections served so far.
+    pub fn ok(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients and waits for them: (served, failed).
+    pub fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
 }

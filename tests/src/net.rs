@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use sha2::{Digest, Sha256};
 
 use crate::TIMEOUT;
@@ -36,20 +36,7 @@ pub fn backend(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAdd
 }
 
 /// Copies everything back; on EOF, shuts its write side.
-pub fn echo(mut conn: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if conn.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = conn.shutdown(Shutdown::Write);
-}
+pub use stud_test_support::echo;
 
 /// An echo backend.
 pub fn echo_backend() -> SocketAddr {
@@ -96,68 +83,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A loopback address that refuses every connection while this value lives: bound but not
-/// listening. Holding the binding keeps the port from going to another test's listener or to an
-/// outgoing connection (which could connect to itself), either of which would turn "refused" into
-/// "accepted" at random.
-#[derive(Debug)]
-pub struct DeadAddress {
-    pub addr: SocketAddr,
-    _held: socket2::Socket,
-}
+/// A loopback address that refuses every connection while this value lives (see
+/// [`stud_test_support::RefusingPort`]).
+pub use stud_test_support::RefusingPort as DeadAddress;
 
 /// An address nothing listens on, held so that nothing else can take it.
 pub fn dead_address() -> DeadAddress {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    socket.bind(&any.into()).expect("bind");
-    let addr = socket
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    DeadAddress {
-        addr,
-        _held: socket,
-    }
+    stud_test_support::refusing_port()
 }
 
-/// A loopback address whose connects never complete while this value lives: a listener with a
-/// backlog of zero whose one queue place is taken, so the kernel drops every further SYN (the
-/// client retransmits, as towards a host that has gone away).
-#[derive(Debug)]
-pub struct SilentAddress {
-    pub addr: SocketAddr,
-    _listener: socket2::Socket,
-    _queued: TcpStream,
-}
-
-/// See [`SilentAddress`]. Checks its premise: a further connect gets no answer.
-pub fn silent_address() -> SilentAddress {
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    listener
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    listener.listen(0).expect("listen");
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    let queued = TcpStream::connect(addr).expect("the one queue place");
-    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
-    assert!(
-        probe.is_err(),
-        "a connect to a full backlog was answered; the test's premise does not hold here"
-    );
-    SilentAddress {
-        addr,
-        _listener: listener,
-        _queued: queued,
-    }
-}
+pub use stud_test_support::{silent_address, SilentAddress};
 
 /// A client configuration trusting only `ca`.
 pub fn client_config(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
@@ -169,16 +104,7 @@ pub fn client_config_speaking(
     ca: &CertificateDer<'static>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).expect("add CA");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    stud_test_support::client_config_speaking(std::slice::from_ref(ca), versions)
 }
 
 /// Runs `openssl s_client` against `addr` (as `127.0.0.1:PORT`) with `args` and nothing on its

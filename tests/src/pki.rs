@@ -2,55 +2,11 @@
 //! files stud reads, plus broken variants for the error tests.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::CertificateDer;
 
-/// A directory removed when dropped.
-#[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// A fresh, empty directory under the system temp dir.
-    pub fn new() -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "stud-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir { path }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Writes `contents` to `name` inside the directory and returns the file's path.
-    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path.join(name);
-        std::fs::write(&p, contents).expect("write temp file");
-        p
-    }
-}
-
-impl Default for TempDir {
-    fn default() -> Self {
-        TempDir::new()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+pub use stud_test_support::TempDir;
 
 /// A CA, a leaf it signed, and PEM files (good and broken) in a temp dir.
 #[derive(Debug)]

@@ -28,7 +28,7 @@ pub struct Stud {
 /// Sends `signal` to `pid` (negative: a process group).
 pub fn send_signal(pid: i32, signal: i32) -> bool {
     // SAFETY: kill(2) takes plain integers and touches no memory.
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "a libc call std does not offer; see SAFETY")]
     let rc = unsafe { libc::kill(pid, signal) };
     rc == 0
 }
@@ -299,6 +299,21 @@ pub fn run(bin: &Path, args: &[&str]) -> Finished {
     run_in(bin, None, args)
 }
 
+/// Runs `stud ARGS`, which must exit 1 with exactly one `stud: error:` line and no panic;
+/// returns that line without its prefix.
+pub fn one_error(bin: &Path, args: &[&str]) -> String {
+    let out = run(bin, args);
+    assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("stud: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    errors[0].to_string()
+}
+
 /// Runs `stud` to completion (bounded by [`TIMEOUT`]) in the working directory `dir` (this
 /// process's when `None`), so relative paths are resolved the way an operator's shell would.
 pub fn run_in(bin: &Path, dir: Option<&Path>, args: &[&str]) -> Finished {
@@ -354,11 +369,11 @@ pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     use std::os::fd::FromRawFd as _;
     let mut fds = [-1 as libc::c_int; 2];
     // SAFETY: pipe2 writes two descriptors into the two-element array on success.
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "a libc call std does not offer; see SAFETY")]
     let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
     // SAFETY: both descriptors were just opened and belong to nobody else.
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "a libc call std does not offer; see SAFETY")]
     unsafe {
         (
             std::os::fd::OwnedFd::from_raw_fd(fds[0]),
@@ -371,7 +386,7 @@ pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
 pub fn set_pipe_size(fd: &std::os::fd::OwnedFd, bytes: i32) {
     use std::os::fd::AsRawFd as _;
     // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "a libc call std does not offer; see SAFETY")]
     let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
     assert!(rc >= 0, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
 }

@@ -35,7 +35,7 @@ impl fmt::Display for Sample {
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`Sample::cpu_ticks`].
 pub fn ticks_per_second() -> u64 {
     // SAFETY: sysconf takes an integer name and touches no memory.
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "a libc call std does not offer; see SAFETY")]
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(t).ok().filter(|t| *t > 0).unwrap_or(100)
 }

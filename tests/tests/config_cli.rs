@@ -51,15 +51,8 @@ fn hitch_booleans_and_spellings_are_accepted() {
 
 /// Runs stud and checks: exit 1 and one `stud: error:` line containing `needle`.
 fn refused(args: &[&str], needle: &str) {
-    let out = run(&stud_bin!(), args);
-    assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("stud: error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
-    assert!(errors[0].contains(needle), "{args:?}: {}", errors[0]);
+    let line = stud_tests::process::one_error(&stud_bin!(), args);
+    assert!(line.contains(needle), "{args:?}: {line}");
 }
 
 #[test]

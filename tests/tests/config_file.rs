@@ -25,15 +25,7 @@ fn hitch_example() -> PathBuf {
 /// `stud ARGS`: exit 1 and exactly one `stud: error:` line, which starts with `prefix` and
 /// contains `needle`. Returns that line.
 fn expect_error(args: &[&str], prefix: &str, needle: &str) -> String {
-    let out = run(&stud_bin!(), args);
-    assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("stud: error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
-    let line = errors[0].trim_start_matches("stud: error: ");
+    let line = stud_tests::process::one_error(&stud_bin!(), args);
     assert!(
         line.starts_with(prefix),
         "{args:?}: expected {prefix:?} first in {line:?}"
@@ -42,8 +34,7 @@ fn expect_error(args: &[&str], prefix: &str, needle: &str) -> String {
         line.contains(needle),
         "{args:?}: expected {needle:?} in {line:?}"
     );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    line.to_string()
+    line
 }
 
 /// `hitch --test --config=FILE`'s exit code, when hitch is installed.

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
-use stud_tests::hostile::{counting_backend, probe, record, records, Ending};
+use stud_tests::hostile::{
+    client_hello_message as hello, counting_backend, probe, record, records, Ending,
+};
 use stud_tests::net;
 use stud_tests::pki::Pki;
 use stud_tests::process::Stud;
@@ -46,26 +48,6 @@ fn common_extensions() -> Vec<u8> {
     let mut out = ext(13, &[0, 4, 0x04, 0x03, 0x08, 0x04]);
     out.extend_from_slice(&ext(10, &[0, 4, 0, 29, 0, 23]));
     out
-}
-
-/// A ClientHello handshake message with `legacy_version`, these suites and extensions.
-fn hello(legacy_version: u16, suites: &[u16], extensions: &[u8]) -> Vec<u8> {
-    let mut body = legacy_version.to_be_bytes().to_vec();
-    body.extend_from_slice(&[0x5a; 32]);
-    body.push(0);
-    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
-    for s in suites {
-        body.extend_from_slice(&s.to_be_bytes());
-    }
-    body.extend_from_slice(&[1, 0]);
-    if !extensions.is_empty() {
-        body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
-        body.extend_from_slice(extensions);
-    }
-    let mut msg = vec![1];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    msg
 }
 
 /// Sends `payload` and asserts the answer is exactly one fatal alert `description`, then a
@@ -280,21 +262,8 @@ fn sni_nomatch_abort_answers_an_unknown_name_with_unrecognized_name() {
     );
 }
 
-/// Moves everything `from` wants to send into `to`, in memory.
-fn pump(from: &mut rustls::Connection, to: &mut rustls::Connection) {
-    let mut bytes = Vec::new();
-    while from.wants_write() {
-        from.write_tls(&mut bytes).expect("to a Vec");
-    }
-    let mut rest = &bytes[..];
-    while !rest.is_empty() {
-        to.read_tls(&mut rest).expect("read_tls");
-        to.process_new_packets().expect("in-memory TLS");
-    }
-}
-
 /// A client config for `localhost` trusting the test CA, holding a ticket that allows 16 KiB of
-/// early data: got from an in-memory rustls server that accepts 0-RTT with stud's certificate.
+/// early data for stud's certificate.
 fn client_with_early_data_ticket(pki: &Pki) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -303,34 +272,7 @@ fn client_with_early_data_ticket(pki: &Pki) -> Arc<rustls::ClientConfig> {
         .collect::<Result<_, _>>()
         .expect("chain");
     let key = PrivateKeyDer::from_pem_slice(&pem).expect("key");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    server.max_early_data_size = 16_384;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der.clone()).expect("anchor");
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.enable_early_data = true;
-    let client = Arc::new(client);
-    let name = ServerName::try_from("localhost").expect("name");
-    let mut c =
-        rustls::Connection::from(ClientConnection::new(client.clone(), name).expect("client"));
-    let mut s =
-        rustls::Connection::from(rustls::ServerConnection::new(Arc::new(server)).expect("server"));
-    for _ in 0..10 {
-        pump(&mut c, &mut s);
-        pump(&mut s, &mut c);
-    }
-    assert!(!c.is_handshaking(), "ticket handshake");
-    client
+    stud_test_support::client_with_early_data_ticket(chain, key, &pki.ca_der)
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use stud_tests::hostile::{
-    self, accepted, client_hello, counting_backend, hello_handshake, probe, raw_connect, record,
-    records, start_dual, watch, Ending, Observed, Rng,
+    self, accepted, client_hello, client_hello_message as hello_body, counting_backend,
+    hello_handshake, probe, raw_connect, record, records, start_dual, watch, Ending, Observed, Rng,
 };
 use stud_tests::net;
 use stud_tests::pki::Pki;
@@ -32,25 +32,6 @@ enum Expect {
     Prompt,
     /// Incomplete input stud must wait for: closed by the handshake timeout.
     ByTimeout,
-}
-
-/// A ClientHello body (handshake type 1) with `version`, these cipher suites and extensions.
-fn hello_body(version: u16, suites: &[u16], extensions: &[u8]) -> Vec<u8> {
-    let mut body = version.to_be_bytes().to_vec();
-    body.extend_from_slice(&[0x42; 32]); // random
-    body.push(0); // no session id
-    let suite_bytes: Vec<u8> = suites.iter().flat_map(|s| s.to_be_bytes()).collect();
-    body.extend_from_slice(&(suite_bytes.len() as u16).to_be_bytes());
-    body.extend_from_slice(&suite_bytes);
-    body.extend_from_slice(&[1, 0]); // null compression only
-    if !extensions.is_empty() {
-        body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
-        body.extend_from_slice(extensions);
-    }
-    let mut msg = vec![1];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    msg
 }
 
 /// An SSLv2-format ClientHello (the "compatible" form old clients sent).

@@ -7,72 +7,17 @@
 //! IPv4 and IPv6, so both families are under the same events in the same wall time.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
-use stud_tests::hostile::{counting_backend, counting_backend_on, served, start_dual, Family};
+use stud_tests::hostile::{
+    counting_backend, counting_backend_on, served, start_dual, Family, Load,
+};
 use stud_tests::net::{self, backend_on, connect, pattern, sha256};
 use stud_tests::pki::Pki;
 use stud_tests::process::{alive, send_signal, Stud};
 use stud_tests::procfs::{children, report, sample, wait_for, Tree};
 use stud_tests::{stud_bin, TIMEOUT};
-
-/// Clients opening short connections in a loop until stopped, counting outcomes.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    /// `threads` clients, thread `i` on `addrs[i % addrs.len()]`.
-    fn start(addrs: &[SocketAddr], config: &Arc<rustls::ClientConfig>, threads: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let threads = (0..threads)
-            .map(|i| {
-                let (stop, ok, failed, config) =
-                    (stop.clone(), ok.clone(), failed.clone(), config.clone());
-                let addr = addrs[i % addrs.len()];
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let counter = if served(addr, &config).is_ok() {
-                            &ok
-                        } else {
-                            &failed
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            threads,
-        }
-    }
-
-    fn ok(&self) -> usize {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
-}
 
 /// The worker pids the kernel lists as children of `stud` (zombies excluded).
 fn live_children(stud: &Stud) -> Vec<i32> {

@@ -5,12 +5,11 @@
 use std::io::Read as _;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stud_tests::daemon::{echoes, served_with};
-use stud_tests::hostile::served;
+use stud_tests::hostile::{served, Load};
 use stud_tests::net::{self, echo_backend};
 use stud_tests::pki::{Pki, TempDir};
 use stud_tests::process::{self, alive, Stud};
@@ -53,34 +52,13 @@ fn a_log_reader_that_stops_reading_costs_no_worker_and_no_connection() {
     .expect("one worker");
 
     // Short connections, one log line each, for twice the watchdog's timeout; nobody reads.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, ok, failed, config) =
-                (stop.clone(), ok.clone(), failed.clone(), config.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let counter = if served(addr, &config).is_ok() {
-                        &ok
-                    } else {
-                        &failed
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&[addr], &config, 2);
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
         std::thread::sleep(Duration::from_millis(500));
         echoes(&mut held, b"during");
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client thread");
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.finish();
     eprintln!("{ok} connections served, {failed} failed, with nobody reading the log");
     assert!(ok >= 100, "too few connections to fill the log: {ok}");
     assert_eq!(failed, 0, "connections failed while the log was not read");

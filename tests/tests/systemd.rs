@@ -65,7 +65,7 @@ fn monotonic_usec() -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec.
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "a libc call std does not offer; see SAFETY")]
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts)
     };

@@ -91,6 +91,7 @@ use std::time::Duration;
 
 pub use backend::{BackendAddr, InvalidBackendAddr};
 pub use frontend::Frontend;
+pub use ratelimit::RateLimit;
 pub use server::Server;
 pub use std::os::fd::RawFd;
 pub use stop::StopHandle;

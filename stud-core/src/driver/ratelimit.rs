@@ -1,34 +1,75 @@
 //! Keeping rare problems rare in the log, and the accept loop from spinning.
+//!
+//! [`RateLimit`] is the one limiter of reports in stud: the driver's warnings go through it,
+//! and so do the daemon's own floods (handshake failures), on the same clock as the engine.
 
 use std::time::Duration;
 
 use crate::Instant;
 
-/// At most one report per period; the ones in between are counted.
-#[derive(Debug, Default)]
-pub(super) struct RateLimited {
-    last: Option<Instant>,
+/// Lets at most `per_period` reports through in each period and counts the rest, so a flood
+/// (bad clients, a full descriptor table) cannot flood the log. A period starts with the first
+/// report after the previous one ended.
+///
+/// ```
+/// use std::time::Duration;
+/// use stud_core::driver::RateLimit;
+/// use stud_core::Instant;
+///
+/// let mut limit = RateLimit::new(1, Duration::from_secs(1));
+/// let t = |ms: u64| Instant::from_micros(ms * 1000);
+/// assert_eq!(limit.admit(t(0)), Some(0)); // report it: none were dropped before
+/// assert_eq!(limit.admit(t(400)), None); // drop it, counted
+/// assert_eq!(limit.admit(t(1000)), Some(1)); // report it, and that one was dropped
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    per_period: u32,
+    period: Duration,
+    window_start: Option<Instant>,
+    in_window: u32,
     suppressed: u64,
+}
+
+impl RateLimit {
+    /// A limiter letting `per_period` reports through per `period`.
+    pub fn new(per_period: u32, period: Duration) -> RateLimit {
+        RateLimit {
+            per_period,
+            period,
+            window_start: None,
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` if a report may go out at `now`, `n` being how many were dropped since the
+    /// last one that went out; `None` (counted) otherwise.
+    #[must_use]
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        let expired = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= self.period);
+        if expired {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        if self.in_window >= self.per_period {
+            self.suppressed += 1;
+            return None;
+        }
+        self.in_window += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+
+    /// Reports dropped since the last admitted one (to report at exit); the count restarts.
+    pub fn take_suppressed(&mut self) -> u64 {
+        std::mem::take(&mut self.suppressed)
+    }
 }
 
 /// How often one kind of warning may be reported.
 const WARNING_PERIOD: Duration = Duration::from_secs(1);
-
-impl RateLimited {
-    /// `Some(n)` if a report may go out now, `n` being how many were suppressed since the last.
-    pub(super) fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now < last + WARNING_PERIOD => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
 
 /// The kinds of warning the driver gives, each limited on its own.
 #[derive(Debug, Clone, Copy)]
@@ -41,12 +82,23 @@ pub(super) enum WarningKind {
     Connection,
 }
 
-/// One limiter per [`WarningKind`].
-#[derive(Debug, Default)]
+/// One limiter per [`WarningKind`]: one warning a second each.
+#[derive(Debug)]
 pub(super) struct Warnings {
-    accept: RateLimited,
-    backend: RateLimited,
-    connection: RateLimited,
+    accept: RateLimit,
+    backend: RateLimit,
+    connection: RateLimit,
+}
+
+impl Default for Warnings {
+    fn default() -> Self {
+        let one = || RateLimit::new(1, WARNING_PERIOD);
+        Warnings {
+            accept: one(),
+            backend: one(),
+            connection: one(),
+        }
+    }
 }
 
 impl Warnings {
@@ -62,7 +114,7 @@ impl Warnings {
             WarningKind::Backend => &mut self.backend,
             WarningKind::Connection => &mut self.connection,
         };
-        let suppressed = limiter.allow(now)?;
+        let suppressed = limiter.admit(now)?;
         let mut text = message();
         if suppressed > 0 {
             text.push_str(&format!(" ({suppressed} similar warnings suppressed)"));
@@ -135,6 +187,20 @@ mod tests {
             .check(WarningKind::Accept, ms(1000), msg)
             .expect("a second later");
         assert!(text.ends_with("(5 similar warnings suppressed)"), "{text}");
+    }
+
+    #[test]
+    fn a_limit_of_two_per_second_counts_what_it_drops() {
+        let mut rl = RateLimit::new(2, Duration::from_secs(1));
+        assert_eq!(rl.admit(ms(5)), Some(0));
+        assert_eq!(rl.admit(ms(5)), Some(0));
+        assert_eq!(rl.admit(ms(5)), None);
+        assert_eq!(rl.admit(ms(505)), None);
+        assert_eq!(rl.admit(ms(1005)), Some(2));
+        assert_eq!(rl.admit(ms(1006)), Some(0));
+        assert_eq!(rl.admit(ms(1007)), None);
+        assert_eq!(rl.take_suppressed(), 1);
+        assert_eq!(rl.take_suppressed(), 0);
     }
 
     #[test]

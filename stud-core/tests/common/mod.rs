@@ -1,7 +1,12 @@
 //! An in-memory world for engine tests: a rustls client ⇄ `Conn` ⇄ a fake backend, on virtual
 //! time, with a step limit that turns a livelock into a test failure.
 
-#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    reason = "each test file uses a different part of the harness"
+)]
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -13,14 +18,7 @@ use stud_core::{
     Action, ClientAddressMode, CloseReason, Config, ConfigBuilder, Conn, Event, Instant,
 };
 
-/// Key types the tests cover.
-#[derive(Clone, Copy, Debug)]
-pub enum KeyKind {
-    Rsa2048,
-    EcdsaP256,
-    EcdsaP384,
-    Ed25519,
-}
+pub use stud_test_support::{client_config_trusting, KeyKind};
 
 /// A self-signed certificate for `localhost` with a key of `kind`: (cert PEM, key PEM, cert DER).
 pub fn cert(kind: KeyKind) -> (String, String, CertificateDer<'static>) {
@@ -29,24 +27,18 @@ pub fn cert(kind: KeyKind) -> (String, String, CertificateDer<'static>) {
 
 /// A self-signed certificate for `names` with a key of `kind`.
 pub fn cert_for(kind: KeyKind, names: &[&str]) -> (String, String, CertificateDer<'static>) {
-    let alg = match kind {
-        KeyKind::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
-        KeyKind::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        KeyKind::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
-    };
-    let key = rcgen::KeyPair::generate_for(alg).expect("key generation");
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let params = rcgen::CertificateParams::new(names).expect("params");
-    let cert = params.self_signed(&key).expect("self-signed certificate");
-    (cert.pem(), key.serialize_pem(), cert.der().clone())
+    let id = stud_test_support::self_signed(kind, names);
+    (id.cert_pem, id.key_pem, id.der)
 }
 
 /// One P-256 identity shared by tests that don't care about the key type.
 pub fn default_cert() -> &'static (String, String, CertificateDer<'static>) {
     static CELL: std::sync::OnceLock<(String, String, CertificateDer<'static>)> =
         std::sync::OnceLock::new();
-    CELL.get_or_init(|| cert(KeyKind::EcdsaP256))
+    CELL.get_or_init(|| {
+        let id = stud_test_support::localhost();
+        (id.cert_pem.clone(), id.key_pem.clone(), id.der.clone())
+    })
 }
 
 pub fn builder() -> ConfigBuilder {
@@ -56,21 +48,6 @@ pub fn builder() -> ConfigBuilder {
 
 pub fn client_config(trust: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     client_config_trusting(std::slice::from_ref(trust))
-}
-
-/// A client that trusts each of `anchors` (self-signed leaves).
-pub fn client_config_trusting(anchors: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for a in anchors {
-        roots.add(a.clone()).expect("trust anchor");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(cfg)
 }
 
 pub const PEER: &str = "192.0.2.7:40001";

@@ -1,7 +1,12 @@
 //! A real world for driver tests: a `Server` on a loopback port in its own thread, scripted TCP
 //! backends in threads, and rustls clients over real sockets. Every wait has a deadline.
 
-#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    reason = "each test file uses a different part of the harness"
+)]
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -20,45 +25,24 @@ use stud_core::{CloseReason, Config, ConfigBuilder, HandshakeInfo};
 /// The longest any single step of a test may take before it counts as a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+pub use stud_test_support::client_config_trusting;
+pub use stud_test_support::{refusing_port as closed_port, RefusingPort as ClosedPort};
+pub use stud_test_support::{silent_address, SilentAddress, TempDir};
+
 /// One P-256 identity for `localhost`: (combined PEM, certificate DER).
 pub fn identity() -> &'static (String, CertificateDer<'static>) {
     static CELL: OnceLock<(String, CertificateDer<'static>)> = OnceLock::new();
     CELL.get_or_init(|| {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        let cert = params.self_signed(&key).expect("certificate");
-        (
-            format!("{}{}", cert.pem(), key.serialize_pem()),
-            cert.der().clone(),
-        )
+        let id = stud_test_support::localhost();
+        (id.combined(), id.der.clone())
     })
 }
 
 /// A fresh P-256 identity for `localhost`, distinct from [`identity`] (a second frontend's
 /// certificate): (combined PEM, certificate DER).
 pub fn other_identity() -> (String, CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.self_signed(&key).expect("certificate");
-    (
-        format!("{}{}", cert.pem(), key.serialize_pem()),
-        cert.der().clone(),
-    )
-}
-
-/// A rustls client configuration trusting exactly `roots`.
-pub fn client_config_trusting(roots: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root.clone()).expect("trust anchor");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    Arc::new(cfg)
+    let id = stud_test_support::self_signed(stud_test_support::KeyKind::EcdsaP256, &["localhost"]);
+    (id.combined(), id.der)
 }
 
 /// A server configuration with the test identity, adjusted by `f`.
@@ -70,18 +54,8 @@ pub fn config(f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Arc<Config> {
 /// A rustls client configuration trusting the test identity.
 pub fn client_config() -> Arc<rustls::ClientConfig> {
     static CELL: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CELL.get_or_init(|| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(identity().1.clone()).expect("trust anchor");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(cfg)
-    })
-    .clone()
+    CELL.get_or_init(|| client_config_trusting(std::slice::from_ref(&identity().1)))
+        .clone()
 }
 
 // ---------------------------------------------------------------- the observer
@@ -315,20 +289,7 @@ impl Backend {
 
     /// Echoes every byte; on the client's end of stream, ends its own.
     pub fn echo() -> Backend {
-        Backend::spawn(|mut stream| {
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if stream.write_all(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = stream.shutdown(Shutdown::Write);
-        })
+        Backend::spawn(stud_test_support::echo)
     }
 
     pub fn accepts(&self) -> usize {
@@ -347,7 +308,7 @@ pub struct UnixBackend {
 impl UnixBackend {
     pub fn spawn(handler: impl Fn(UnixStream) + Send + Sync + 'static) -> UnixBackend {
         let dir = TempDir::new();
-        let path = dir.0.join("backend.sock");
+        let path = dir.path().join("backend.sock");
         let listener = UnixListener::bind(&path).expect("backend bind");
         let accepts = Arc::new(AtomicUsize::new(0));
         let a = accepts.clone();
@@ -392,89 +353,6 @@ impl UnixBackend {
 
     pub fn accepts(&self) -> usize {
         self.accepts.load(Ordering::SeqCst)
-    }
-}
-
-/// A directory under the system's temporary directory, unique in this process, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("stud-driver-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A loopback address where nothing listens, held so that nothing else can take it.
-pub fn closed_port() -> ClosedPort {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    socket.bind(&any.into()).expect("bind");
-    let addr = socket
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    ClosedPort {
-        addr,
-        _held: socket,
-    }
-}
-
-/// A loopback port that refuses every connection for as long as this value lives: bound but not
-/// listening. Holding the binding keeps the port from being handed to another test's listener or
-/// to an outgoing connection (which could connect to itself), either of which would turn "refused"
-/// into "accepted" at random.
-#[derive(Debug)]
-pub struct ClosedPort {
-    pub addr: SocketAddr,
-    _held: socket2::Socket,
-}
-
-/// A loopback address whose connects never complete, for as long as this value lives: a listener
-/// with a backlog of zero whose one queue place is taken, so the kernel drops every further SYN
-/// (the client retransmits, as towards a host that has gone away).
-#[derive(Debug)]
-pub struct SilentAddress {
-    pub addr: SocketAddr,
-    _listener: socket2::Socket,
-    _queued: TcpStream,
-}
-
-pub fn silent_address() -> SilentAddress {
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    listener.bind(&any.into()).expect("bind");
-    listener.listen(0).expect("listen");
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet address");
-    let queued = TcpStream::connect(addr).expect("the one queue place");
-    // Check the premise: a further connect gets no answer.
-    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
-    assert!(
-        probe.is_err(),
-        "a connect to a full backlog was answered; the test's premise does not hold here"
-    );
-    SilentAddress {
-        addr,
-        _listener: listener,
-        _queued: queued,
     }
 }
 

@@ -319,30 +319,19 @@ pub struct TestCert {
 }
 
 pub fn test_cert() -> TestCert {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-        .expect("certificate generation");
-    let cert_pem = ck.cert.pem();
-    let key_pem = ck.signing_key.serialize_pem();
+    let id = stud_test_support::self_signed(stud_test_support::KeyKind::EcdsaP256, &["localhost"]);
     TestCert {
-        combined: format!("{cert_pem}{key_pem}"),
-        cert_pem,
-        key_pem,
-        der: ck.cert.der().clone(),
+        combined: id.combined(),
+        cert_pem: id.cert_pem,
+        key_pem: id.key_pem,
+        der: id.der,
     }
 }
 
 /// A rustls client configuration trusting `cert`, with ALPN `http/1.1`.
 pub fn client_config(cert: &TestCert) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(cert.der.clone())
-        .expect("the test certificate is a valid root");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("default versions are supported")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let trusting = stud_test_support::client_config_trusting(std::slice::from_ref(&cert.der));
+    let mut config = (*trusting).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }

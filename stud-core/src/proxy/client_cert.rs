@@ -2,7 +2,7 @@
 //! ([`ConfigBuilder::proxy_client_cert`](crate::ConfigBuilder::proxy_client_cert)).
 //!
 //! Contract: [`with_client_cert`] takes a finished PROXY v2 header (as
-//! [`encode_proxy_v2`](crate::encode_proxy_v2) writes it, its SSL TLV included) and the leaf
+//! [`encode_proxy_v2`](super::encode_proxy_v2) writes it, its SSL TLV included) and the leaf
 //! certificate (DER), and returns the header with two additions:
 //! - the sub-TLV `PP2_SUBTYPE_SSL_CLIENT_CERT` (0x28) at the end of the `PP2_TYPE_SSL` TLV,
 //!   holding the DER certificate. The published specification defines SSL sub-types up to
@@ -18,13 +18,14 @@
 //! an SSL TLV also goes unchanged. The header is built once per connection, is at most 64 KiB
 //! and, like the shorter headers, is held until the backend takes it.
 
-use crate::{HandshakeInfo, PROXY_V2_SIGNATURE};
+use super::encode::PP2_TYPE_SSL;
+use super::PROXY_V2_SIGNATURE;
+use crate::HandshakeInfo;
 
 /// Sub-TLV of `PP2_TYPE_SSL`: the client certificate, DER.
 const PP2_SUBTYPE_SSL_CLIENT_CERT: u8 = 0x28;
 /// The first custom TLV type: the client certificate, PEM (hitch).
 const PP2_TYPE_CLIENT_CERT_PEM: u8 = 0xE0;
-const PP2_TYPE_SSL: u8 = 0x20;
 
 /// The header for the backend: `header` as given, or with the client's certificate added when
 /// the configuration asks for it and the client sent one.
@@ -171,8 +172,8 @@ mod tests {
 
     #[test]
     fn a_header_without_an_ssl_tlv_or_with_a_bad_length_is_left_alone() {
-        let mut buf = [0u8; crate::MAX_HEADER_LEN];
-        let n = crate::encode_proxy_v2(
+        let mut buf = [0u8; crate::proxy::MAX_HEADER_LEN];
+        let n = crate::proxy::encode_proxy_v2(
             "10.0.0.1:1".parse().expect("addr"),
             "10.0.0.2:2".parse().expect("addr"),
             None,
@@ -185,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_certificate_too_large_for_16_bit_lengths_is_left_out() {
-        let mut buf = [0u8; crate::MAX_HEADER_LEN];
+        let mut buf = [0u8; crate::proxy::MAX_HEADER_LEN];
         let info = HandshakeInfo {
             sni: None,
             alpn: None,
@@ -195,7 +196,7 @@ mod tests {
             peer_certificates: Vec::new(),
             client_verify: None,
         };
-        let n = crate::encode_proxy_v2(
+        let n = crate::proxy::encode_proxy_v2(
             "10.0.0.1:1".parse().expect("addr"),
             "10.0.0.2:2".parse().expect("addr"),
             Some(&info),
