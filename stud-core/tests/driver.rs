@@ -592,3 +592,64 @@ fn idle_and_half_closed_connections_cost_no_cpu() {
     server.stop.stop_now();
     server.join(TIMEOUT).expect("run");
 }
+
+/// The server-side socket of `client` in this process (the driver runs on a thread here): the
+/// open descriptor whose local address is `server` and whose peer is `client`'s local address.
+fn server_side_of(server: std::net::SocketAddr, client: &TcpStream) -> Option<std::os::fd::RawFd> {
+    let peer = client.local_addr().ok()?;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(fd) = entry
+            .file_name()
+            .to_string_lossy()
+            .parse::<std::os::fd::RawFd>()
+        else {
+            continue;
+        };
+        // SAFETY: the descriptor is only borrowed for two getsockname/getpeername calls while
+        // the connection it names is held open by `client`'s peer; a descriptor that is not
+        // a socket makes them fail.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&borrowed);
+        let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+        let remote = sock.peer_addr().ok().and_then(|a| a.as_socket());
+        if local == Some(server) && remote == Some(peer) {
+            return Some(fd);
+        }
+    }
+    None
+}
+
+/// A client that connected before the server existed (queued while a worker was starting) sits
+/// in a socket the kernel cloned from the listener before its options were set: it gets
+/// TCP_NODELAY and keepalive all the same, and so does one accepted later, which inherits them.
+#[test]
+fn a_connection_queued_before_the_server_starts_is_tuned_like_the_rest() {
+    let backend = Backend::echo();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let early = TcpStream::connect(addr).expect("connect before the server exists");
+    let idle = Duration::from_secs(77);
+    let options = options(&[backend.addr]).with_keepalive(Some(idle));
+    let frontend = stud_core::driver::Frontend::new(listener, config(|b| b));
+    let server =
+        stud_core::driver::Server::with_frontends(vec![frontend], options).expect("server");
+    let mut server = Running::run(server);
+    let late = TcpStream::connect(addr).expect("connect");
+    for (what, client) in [("queued early", &early), ("accepted later", &late)] {
+        let mut fd = None;
+        wait_until("the driver accepts the connection", TIMEOUT, || {
+            fd = server_side_of(addr, client);
+            fd.is_some()
+        });
+        let fd = fd.expect("found");
+        // SAFETY: as in `server_side_of`; the connection stays open while `client` lives.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&borrowed);
+        assert!(sock.tcp_nodelay().expect("nodelay"), "{what}: TCP_NODELAY");
+        assert!(sock.keepalive().expect("keepalive"), "{what}: SO_KEEPALIVE");
+        assert_eq!(sock.tcp_keepalive_time().expect("idle"), idle, "{what}");
+    }
+    drop((early, late));
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}

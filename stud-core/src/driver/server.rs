@@ -61,6 +61,10 @@ struct Listener {
     local: Option<SocketAddr>,
     /// Accepted sockets inherit the listener's TCP_NODELAY and keepalive, set once here.
     tuned: bool,
+    /// An accept has found the queue empty since the listener was tuned. Until then an accepted
+    /// socket may be one the kernel cloned from the listener before its options were set (a
+    /// client that connected while the process was starting), so it is tuned itself.
+    drained: bool,
 }
 
 /// The sessions, by index. Freed indexes are reused only after the current batch of poller
@@ -176,6 +180,7 @@ impl Server {
                 config,
                 reg: Registration::default(),
                 tuned,
+                drained: false,
             });
         }
         let stop = StopChannel::new()?;
@@ -469,11 +474,16 @@ impl Server {
                 Ok((stream, peer)) => {
                     self.backoff.reset();
                     let config = Arc::clone(&listener.config);
-                    let (local, tuned) = (listener.local, listener.tuned);
+                    let (local, tuned) = (listener.local, listener.tuned && listener.drained);
                     self.add_session(config, stream, peer, local, tuned, now);
                 }
                 Err(e) => match classify_accept_error(&e) {
-                    AcceptFailure::Empty => break,
+                    AcceptFailure::Empty => {
+                        if let Some(listener) = self.listeners.get_mut(index) {
+                            listener.drained = true;
+                        }
+                        break;
+                    }
                     AcceptFailure::Skip => {}
                     AcceptFailure::Exhausted => {
                         let pause = self.backoff.trigger(now);
