@@ -46,7 +46,8 @@
 //! - **Stop requests** from the [`StopHandle`] pipe.
 //! - **Listeners**: at most [`Options::accept_batch`] accepts each. Running out of file descriptors
 //!   or memory pauses accepting for a backoff (100 ms doubling to 1 s) with one warning a second at
-//!   most: never a spin, never a flood.
+//!   most: never a spin, never a flood. An [`AcceptGate`] may hold accepting off too (the daemon
+//!   uses one to spread connections evenly over workers that share a listening socket).
 //! - **Connections**: at most four reads per socket and a bounded number of writes, so one fast
 //!   connection cannot starve the others. Reads go through one scratch buffer shared by every
 //!   connection; writes go from the `Conn` straight into the socket.
@@ -59,6 +60,7 @@
 
 mod backend;
 mod frontend;
+mod gate;
 mod ratelimit;
 mod server;
 mod session;
@@ -71,6 +73,7 @@ use std::time::Duration;
 
 pub use backend::{BackendAddr, InvalidBackendAddr};
 pub use frontend::Frontend;
+pub use gate::{AcceptGate, Verdict};
 pub use server::Server;
 pub use std::os::fd::RawFd;
 pub use stop::StopHandle;
