@@ -34,6 +34,11 @@
 //! the port per destination: each source address adds a whole ephemeral port range (one address
 //! alone caps a backend at about 28,000 concurrent connections with Linux's default range).
 //!
+//! A client that resets its connection (rather than ending it) has its backend connection
+//! reset too (SO_LINGER 0 on close): the backend hears an abort, not an orderly end it could
+//! take for a complete request, and the kernel closes the pair with one segment instead of a FIN
+//! exchange and a TIME_WAIT entry.
+//!
 //! The client-address header (`write-ip`, PROXY v1/v2) always describes the client's TCP
 //! connection — its source and the frontend's local address — whatever the backend's transport.
 //!
