@@ -7,6 +7,7 @@
 //! - [`procfs`]: CPU and memory of a process tree from `/proc`.
 //! - [`stats`] and [`report`]: medians, ratios, the Markdown table and the SVG chart.
 //! - [`engine`]: a `stud_core::Conn` in memory, for criterion and callgrind.
+//! - [`fleet`]: tens of thousands of concurrent connections (`harness many`).
 //!
 //! The long runs are behind the `harness` binary (`cargo run --release -p stud-benches --bin
 //! harness -- all`), never behind `cargo test`.
@@ -14,6 +15,7 @@
 pub mod backend;
 pub mod client;
 pub mod engine;
+pub mod fleet;
 pub mod helpers;
 pub mod load;
 pub mod openloop;
