@@ -1,6 +1,8 @@
 //! Giving memory back after a spike: once a worker's open connections have fallen to half their
 //! peak or less, the allocator is asked to return its free pages to the system — from the
-//! loop's once-a-second heartbeat, at most once a second, never per connection.
+//! loop's once-a-second heartbeat, at most once a second, never per connection, and not while
+//! connections are still closing in a flood (a trim then would compete with the closes for the
+//! CPU; it waits for a second without a close, or for the last connection to go).
 //!
 //! Without it, a worker that held tens of thousands of connections keeps most of that memory
 //! after they close (glibc's malloc returns only the top of its heaps, and only when a free
@@ -22,8 +24,10 @@ pub(crate) struct Trimmer {
     open: usize,
     /// The most connections held since the last trim.
     peak: usize,
-    /// The count fell far below the peak: trim at the next tick.
+    /// The count fell far below the peak: trim at the next quiet tick.
     due: bool,
+    /// A connection closed since the last tick.
+    closing: bool,
     last: Option<Instant>,
 }
 
@@ -37,15 +41,18 @@ impl Trimmer {
     /// A connection closed.
     pub(crate) fn closed(&mut self) {
         self.open = self.open.saturating_sub(1);
+        self.closing = true;
         if self.peak >= MIN_PEAK && self.open * 2 <= self.peak {
             self.due = true;
         }
     }
 
-    /// Called from the loop's heartbeat: trims if a fall is pending and the last trim is at
-    /// least [`MIN_INTERVAL`] old. Returns whether it trimmed.
+    /// Called from the loop's heartbeat: trims if a fall is pending, the connections have
+    /// stopped closing (none closed since the last tick, or none is left) and the last trim is
+    /// at least [`MIN_INTERVAL`] old. Returns whether it trimmed.
     pub(crate) fn tick(&mut self, now: Instant) -> bool {
-        if !self.due || self.last.is_some_and(|t| now < t + MIN_INTERVAL) {
+        let closing = std::mem::take(&mut self.closing) && self.open > 0;
+        if !self.due || closing || self.last.is_some_and(|t| now < t + MIN_INTERVAL) {
             return false;
         }
         sys::release_free_memory();
@@ -62,7 +69,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fall_to_half_the_peak_trims_once_a_second_until_the_spike_is_gone() {
+    fn a_fall_to_half_the_peak_trims_once_quiet_and_once_a_second_until_the_spike_is_gone() {
         let mut t = Trimmer::default();
         let start = Instant::now();
         for _ in 0..1_000 {
@@ -74,13 +81,17 @@ mod tests {
         }
         assert!(!t.tick(start), "501 of 1,000 still open");
         t.closed();
-        assert!(t.tick(start), "half the peak");
+        assert!(!t.tick(start), "half the peak, but still closing");
+        assert!(t.tick(start), "half the peak, and a quiet tick");
         // The rest closes within the same second: the next trim waits for its interval.
         for _ in 0..500 {
             t.closed();
         }
         assert!(!t.tick(start + Duration::from_millis(500)));
-        assert!(t.tick(start + Duration::from_millis(1_000)));
+        assert!(
+            t.tick(start + Duration::from_millis(1_000)),
+            "none left: no need to wait for quiet"
+        );
         assert!(
             !t.tick(start + Duration::from_secs(5)),
             "nothing left to fall"
