@@ -10,6 +10,7 @@
 //!   [`targets`]: the table of targets, each met or missed.
 //! - [`syscount`]: syscalls per operation from `perf stat`.
 //! - [`engine`]: a `stud_core::Conn` in memory, for criterion and callgrind.
+//! - [`fleet`]: tens of thousands of concurrent connections (`harness many`).
 //!
 //! The long runs are behind the `harness` binary (`cargo run --release -p stud-benches --bin
 //! harness -- all`), never behind `cargo test`.
@@ -17,6 +18,7 @@
 pub mod backend;
 pub mod client;
 pub mod engine;
+pub mod fleet;
 pub mod helpers;
 pub mod load;
 pub mod openloop;

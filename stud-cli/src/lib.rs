@@ -16,6 +16,7 @@
 
 mod allocator;
 mod args;
+mod balance;
 mod certs;
 mod config_file;
 mod keys;
@@ -31,6 +32,7 @@ mod signals;
 mod sink;
 mod supervisor;
 mod sys;
+mod trim;
 mod values;
 mod worker;
 
@@ -228,11 +230,13 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .with_keepalive(args.keepalive)
         .with_drain_timeout(args.drain_timeout)
         .with_max_connections(args.max_conns)
-        // Signs of life four times per watchdog period, at most once a second.
-        .with_heartbeat(
-            args.worker_timeout
-                .map(|t| (t / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))),
-        );
+        // Signs of life four times per watchdog period, at most once a second; once a second
+        // without the watchdog, for the worker's housekeeping (giving memory back after a spike).
+        .with_heartbeat(Some(
+            args.worker_timeout.map_or(Duration::from_secs(1), |t| {
+                (t / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+            }),
+        ));
     let log_conns = args.log_conns;
     let setup = worker::WorkerSetup {
         configs: configs.into_iter().map(Arc::new).collect(),
@@ -279,6 +283,13 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
         .map(|t| supervisor::Watchdog::new(args.workers * supervisor::BLOCKS_PER_WORKER, t))
         .transpose()
         .map_err(|e| format!("cannot set up the worker watchdog: {e}"))?;
+    // Workers sharing one listening socket even out their loads (see `balance`); with one
+    // socket each (`--reuseport`) the kernel spreads them.
+    let shared = listeners.iter().all(|group| group.len() == 1);
+    let loads = (shared && args.workers > 1)
+        .then(|| balance::Loads::new(args.workers * supervisor::BLOCKS_PER_WORKER))
+        .transpose()
+        .map_err(|e| format!("cannot map the workers' load board: {e}"))?;
     let collector =
         log::Collector::new().map_err(|e| format!("cannot make the workers' log pipe: {e}"))?;
     let mut supervisor = supervisor::Supervisor::new(
@@ -294,6 +305,7 @@ fn run(mut args: Args, mut signals: signals::Signals) -> Result<i32, String> {
             announcer,
             board,
             endpoint,
+            loads,
         },
     );
     if let Some(every) = args.backend_refresh {

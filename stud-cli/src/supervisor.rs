@@ -26,6 +26,7 @@ use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt as _;
 use std::time::{Duration, Instant};
 
+use crate::balance;
 use crate::log;
 use crate::metrics;
 use crate::notify::Announcer;
@@ -121,6 +122,9 @@ pub(crate) struct Inputs {
     pub(crate) announcer: Announcer,
     pub(crate) board: metrics::Board,
     pub(crate) endpoint: Option<metrics::Endpoint>,
+    /// Where workers sharing a listening socket publish their loads (`None` with one socket
+    /// per worker, or one worker).
+    pub(crate) loads: Option<balance::Loads>,
 }
 
 /// The supervisor's state.
@@ -152,6 +156,8 @@ pub(crate) struct Supervisor {
     endpoint: Option<metrics::Endpoint>,
     /// `backend-refresh`: how often, the watch, and when next.
     refresh: Option<(Duration, BackendWatch, Instant)>,
+    /// The workers' loads, by board position, for an even spread over a shared socket.
+    loads: Option<balance::Loads>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -180,6 +186,7 @@ impl Supervisor {
             announcer,
             board,
             endpoint,
+            loads,
         } = inputs;
         let now = Instant::now();
         Supervisor {
@@ -207,6 +214,7 @@ impl Supervisor {
             board,
             endpoint,
             refresh: None,
+            loads,
         }
     }
 
@@ -520,6 +528,11 @@ impl Supervisor {
                 board: w.board.clone(),
                 cell,
             });
+        // Its load cell starts empty: a previous owner's count must not linger.
+        let gate = self.loads.as_ref().zip(block).map(|(loads, cell)| {
+            loads.clear(cell);
+            loads.gate(cell)
+        });
         let spawned_ms = sys::monotonic_millis();
         if let Some(h) = &heartbeat {
             // A millisecond early, so the worker's first beat, even in the same millisecond,
@@ -584,6 +597,7 @@ impl Supervisor {
                     heartbeat,
                     &self.privileges,
                     Some(counters),
+                    gate,
                 ))
             }
         }
@@ -592,6 +606,10 @@ impl Supervisor {
     /// Folds a finished worker's block into the board's totals and frees it.
     fn release(&mut self, block: Option<usize>) {
         if let Some(block) = block {
+            // A dead worker's load must not hold the others back.
+            if let Some(loads) = &self.loads {
+                loads.clear(block);
+            }
             self.board.fold(block);
             self.free_blocks.push(block);
         }

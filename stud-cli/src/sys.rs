@@ -532,6 +532,35 @@ impl Heartbeats {
     }
 }
 
+/// Asks the allocators to return the memory they hold free to the system (after a spike of
+/// connections closed; see `trim`): jemalloc's purge of every arena when that allocator is
+/// linked (Rust's allocations), then glibc's `malloc_trim(0)`, which releases the free pages
+/// inside its heaps as well as their tops — the C library's malloc serves aws-lc's allocations
+/// (per-connection cipher contexts) whichever allocator Rust uses. Best effort.
+pub(crate) fn release_free_memory() {
+    #[cfg(feature = "jemalloc")]
+    {
+        // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena's unused dirty pages go back now.
+        let name = b"arena.4096.purge\0";
+        // SAFETY: a NUL-terminated control name that takes and returns nothing (null pointers
+        // and zero lengths, as jemalloc's manual gives for `arena.<i>.purge`).
+        unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr().cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            );
+        }
+    }
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; any pad is valid.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Microseconds on `CLOCK_MONOTONIC`, the clock the service manager's `MONOTONIC_USEC=` uses.
 pub(crate) fn monotonic_micros() -> u64 {
     let mut ts = libc::timespec {

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use stud_core::driver::{ConnStats, Frontend, Observer, Options, RateLimit, Server};
 use stud_core::{CloseReason, Config, HandshakeInfo};
 
+use crate::balance;
 use crate::log;
 use crate::metrics::WorkerCounters;
 use crate::setup::{self, Privileges};
 use crate::sys;
+use crate::trim::Trimmer;
 
 /// Most handshake-failure lines a worker writes per second.
 const HANDSHAKE_LINES_PER_SECOND: u32 = 5;
@@ -33,6 +35,8 @@ struct LogObserver {
     sessions: HashMap<SocketAddr, Settled>,
     /// This worker's block of the metrics board.
     counters: Option<WorkerCounters>,
+    /// Gives memory back after a spike of connections.
+    trimmer: Trimmer,
 }
 
 /// What a connection's handshake settled, as its `--log-conns` line shows it.
@@ -131,6 +135,7 @@ pub(crate) struct Heartbeat {
 
 impl Observer for LogObserver {
     fn accepted(&mut self, _peer: SocketAddr) {
+        self.trimmer.accepted();
         if let Some(c) = &self.counters {
             c.accepted();
         }
@@ -152,6 +157,7 @@ impl Observer for LogObserver {
     }
 
     fn closed(&mut self, peer: SocketAddr, reason: &CloseReason, stats: &ConnStats) {
+        self.trimmer.closed();
         if let Some(c) = &self.counters {
             c.closed(reason, stats);
         }
@@ -199,6 +205,7 @@ impl Observer for LogObserver {
         if let Some(h) = &self.heartbeat {
             h.board.beat(h.cell, sys::monotonic_millis());
         }
+        self.trimmer.tick(Instant::now());
     }
 }
 
@@ -230,7 +237,8 @@ pub(crate) struct WorkerSetup {
 /// `parent` is the pid of the supervisor that forked us; `mask` is the signal mask to restore
 /// once our own handlers are in place (the parent blocked everything around fork); `privileges`
 /// is what to become before anything else; `counters` is this worker's block of the metrics
-/// board.
+/// board; `gate`, with workers sharing a listening socket, keeps their loads even.
+#[allow(clippy::too_many_arguments)] // each is one thing the parent prepared before fork
 pub(crate) fn run(
     setup: WorkerSetup,
     listeners: Vec<Vec<TcpListener>>,
@@ -239,6 +247,7 @@ pub(crate) fn run(
     heartbeat: Option<Heartbeat>,
     privileges: &Privileges,
     counters: Option<WorkerCounters>,
+    gate: Option<balance::Gate>,
 ) -> i32 {
     // First, while no client byte has been read. Before prctl too: a change of credentials
     // clears the parent-death signal.
@@ -280,7 +289,11 @@ pub(crate) fn run(
         log_conns: setup.log_conns,
         sessions: HashMap::new(),
         counters,
+        trimmer: Trimmer::default(),
     }));
+    if let Some(gate) = gate {
+        server.set_accept_gate(Box::new(gate));
+    }
     let stop = server.stop_handle();
     if let Err(e) = sys::install_worker_handlers(stop.raw_fd()) {
         log::error(&format!("cannot install signal handlers: {e}"));

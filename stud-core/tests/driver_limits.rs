@@ -236,3 +236,82 @@ fn running_out_of_descriptors_pauses_accepting_without_spinning() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+// ------------------------------------------------------------------ the accept gate
+
+/// A gate the test opens and closes, counting how often it is asked and what it was told.
+struct TestGate {
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The largest connection count the server reported.
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl stud_core::driver::AcceptGate for TestGate {
+    fn check(&mut self, open: usize, able: bool) -> stud_core::driver::Verdict {
+        use std::sync::atomic::Ordering;
+        assert!(able, "nothing else stops this server from accepting");
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.most.fetch_max(open, Ordering::Relaxed);
+        stud_core::driver::Verdict {
+            accept: self.open.load(Ordering::Relaxed),
+            recheck: Some(Duration::from_millis(20)),
+        }
+    }
+}
+
+#[test]
+fn a_closed_accept_gate_holds_clients_in_the_backlog_and_is_asked_again_on_its_timer() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let backend = Backend::echo();
+    let open = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut server = Server::bind(
+        config(|b| b),
+        "127.0.0.1:0".parse().expect("addr"),
+        options(&[backend.addr]),
+    )
+    .expect("bind");
+    server.set_accept_gate(Box::new(TestGate {
+        open: open.clone(),
+        asked: asked.clone(),
+        most: most.clone(),
+    }));
+    let mut server = Running::run(server);
+
+    // The kernel completes the TCP handshake; the server, gated, does not accept.
+    let mut sock = TcpStream::connect(server.addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut conn = ClientConnection::new(client_config(), name).expect("client");
+    let before = asked.load(Ordering::Relaxed);
+    let waited = Instant::now();
+    let _ = conn.complete_io(&mut sock);
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = conn.complete_io(&mut sock);
+    let during = asked.load(Ordering::Relaxed) - before;
+    let elapsed = waited.elapsed().as_millis() as usize;
+    assert!(conn.is_handshaking(), "the gate holds the client back");
+    assert!(server.record.lock().expect("record").handshakes.is_empty());
+    // Asked again on its timer (every 20 ms), and not in a spin.
+    assert!(
+        during >= 5 && during <= elapsed / 20 * 3 + 10,
+        "asked {during} times in {elapsed} ms"
+    );
+
+    // Opened: the waiting client is accepted within the gate's next look.
+    open.store(true, Ordering::Relaxed);
+    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).expect("handshake once opened");
+    }
+    let mut tls = StreamOwned::new(conn, sock);
+    tls.write_all(b"gate").expect("write");
+    assert_eq!(read_exact(&mut tls, 4), b"gate");
+    assert_eq!(most.load(Ordering::Relaxed), 1, "the gate hears the count");
+    server.stop.stop_now();
+    server.join(TIMEOUT).expect("run");
+}

@@ -335,6 +335,40 @@ fn backend_reset_closes_the_client() {
 }
 
 #[test]
+fn a_client_reset_reaches_the_backend_as_a_reset() {
+    let pki = Pki::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = backend(move |conn| {
+        let mut c = &conn;
+        let mut buf = [0u8; 64];
+        // The request, then whatever ends the connection: a reset, or an orderly end of stream.
+        let _ = c.read(&mut buf);
+        let end = loop {
+            match c.read(&mut buf) {
+                Ok(0) => break "end of stream".to_string(),
+                Ok(_) => {}
+                Err(e) => break format!("{:?}", e.kind()),
+            }
+        };
+        let _ = tx.send(end);
+    });
+    let stud = start(&pki, addr, &[]);
+    let config = net::client_config(&pki.ca_der);
+    let mut tls = connect(stud.addr, &config).expect("handshake");
+    tls.write_all(b"request").expect("write");
+    tls.flush().expect("flush");
+    // Let the request reach the backend before the client aborts.
+    std::thread::sleep(Duration::from_millis(200));
+    let sock = socket2::Socket::from(tls.sock);
+    sock.set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
+    drop(sock);
+    let end = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the backend's connection ends");
+    assert_eq!(end, "ConnectionReset");
+}
+
+#[test]
 fn garbage_instead_of_a_handshake_is_closed() {
     let pki = Pki::new();
     let stud = start(&pki, echo_backend(), &[]);

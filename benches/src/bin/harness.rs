@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Some("all") => all(&args[1..]),
         Some("callgrind") => callgrind(&args[1..]),
         Some("profile") => profile(&args[1..]),
+        Some("many") => stud_benches::fleet::main(&args[1..]),
         Some("machine") => {
             print!("{}", machine());
             Ok(())

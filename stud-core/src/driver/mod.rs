@@ -36,6 +36,11 @@
 //! the port per destination: each source address adds a whole ephemeral port range (one address
 //! alone caps a backend at about 28,000 concurrent connections with Linux's default range).
 //!
+//! A client that resets its connection (rather than ending it) has its backend connection
+//! reset too (SO_LINGER 0 on close): the backend hears an abort, not an orderly end it could
+//! take for a complete request, and the kernel closes the pair with one segment instead of a FIN
+//! exchange and a TIME_WAIT entry.
+//!
 //! The client-address header (`write-ip`, PROXY v1/v2) always describes the client's TCP
 //! connection — its source and the frontend's local address — whatever the backend's transport.
 //!
@@ -65,7 +70,8 @@
 //! - **Stop requests** from the [`StopHandle`] pipe.
 //! - **Listeners**: at most [`Options::accept_batch`] accepts each. Running out of file descriptors
 //!   or memory pauses accepting for a backoff (100 ms doubling to 1 s) with one warning a second at
-//!   most: never a spin, never a flood.
+//!   most: never a spin, never a flood. An [`AcceptGate`] may hold accepting off too (the daemon
+//!   uses one to spread connections evenly over workers that share a listening socket).
 //! - **Connections**: at most four reads per socket and a bounded number of writes, so one fast
 //!   connection cannot starve the others. Reads go through one scratch buffer shared by every
 //!   connection; writes go from the `Conn` straight into the socket.
@@ -78,6 +84,7 @@
 
 mod backend;
 mod frontend;
+mod gate;
 mod poller;
 mod ratelimit;
 mod server;
@@ -91,6 +98,7 @@ use std::time::Duration;
 
 pub use backend::{BackendAddr, InvalidBackendAddr};
 pub use frontend::Frontend;
+pub use gate::{AcceptGate, Verdict};
 pub use ratelimit::RateLimit;
 pub use server::Server;
 pub use std::os::fd::RawFd;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::backend::Endpoints;
 use super::frontend::Frontend;
+use super::gate::AcceptGate;
 use super::poller::{Event, Events, Poller};
 use super::ratelimit::{Backoff, WarningKind, Warnings};
 use super::session::{Ctx, Ready, Session};
@@ -37,6 +38,9 @@ const EVENTS_PER_WAKE: usize = 1024;
 /// When a session's deadline fires but it still reports one in the past, it is woken again no
 /// sooner than this: a misbehaving deadline costs a little latency, never a spinning loop.
 const MIN_TIMER_RETRY: Duration = Duration::from_millis(1);
+
+/// Session table entries kept when the last session closes (see [`Slots::recycle`]).
+const SLOTS_KEPT: usize = 256;
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +100,15 @@ impl Slots {
         Some(session)
     }
 
-    /// Makes the indexes freed during the last batch reusable.
+    /// Makes the indexes freed during the last batch reusable. Once no session is left, a
+    /// table grown by a spike of connections is given back (each entry is a whole session,
+    /// near 2 KiB: 40 MB at 20,000), since nothing else would shrink it.
     fn recycle(&mut self) {
         self.free.append(&mut self.released);
+        if self.live == 0 && self.entries.capacity() > SLOTS_KEPT {
+            self.entries = Vec::new();
+            self.free = Vec::new();
+        }
     }
 }
 
@@ -126,6 +136,10 @@ pub struct Server {
     next_heartbeat: Option<Instant>,
     phase: Phase,
     events: Option<Events>,
+    /// What else decides whether to accept ([`Server::set_accept_gate`]), and when it asked to
+    /// be asked again.
+    gate: Option<Box<dyn AcceptGate>>,
+    gate_recheck: Option<Instant>,
 }
 
 impl std::fmt::Debug for Server {
@@ -204,6 +218,8 @@ impl Server {
             next_heartbeat: None,
             phase: Phase::Running,
             events: None,
+            gate: None,
+            gate_recheck: None,
         };
         server.stop_reg.update(
             &server.poller,
@@ -232,6 +248,12 @@ impl Server {
     /// Replaces the observer that hears about handshakes, closes and warnings.
     pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
         self.observer = observer;
+    }
+
+    /// Adds a gate that may hold accepting off beyond the server's own limits (see
+    /// [`AcceptGate`]); it replaces any earlier one.
+    pub fn set_accept_gate(&mut self, gate: Box<dyn AcceptGate>) {
+        self.gate = Some(gate);
     }
 
     /// The listeners' local addresses (useful after binding port 0).
@@ -326,12 +348,13 @@ impl Server {
     }
 
     /// The earliest of: a connection deadline, the end of an accept pause, the drain deadline,
-    /// the next heartbeat.
+    /// the next heartbeat, the accept gate's next look.
     fn wake_deadline(&self, now: Instant) -> Option<Instant> {
         let candidates = [
             self.next_heartbeat,
             self.timers.next_deadline(),
             self.backoff.active_until(now),
+            self.gate_recheck,
             match self.phase {
                 Phase::Draining { deadline } => Some(deadline),
                 _ => None,
@@ -440,9 +463,21 @@ impl Server {
                 .is_none_or(|max| self.slots.live < max)
     }
 
+    /// [`Server::may_accept`], then the accept gate, if there is one.
+    fn accepting(&mut self, now: Instant) -> bool {
+        let able = self.may_accept(now);
+        let Some(gate) = &mut self.gate else {
+            return able;
+        };
+        let verdict = gate.check(self.slots.live, able);
+        // Never sooner than a millisecond: a gate cannot make the loop spin.
+        self.gate_recheck = verdict.recheck.map(|d| now + d.max(MIN_TIMER_RETRY));
+        able && verdict.accept
+    }
+
     /// Watches the listeners for readability exactly while accepting is allowed.
     fn update_accepting(&mut self, now: Instant) {
-        let on = self.may_accept(now);
+        let on = self.accepting(now);
         for (i, listener) in self.listeners.iter_mut().enumerate() {
             let result = listener.reg.update(
                 &self.poller,
@@ -464,7 +499,7 @@ impl Server {
     /// Accepts up to `accept_batch` connections from listener `index`.
     fn accept(&mut self, index: usize, now: Instant) {
         for _ in 0..self.options.accept_batch.max(1) {
-            if !self.may_accept(now) {
+            if !self.accepting(now) {
                 break;
             }
             let Some(listener) = self.listeners.get(index) else {

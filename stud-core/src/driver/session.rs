@@ -265,9 +265,17 @@ impl Session {
     /// Removes the sockets from the poller, closes them and reports the close. Call once the
     /// session [is closed](Session::is_closed), or when the server is dropped.
     pub(super) fn finish(mut self, poller: &Poller, observer: &mut dyn Observer, now: Instant) {
+        let reason = self.closed.take().unwrap_or(CloseReason::Aborted);
+        if reason == CloseReason::ClientReset {
+            if let Backend::Connected(stream) = &self.backend {
+                // The client aborted: the backend hears an abort too (a reset, as haproxy
+                // sends), not an orderly end it could take for a complete request. It also
+                // spares the kernel the FIN exchange and the TIME_WAIT entry of each such close.
+                let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+            }
+        }
         self.client_reg.clear(poller, self.client.as_fd());
         self.set_backend(poller, Backend::None);
-        let reason = self.closed.take().unwrap_or(CloseReason::Aborted);
         self.stats.duration = now - self.started;
         observer.closed(self.conn.peer_addr(), &reason, &self.stats);
     }
