@@ -10,8 +10,11 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::{ClientConfig, ClientConnection, NamedGroup};
 use stud_core::{Action, Config, Conn, Instant};
 
 use crate::client;
@@ -38,6 +41,78 @@ const READ: usize = 64 * 1024;
 pub struct Bench {
     server: Arc<Config>,
     client: Arc<ClientConfig>,
+    /// The client's ticket store, when it keeps tickets.
+    tickets: Option<Arc<TicketCounter>>,
+}
+
+/// A client's session store that counts the TLS 1.3 tickets the server sends and keeps only
+/// the newest (as an OpenSSL client or a browser does: one session per server, replaced by
+/// every ticket that arrives).
+#[derive(Debug)]
+pub struct TicketCounter {
+    inner: ClientSessionMemoryCache,
+    received: AtomicUsize,
+}
+
+impl TicketCounter {
+    fn new() -> TicketCounter {
+        TicketCounter {
+            inner: ClientSessionMemoryCache::new(8),
+            received: AtomicUsize::new(0),
+        }
+    }
+
+    /// TLS 1.3 tickets received so far.
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientSessionStore for TicketCounter {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        // Keep the newest only.
+        while self.inner.take_tls13_ticket(&server_name).is_some() {}
+        self.inner.insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(server_name)
+    }
 }
 
 /// One connection in memory: the engine's `Conn` and the client talking to it.
@@ -66,6 +141,7 @@ impl Bench {
         Ok(Bench {
             server: Arc::new(server),
             client: client::config(false).map_err(io::Error::other)?,
+            tickets: None,
         })
     }
 
@@ -83,12 +159,49 @@ impl Bench {
         pair.client.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
 
-    /// As [`Bench::new`], with a client that offers what OpenSSL 3 offers by default.
+    /// As [`Bench::new`], with a client that offers what OpenSSL 3 offers by default and keeps
+    /// no session, so every handshake is a full one.
     pub fn openssl_like() -> io::Result<Bench> {
+        let mut client = (*client::openssl_like_config().map_err(io::Error::other)?).clone();
+        client.resumption = Resumption::disabled();
         Ok(Bench {
-            client: client::openssl_like_config().map_err(io::Error::other)?,
+            client: Arc::new(client),
             ..Bench::new()?
         })
+    }
+
+    /// As [`Bench::openssl_like`], with a server that follows the client's suite order
+    /// (`prefer_server_ciphers(false)`, hitch's default) instead of its own.
+    pub fn openssl_like_client_order() -> io::Result<Bench> {
+        let pem = certificate_pem().map_err(io::Error::other)?;
+        let server = Config::builder()
+            .pem(pem)
+            .prefer_server_ciphers(false)
+            .build()
+            .map_err(io::Error::other)?;
+        Ok(Bench {
+            server: Arc::new(server),
+            ..Bench::openssl_like()?
+        })
+    }
+
+    /// As [`Bench::openssl_like`], with a client that keeps the newest session ticket (one per
+    /// server, as OpenSSL's clients and browsers do) and counts the tickets it receives, so
+    /// every handshake after the first resumes as long as the server sends one each time.
+    pub fn openssl_like_resuming() -> io::Result<Bench> {
+        let tickets = Arc::new(TicketCounter::new());
+        let mut client = (*client::openssl_like_config().map_err(io::Error::other)?).clone();
+        client.resumption = Resumption::store(tickets.clone());
+        Ok(Bench {
+            client: Arc::new(client),
+            tickets: Some(tickets),
+            ..Bench::new()?
+        })
+    }
+
+    /// TLS 1.3 tickets the client has received so far (0 for a client that keeps none).
+    pub fn tickets_received(&self) -> usize {
+        self.tickets.as_ref().map_or(0, |t| t.received())
     }
 
     /// The cipher suite the last handshake of `pair` settled on.
@@ -114,6 +227,7 @@ impl Bench {
         Ok(Bench {
             server: Arc::new(builder.build().map_err(io::Error::other)?),
             client: client::config(false).map_err(io::Error::other)?,
+            tickets: None,
         })
     }
 
