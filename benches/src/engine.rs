@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, NamedGroup};
 use stud_core::{Action, Config, Conn, Instant};
@@ -199,6 +200,45 @@ impl Bench {
         })
     }
 
+    /// As [`Bench::new`], with a client that speaks TLS 1.2 only (ECDHE-ECDSA-AES128-GCM-SHA256,
+    /// X25519) and, with `resume`, keeps its session (a ticket, or the session ID).
+    pub fn tls12(resume: bool) -> io::Result<Bench> {
+        let base = rustls::crypto::aws_lc_rs::default_provider();
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            cipher_suites: vec![
+                rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+                rustls::crypto::aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ],
+            kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519],
+            ..base
+        });
+        let pem = certificate_pem().map_err(io::Error::other)?;
+        let mut roots = rustls::RootCertStore::empty();
+        let server = Config::builder()
+            .pem(pem.clone())
+            .build()
+            .map_err(io::Error::other)?;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots
+                .add(cert.map_err(io::Error::other)?)
+                .map_err(io::Error::other)?;
+        }
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .map_err(io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.resumption = match resume {
+            true => Resumption::in_memory_sessions(64),
+            false => Resumption::disabled(),
+        };
+        Ok(Bench {
+            server: Arc::new(server),
+            client: Arc::new(client),
+            tickets: None,
+        })
+    }
+
     /// TLS 1.3 tickets the client has received so far (0 for a client that keeps none).
     pub fn tickets_received(&self) -> usize {
         self.tickets.as_ref().map_or(0, |t| t.received())
@@ -298,6 +338,25 @@ impl Pair {
             }
         }
         Ok(n)
+    }
+
+    /// A short exchange each way (a request and its response), as an idle connection has
+    /// seen before it goes quiet; every byte is delivered.
+    pub fn exchange(&mut self, bytes: usize) -> io::Result<()> {
+        self.client.writer().write_all(&vec![b'q'; bytes])?;
+        self.client_to_engine()?;
+        while engine_backend_transmit(&mut self.conn, &mut self.buf) > 0 {}
+        let reply = vec![b'r'; bytes];
+        if engine_backend_data(&mut self.conn, &reply) != bytes {
+            return Err(io::Error::other("engine refused the reply"));
+        }
+        while self.engine_to_client()? > 0 {}
+        Ok(())
+    }
+
+    /// The engine's connection alone, the client dropped (for measuring what it holds).
+    pub fn into_conn(self) -> Conn {
+        self.conn
     }
 
     /// Relays `bytes` from the backend to the client: the engine encrypts, the client's part is
@@ -404,6 +463,28 @@ mod tests {
         let mut pair = bench.handshake().expect("handshake");
         pair.download(1 << 20).expect("download");
         pair.upload(1 << 20).expect("upload");
+    }
+
+    #[test]
+    fn each_client_profile_handshakes_and_resumes_as_named() {
+        let full = Bench::openssl_like().expect("bench setup");
+        for _ in 0..2 {
+            assert!(!Bench::resumed(&full.handshake().expect("handshake")));
+        }
+        let resuming = Bench::openssl_like_resuming().expect("bench setup");
+        resuming.handshake().expect("handshake");
+        for _ in 0..3 {
+            let mut pair = resuming.handshake().expect("handshake");
+            pair.exchange(128).expect("exchange");
+            assert!(Bench::resumed(&pair));
+        }
+        assert_eq!(resuming.tickets_received(), 4, "one ticket per handshake");
+        let client_order = Bench::openssl_like_client_order().expect("bench setup");
+        let pair = client_order.handshake().expect("handshake");
+        assert_eq!(Bench::suite_of(&pair), Some("TLS13_AES_256_GCM_SHA384"));
+        let tls12 = Bench::tls12(true).expect("bench setup");
+        tls12.handshake().expect("handshake");
+        assert!(Bench::resumed(&tls12.handshake().expect("handshake")));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Runs one engine operation N times in memory, for callgrind to count (`harness callgrind`
-//! drives it): `engine_count handshake|handshake-openssl|handshake-openssl-client-order|resumed|resumed-openssl|download|upload [N]`.
+//! drives it): `engine_count handshake|handshake-openssl|handshake-openssl-client-order|resumed|resumed-openssl|handshake-tls12|resumed-tls12|download|upload [N]`.
 
 use std::process::ExitCode;
 
@@ -67,6 +67,21 @@ fn main() -> ExitCode {
                     }
                     eprintln!("suite: {}", suite.unwrap_or("none"));
                 }
+                "handshake-tls12" => {
+                    let bench = Bench::tls12(false)?;
+                    for _ in 0..repeats {
+                        bench.handshake()?;
+                    }
+                }
+                "resumed-tls12" => {
+                    let bench = Bench::tls12(true)?;
+                    bench.handshake()?;
+                    let mut resumed = 0;
+                    for _ in 0..repeats {
+                        resumed += usize::from(Bench::resumed(&bench.handshake()?));
+                    }
+                    eprintln!("resumed: {resumed} of {repeats}");
+                }
                 "download" => {
                     let mut pair = bench.handshake()?;
                     for _ in 0..repeats {
@@ -81,7 +96,7 @@ fn main() -> ExitCode {
                     }
                 }
                 _ => return Err(std::io::Error::other(
-                    "usage: engine_count handshake|handshake-openssl|handshake-openssl-client-order|resumed|resumed-openssl|download|upload [N]",
+                    "usage: engine_count handshake|handshake-openssl|handshake-openssl-client-order|resumed|resumed-openssl|handshake-tls12|resumed-tls12|download|upload [N]",
                 )),
             }
         Ok::<(), std::io::Error>(())
