@@ -1,5 +1,7 @@
 //! Runs one engine operation N times in memory, for callgrind to count (`harness callgrind`
-//! drives it): `engine_count handshake|handshake-openssl|handshake-openssl-client-order|resumed|resumed-openssl|handshake-tls12|resumed-tls12|download|upload [N]`.
+//! drives it): `engine_count MODE [N]`, MODE one of `handshake`, `handshake-openssl`,
+//! `handshake-openssl-client-order`, `resumed`, `resumed-openssl`, `handshake-tls12`,
+//! `resumed-tls12`, `download`, `upload` (the client profiles are `stud_benches::engine::Bench`'s).
 
 use std::process::ExitCode;
 
