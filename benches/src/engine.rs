@@ -174,6 +174,11 @@ impl Bench {
     /// As [`Bench::openssl_like`], with a server that follows the client's suite order
     /// (`prefer_server_ciphers(false)`, hitch's default) instead of its own.
     pub fn openssl_like_client_order() -> io::Result<Bench> {
+        Bench::openssl_like()?.following_client_order()
+    }
+
+    /// This bench with a fresh server that follows the client's suite order.
+    pub fn following_client_order(self) -> io::Result<Bench> {
         let pem = certificate_pem().map_err(io::Error::other)?;
         let server = Config::builder()
             .pem(pem)
@@ -182,7 +187,7 @@ impl Bench {
             .map_err(io::Error::other)?;
         Ok(Bench {
             server: Arc::new(server),
-            ..Bench::openssl_like()?
+            ..self
         })
     }
 
@@ -481,6 +486,13 @@ mod tests {
         assert_eq!(resuming.tickets_received(), 4, "one ticket per handshake");
         let client_order = Bench::openssl_like_client_order().expect("bench setup");
         let pair = client_order.handshake().expect("handshake");
+        assert_eq!(Bench::suite_of(&pair), Some("TLS13_AES_256_GCM_SHA384"));
+        let resuming_client_order = Bench::openssl_like_resuming()
+            .and_then(Bench::following_client_order)
+            .expect("bench setup");
+        resuming_client_order.handshake().expect("handshake");
+        let pair = resuming_client_order.handshake().expect("handshake");
+        assert!(Bench::resumed(&pair));
         assert_eq!(Bench::suite_of(&pair), Some("TLS13_AES_256_GCM_SHA384"));
         let tls12 = Bench::tls12(true).expect("bench setup");
         tls12.handshake().expect("handshake");

@@ -1,6 +1,7 @@
 //! Runs one engine operation N times in memory, for callgrind to count (`harness callgrind`
 //! drives it): `engine_count MODE [N]`, MODE one of `handshake`, `handshake-openssl`,
-//! `handshake-openssl-client-order`, `resumed`, `resumed-openssl`, `handshake-tls12`,
+//! `handshake-openssl-client-order`, `resumed`, `resumed-openssl`,
+//! `resumed-openssl-client-order`, `handshake-tls12`,
 //! `resumed-tls12`, `download`, `upload` (the client profiles are `stud_benches::engine::Bench`'s).
 
 use std::process::ExitCode;
@@ -38,10 +39,13 @@ fn main() -> ExitCode {
                     }
                     eprintln!("resumed: {resumed} of {repeats}");
                 }
-                "resumed-openssl" => {
+                "resumed-openssl" | "resumed-openssl-client-order" => {
                     // An OpenSSL-like client that keeps the newest ticket: one full handshake
                     // outside the count of interest, then resumed ones.
-                    let bench = Bench::openssl_like_resuming()?;
+                    let bench = match what.as_str() {
+                        "resumed-openssl" => Bench::openssl_like_resuming()?,
+                        _ => Bench::openssl_like_resuming()?.following_client_order()?,
+                    };
                     bench.handshake()?;
                     let after_full = bench.tickets_received();
                     let mut resumed = 0;
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
                     }
                 }
                 _ => return Err(std::io::Error::other(
-                    "usage: engine_count handshake|handshake-openssl|handshake-openssl-client-order|resumed|resumed-openssl|handshake-tls12|resumed-tls12|download|upload [N]",
+                    "usage: engine_count handshake|handshake-openssl|handshake-openssl-client-order|resumed|resumed-openssl|resumed-openssl-client-order|handshake-tls12|resumed-tls12|download|upload [N]",
                 )),
             }
         Ok::<(), std::io::Error>(())
