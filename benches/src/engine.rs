@@ -10,8 +10,12 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::{ClientConfig, ClientConnection, NamedGroup};
 use stud_core::{Action, Config, Conn, Instant};
 
 use crate::client;
@@ -38,6 +42,78 @@ const READ: usize = 64 * 1024;
 pub struct Bench {
     server: Arc<Config>,
     client: Arc<ClientConfig>,
+    /// The client's ticket store, when it keeps tickets.
+    tickets: Option<Arc<TicketCounter>>,
+}
+
+/// A client's session store that counts the TLS 1.3 tickets the server sends and keeps only
+/// the newest (as an OpenSSL client or a browser does: one session per server, replaced by
+/// every ticket that arrives).
+#[derive(Debug)]
+pub struct TicketCounter {
+    inner: ClientSessionMemoryCache,
+    received: AtomicUsize,
+}
+
+impl TicketCounter {
+    fn new() -> TicketCounter {
+        TicketCounter {
+            inner: ClientSessionMemoryCache::new(8),
+            received: AtomicUsize::new(0),
+        }
+    }
+
+    /// TLS 1.3 tickets received so far.
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientSessionStore for TicketCounter {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        // Keep the newest only.
+        while self.inner.take_tls13_ticket(&server_name).is_some() {}
+        self.inner.insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(server_name)
+    }
 }
 
 /// One connection in memory: the engine's `Conn` and the client talking to it.
@@ -66,6 +142,7 @@ impl Bench {
         Ok(Bench {
             server: Arc::new(server),
             client: client::config(false).map_err(io::Error::other)?,
+            tickets: None,
         })
     }
 
@@ -83,12 +160,93 @@ impl Bench {
         pair.client.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
 
-    /// As [`Bench::new`], with a client that offers what OpenSSL 3 offers by default.
+    /// As [`Bench::new`], with a client that offers what OpenSSL 3 offers by default and keeps
+    /// no session, so every handshake is a full one.
     pub fn openssl_like() -> io::Result<Bench> {
+        let mut client = (*client::openssl_like_config().map_err(io::Error::other)?).clone();
+        client.resumption = Resumption::disabled();
         Ok(Bench {
-            client: client::openssl_like_config().map_err(io::Error::other)?,
+            client: Arc::new(client),
             ..Bench::new()?
         })
+    }
+
+    /// As [`Bench::openssl_like`], with a server that follows the client's suite order
+    /// (`prefer_server_ciphers(false)`, hitch's default) instead of its own.
+    pub fn openssl_like_client_order() -> io::Result<Bench> {
+        Bench::openssl_like()?.following_client_order()
+    }
+
+    /// This bench with a fresh server that follows the client's suite order.
+    pub fn following_client_order(self) -> io::Result<Bench> {
+        let pem = certificate_pem().map_err(io::Error::other)?;
+        let server = Config::builder()
+            .pem(pem)
+            .prefer_server_ciphers(false)
+            .build()
+            .map_err(io::Error::other)?;
+        Ok(Bench {
+            server: Arc::new(server),
+            ..self
+        })
+    }
+
+    /// As [`Bench::openssl_like`], with a client that keeps the newest session ticket (one per
+    /// server, as OpenSSL's clients and browsers do) and counts the tickets it receives, so
+    /// every handshake after the first resumes as long as the server sends one each time.
+    pub fn openssl_like_resuming() -> io::Result<Bench> {
+        let tickets = Arc::new(TicketCounter::new());
+        let mut client = (*client::openssl_like_config().map_err(io::Error::other)?).clone();
+        client.resumption = Resumption::store(tickets.clone());
+        Ok(Bench {
+            client: Arc::new(client),
+            tickets: Some(tickets),
+            ..Bench::new()?
+        })
+    }
+
+    /// As [`Bench::new`], with a client that speaks TLS 1.2 only (ECDHE-ECDSA-AES128-GCM-SHA256,
+    /// X25519) and, with `resume`, keeps its session (a ticket, or the session ID).
+    pub fn tls12(resume: bool) -> io::Result<Bench> {
+        let base = rustls::crypto::aws_lc_rs::default_provider();
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            cipher_suites: vec![
+                rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+                rustls::crypto::aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ],
+            kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519],
+            ..base
+        });
+        let pem = certificate_pem().map_err(io::Error::other)?;
+        let mut roots = rustls::RootCertStore::empty();
+        let server = Config::builder()
+            .pem(pem.clone())
+            .build()
+            .map_err(io::Error::other)?;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots
+                .add(cert.map_err(io::Error::other)?)
+                .map_err(io::Error::other)?;
+        }
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .map_err(io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.resumption = match resume {
+            true => Resumption::in_memory_sessions(64),
+            false => Resumption::disabled(),
+        };
+        Ok(Bench {
+            server: Arc::new(server),
+            client: Arc::new(client),
+            tickets: None,
+        })
+    }
+
+    /// TLS 1.3 tickets the client has received so far (0 for a client that keeps none).
+    pub fn tickets_received(&self) -> usize {
+        self.tickets.as_ref().map_or(0, |t| t.received())
     }
 
     /// The cipher suite the last handshake of `pair` settled on.
@@ -114,6 +272,7 @@ impl Bench {
         Ok(Bench {
             server: Arc::new(builder.build().map_err(io::Error::other)?),
             client: client::config(false).map_err(io::Error::other)?,
+            tickets: None,
         })
     }
 
@@ -184,6 +343,25 @@ impl Pair {
             }
         }
         Ok(n)
+    }
+
+    /// A short exchange each way (a request and its response), as an idle connection has
+    /// seen before it goes quiet; every byte is delivered.
+    pub fn exchange(&mut self, bytes: usize) -> io::Result<()> {
+        self.client.writer().write_all(&vec![b'q'; bytes])?;
+        self.client_to_engine()?;
+        while engine_backend_transmit(&mut self.conn, &mut self.buf) > 0 {}
+        let reply = vec![b'r'; bytes];
+        if engine_backend_data(&mut self.conn, &reply) != bytes {
+            return Err(io::Error::other("engine refused the reply"));
+        }
+        while self.engine_to_client()? > 0 {}
+        Ok(())
+    }
+
+    /// The engine's connection alone, the client dropped (for measuring what it holds).
+    pub fn into_conn(self) -> Conn {
+        self.conn
     }
 
     /// Relays `bytes` from the backend to the client: the engine encrypts, the client's part is
@@ -290,6 +468,35 @@ mod tests {
         let mut pair = bench.handshake().expect("handshake");
         pair.download(1 << 20).expect("download");
         pair.upload(1 << 20).expect("upload");
+    }
+
+    #[test]
+    fn each_client_profile_handshakes_and_resumes_as_named() {
+        let full = Bench::openssl_like().expect("bench setup");
+        for _ in 0..2 {
+            assert!(!Bench::resumed(&full.handshake().expect("handshake")));
+        }
+        let resuming = Bench::openssl_like_resuming().expect("bench setup");
+        resuming.handshake().expect("handshake");
+        for _ in 0..3 {
+            let mut pair = resuming.handshake().expect("handshake");
+            pair.exchange(128).expect("exchange");
+            assert!(Bench::resumed(&pair));
+        }
+        assert_eq!(resuming.tickets_received(), 4, "one ticket per handshake");
+        let client_order = Bench::openssl_like_client_order().expect("bench setup");
+        let pair = client_order.handshake().expect("handshake");
+        assert_eq!(Bench::suite_of(&pair), Some("TLS13_AES_256_GCM_SHA384"));
+        let resuming_client_order = Bench::openssl_like_resuming()
+            .and_then(Bench::following_client_order)
+            .expect("bench setup");
+        resuming_client_order.handshake().expect("handshake");
+        let pair = resuming_client_order.handshake().expect("handshake");
+        assert!(Bench::resumed(&pair));
+        assert_eq!(Bench::suite_of(&pair), Some("TLS13_AES_256_GCM_SHA384"));
+        let tls12 = Bench::tls12(true).expect("bench setup");
+        tls12.handshake().expect("handshake");
+        assert!(Bench::resumed(&tls12.handshake().expect("handshake")));
     }
 
     #[test]

@@ -217,3 +217,101 @@ fn post_quantum_hybrid_key_exchange_is_chosen_when_the_client_offers_it() {
         .name();
     assert_eq!(group, rustls::NamedGroup::X25519MLKEM768);
 }
+
+/// A client's session store that keeps only the newest TLS 1.3 ticket (as OpenSSL's clients
+/// and browsers keep one session per server) and counts the tickets that arrive.
+#[derive(Debug)]
+struct NewestTicket {
+    inner: rustls::client::ClientSessionMemoryCache,
+    received: std::sync::atomic::AtomicUsize,
+}
+
+impl rustls::client::ClientSessionStore for NewestTicket {
+    fn set_kx_hint(&self, name: rustls::pki_types::ServerName<'static>, g: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, g);
+    }
+    fn kx_hint(&self, name: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value);
+    }
+    fn tls12_session(
+        &self,
+        name: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(name);
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        while self.inner.take_tls13_ticket(&name).is_some() {}
+        self.inner.insert_tls13_ticket(name, value);
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+#[test]
+fn one_ticket_follows_every_handshake_and_keeps_a_one_session_client_resuming() {
+    let config = Arc::new(builder().build().expect("config"));
+    let (_, _, der) = default_cert();
+    let store = Arc::new(NewestTicket {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        received: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut client = (*client_config(der)).clone();
+    client.resumption = rustls::client::Resumption::store(store.clone());
+    let client = Arc::new(client);
+    let received = || store.received.load(std::sync::atomic::Ordering::Relaxed);
+    let mut kinds = Vec::new();
+    let mut tickets = Vec::new();
+    for _ in 0..4 {
+        let before = received();
+        let mut p = Pair::with_client(config.clone(), client.clone(), "localhost");
+        p.handshake();
+        p.client_send(b"ping");
+        p.run(); // deliver the ticket
+        let Some(Event::HandshakeComplete(info)) = p.events.first() else {
+            panic!("no event")
+        };
+        kinds.push(info.resumed);
+        tickets.push(received() - before);
+    }
+    // Each connection, full or resumed, brings exactly one ticket; since the client keeps only
+    // the newest, every resumption after the first needed the ticket its predecessor brought.
+    assert_eq!(kinds, [false, true, true, true]);
+    assert_eq!(tickets, [1, 1, 1, 1]);
+}
+
+#[test]
+fn no_tickets_without_session_tickets() {
+    let config = Arc::new(builder().session_tickets(false).build().expect("config"));
+    let (_, _, der) = default_cert();
+    let store = Arc::new(NewestTicket {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        received: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut client = (*client_config(der)).clone();
+    client.resumption = rustls::client::Resumption::store(store.clone());
+    let mut p = Pair::with_client(config, Arc::new(client), "localhost");
+    p.handshake();
+    p.client_send(b"ping");
+    p.run();
+    assert_eq!(store.received.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

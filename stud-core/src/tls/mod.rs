@@ -260,6 +260,7 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<ServerSetup, ConfigErr
             secret.extend_from_slice(&policy.fingerprint);
         }
         config.ticketer = Arc::new(tickets::EpochTicketer::new(secret));
+        config.send_tls13_tickets = tickets::TLS13_TICKETS_PER_HANDSHAKE;
     } else {
         config.send_tls13_tickets = 0;
     }
