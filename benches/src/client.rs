@@ -71,8 +71,18 @@ pub fn config(resume: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
         kx_groups: vec![aws_lc_rs::kx_group::X25519],
         ..base
     });
+    accepting_any_server(provider, &[&rustls::version::TLS13], resume)
+}
+
+/// A configuration over `provider` and `versions` that trusts any server certificate; `resume`
+/// keeps sessions in memory.
+fn accepting_any_server(
+    provider: Arc<CryptoProvider>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    resume: bool,
+) -> Result<Arc<ClientConfig>, rustls::Error> {
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_protocol_versions(versions)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
         .with_no_client_auth();
@@ -164,17 +174,11 @@ pub fn browser_like_config(resume: bool) -> Result<Arc<ClientConfig>, rustls::Er
         ],
         ..base
     });
-    let mut cfg = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
-        .with_no_client_auth();
-    cfg.resumption = if resume {
-        Resumption::in_memory_sessions(64)
-    } else {
-        Resumption::disabled()
-    };
-    Ok(Arc::new(cfg))
+    accepting_any_server(
+        provider,
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        resume,
+    )
 }
 
 /// What one connection agreed: the protocol version, the suite and the key-exchange group.

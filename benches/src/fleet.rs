@@ -30,7 +30,7 @@
 //! `--port-range` says otherwise, and restored at the end if it was changed.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -586,24 +586,8 @@ fn client_main(args: &[String]) -> io::Result<()> {
             held.append(&mut v);
         }
     }
-    let first = first
-        .lock()
-        .ok()
-        .and_then(|f| f.clone())
-        .unwrap_or_default();
-    println!(
-        "READY {} {} {}",
-        held.len(),
-        errors.load(Ordering::Relaxed),
-        first.replace('\n', " ")
-    );
-    io::stdout().flush()?;
-    let mut line = String::new();
-    while io::stdin().lock().read_line(&mut line)? > 0 {
-        line.clear();
-    }
-    drop(held);
-    Ok(())
+    let first = first.lock().ok().and_then(|f| f.clone());
+    helpers::report_ready_and_hold(held, errors.load(Ordering::Relaxed), first)
 }
 
 /// One idle connection from `source`: TLS handshake, `I`, the backend's `K`.

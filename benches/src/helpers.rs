@@ -180,6 +180,16 @@ pub fn backend_main() -> io::Result<()> {
 pub fn hold_main(addr: SocketAddr, count: usize, threads: usize) -> io::Result<()> {
     raise_fd_limit();
     let (held, errors, first) = crate::load::hold(addr, count, threads);
+    report_ready_and_hold(held, errors, first)
+}
+
+/// Reports `READY <held> <errors> [first error]` on stdout, then keeps `held` open until the
+/// harness closes this helper's stdin.
+pub fn report_ready_and_hold<T>(
+    held: Vec<T>,
+    errors: u64,
+    first: Option<String>,
+) -> io::Result<()> {
     println!(
         "READY {} {} {}",
         held.len(),
@@ -187,7 +197,6 @@ pub fn hold_main(addr: SocketAddr, count: usize, threads: usize) -> io::Result<(
         first.unwrap_or_default().replace('\n', " ")
     );
     io::stdout().flush()?;
-    // Hold until the harness closes our stdin.
     let mut line = String::new();
     while io::stdin().lock().read_line(&mut line)? > 0 {
         line.clear();
