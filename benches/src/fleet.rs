@@ -33,8 +33,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{self, Helper};
@@ -555,39 +554,9 @@ fn client_main(args: &[String]) -> io::Result<()> {
     let count: usize = args.get(2).and_then(|a| a.parse().ok()).ok_or_else(bad)?;
     let threads: usize = args.get(3).and_then(|a| a.parse().ok()).ok_or_else(bad)?;
     helpers::raise_fd_limit();
-    let cfg = client::config(false).map_err(io::Error::other)?;
-    let errors = Arc::new(AtomicU64::new(0));
-    let first = Arc::new(Mutex::new(None::<String>));
-    let threads = threads.clamp(1, count.max(1));
-    let handles: Vec<_> = (0..threads)
-        .map(|i| {
-            let (cfg, errors, first) = (cfg.clone(), errors.clone(), first.clone());
-            let share = count / threads + usize::from(i < count % threads);
-            std::thread::spawn(move || {
-                let mut held = Vec::with_capacity(share);
-                for _ in 0..share {
-                    match idle_from(&cfg, source, addr) {
-                        Ok(sock) => held.push(sock),
-                        Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            if let Ok(mut f) = first.lock() {
-                                f.get_or_insert_with(|| e.to_string());
-                            }
-                        }
-                    }
-                }
-                held
-            })
-        })
-        .collect();
-    let mut held = Vec::with_capacity(count);
-    for h in handles {
-        if let Ok(mut v) = h.join() {
-            held.append(&mut v);
-        }
-    }
-    let first = first.lock().ok().and_then(|f| f.clone());
-    helpers::report_ready_and_hold(held, errors.load(Ordering::Relaxed), first)
+    let (held, errors, first) =
+        crate::load::hold_with(count, threads, move |cfg| idle_from(cfg, source, addr));
+    helpers::report_ready_and_hold(held, errors, first)
 }
 
 /// One idle connection from `source`: TLS handshake, `I`, the backend's `K`.

@@ -318,11 +318,21 @@ pub fn hold(
     count: usize,
     threads: usize,
 ) -> (Vec<TcpStream>, u64, Option<String>) {
+    hold_with(count, threads, move |cfg| idle_connection(cfg, addr))
+}
+
+/// [`hold`] with the connection made by `open` (given a client configuration per thread):
+/// `count` connections over `threads` threads, the open sockets and the failures.
+pub fn hold_with<F>(count: usize, threads: usize, open: F) -> (Vec<TcpStream>, u64, Option<String>)
+where
+    F: Fn(&Arc<rustls::ClientConfig>) -> io::Result<TcpStream> + Send + Sync + 'static,
+{
     let counters = Arc::new(Counters::default());
+    let open = Arc::new(open);
     let threads = threads.clamp(1, count.max(1));
     let handles: Vec<_> = (0..threads)
         .map(|i| {
-            let c = counters.clone();
+            let (c, open) = (counters.clone(), open.clone());
             let share = count / threads + usize::from(i < count % threads);
             thread::spawn(move || {
                 let mut held = Vec::with_capacity(share);
@@ -334,7 +344,7 @@ pub fn hold(
                     }
                 };
                 for _ in 0..share {
-                    match idle_connection(&cfg, addr) {
+                    match open(&cfg) {
                         Ok(sock) => held.push(sock),
                         Err(e) => c.error(&e),
                     }
