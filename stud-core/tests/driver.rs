@@ -413,6 +413,32 @@ fn a_silent_client_meets_the_handshake_timeout() {
     server.join(TIMEOUT).expect("run");
 }
 
+/// On Linux a listener serving TLS clients takes a connection from the kernel only once it has
+/// spoken (`Options::defer_accept`): a port scan or a TCP-only health check costs no session,
+/// while a client that speaks is served at once. (A silent client is still handed over after the
+/// wait and meets its handshake deadline: `a_silent_client_meets_the_handshake_timeout`.)
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn a_connection_that_never_speaks_costs_no_session() {
+    let backend = Backend::echo();
+    let options = options(&[backend.addr]).with_defer_accept(Some(Duration::from_secs(30)));
+    let mut server = Running::start(config(|b| b), options);
+    let silent = TcpStream::connect(server.addr).expect("connect");
+    let mut tls = tls_connect(server.addr);
+    tls.write_all(b"ping").expect("write");
+    assert_eq!(read_exact(&mut tls, 4), b"ping");
+    std::thread::sleep(Duration::from_millis(200));
+    let accepted = server.record.lock().expect("record").accepted.clone();
+    assert_eq!(
+        accepted,
+        vec![tls.sock.local_addr().expect("addr")],
+        "only the client that spoke was accepted"
+    );
+    drop((silent, tls));
+    server.stop.stop();
+    server.join(TIMEOUT).expect("run");
+}
+
 #[test]
 fn no_backend_connection_without_a_finished_handshake() {
     let backend = Backend::echo();

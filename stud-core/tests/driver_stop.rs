@@ -83,7 +83,12 @@ fn stop_now_returns_promptly_and_closes_everything() {
         tls.write_all(b"hi").expect("write");
         assert_eq!(read_exact(tls, 2), b"hi");
     }
-    let handshaking = TcpStream::connect(server.addr).expect("connect");
+    // In the middle of a handshake: the start of a ClientHello's record header.
+    let mut handshaking = TcpStream::connect(server.addr).expect("connect");
+    handshaking.write_all(&[0x16, 0x03, 0x01]).expect("write");
+    wait_until("the handshaking client is accepted", TIMEOUT, || {
+        server.record.lock().expect("record").accepted.len() == 6
+    });
 
     let started = Instant::now();
     server.stop.stop_now();

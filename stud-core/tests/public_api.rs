@@ -283,6 +283,7 @@ fn the_driver_keeps_its_entry_points() {
             .with_max_connections(None)
             .with_scratch_size(1)
             .with_heartbeat(None)
+            .with_defer_accept(None)
     };
     let stats = ConnStats::default();
     let _: (u64, u64, Duration, u64, u64) = (

@@ -145,6 +145,13 @@ pub struct Options {
     /// Call [`Observer::heartbeat`] at least this often while running (None = never): a sign of
     /// life from inside the loop, for a supervisor that replaces a wedged worker.
     pub heartbeat: Option<Duration>,
+    /// On listeners whose clients speak TLS (not client mode, where the plaintext side may wait
+    /// for the backend to speak first), take a connection from the kernel only once its first
+    /// bytes have arrived, or after about this long without any (`TCP_DEFER_ACCEPT`; Linux and
+    /// Android, ignored elsewhere). The accept and the first read then share one wake, and a
+    /// connection that never sends (a port scan, a TCP-only health check) never costs a socket;
+    /// a silent client's handshake deadline starts once it is handed over. None: accept at once.
+    pub defer_accept: Option<Duration>,
 }
 
 impl Default for Options {
@@ -158,6 +165,7 @@ impl Default for Options {
             max_connections: None,
             scratch_size: 64 * 1024,
             heartbeat: None,
+            defer_accept: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -227,6 +235,13 @@ impl Options {
     #[must_use]
     pub fn with_heartbeat(mut self, interval: Option<Duration>) -> Options {
         self.heartbeat = interval;
+        self
+    }
+
+    /// Sets [`Options::defer_accept`].
+    #[must_use]
+    pub fn with_defer_accept(mut self, wait: Option<Duration>) -> Options {
+        self.defer_accept = wait;
         self
     }
 }

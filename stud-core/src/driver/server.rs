@@ -14,8 +14,8 @@ use super::poller::{Event, Events, Poller};
 use super::ratelimit::{Backoff, WarningKind, Warnings};
 use super::session::{Ctx, Ready, Session};
 use super::sockets::{
-    accept_nonblocking, classify_accept_error, fixed_local_addr, tune, AcceptFailure, Registration,
-    ACCEPTED_INHERIT_TUNING,
+    accept_nonblocking, classify_accept_error, defer_accept, fixed_local_addr, tune, AcceptFailure,
+    Registration, ACCEPTED_INHERIT_TUNING,
 };
 use super::stop::{StopChannel, StopHandle, StopRequest};
 use super::timers::Timers;
@@ -69,6 +69,9 @@ struct Listener {
     /// socket may be one the kernel cloned from the listener before its options were set (a
     /// client that connected while the process was starting), so it is tuned itself.
     drained: bool,
+    /// Connections arrive only with their first bytes ([`Options::defer_accept`]), so a new
+    /// session reads at once instead of waiting for a wake.
+    deferred: bool,
 }
 
 /// The sessions, by index. Freed indexes are reused only after the current batch of poller
@@ -188,6 +191,10 @@ impl Server {
             local_addrs.push(listener.local_addr()?);
             // Where accepted sockets inherit them, the options are set once, on the listener.
             let tuned = ACCEPTED_INHERIT_TUNING && tune(&listener, options.keepalive);
+            let deferred = match options.defer_accept {
+                Some(wait) if !config.client_mode() => defer_accept(&listener, wait),
+                _ => false,
+            };
             listeners.push(Listener {
                 local: fixed_local_addr(&listener),
                 socket: listener,
@@ -195,6 +202,7 @@ impl Server {
                 reg: Registration::default(),
                 tuned,
                 drained: false,
+                deferred,
             });
         }
         let stop = StopChannel::new()?;
@@ -510,7 +518,8 @@ impl Server {
                     self.backoff.reset();
                     let config = Arc::clone(&listener.config);
                     let (local, tuned) = (listener.local, listener.tuned && listener.drained);
-                    self.add_session(config, stream, peer, local, tuned, now);
+                    let arrived = listener.deferred;
+                    self.add_session(config, stream, peer, (local, tuned, arrived), now);
                 }
                 Err(e) => match classify_accept_error(&e) {
                     AcceptFailure::Empty => {
@@ -539,14 +548,15 @@ impl Server {
     }
 
     /// Starts a session for a socket just accepted (nonblocking already). `local` is its local
-    /// address if the listener's tells it; `tuned`: it inherited the listener's options.
+    /// address if the listener's tells it; `tuned`: it inherited the listener's options;
+    /// `arrived`: its first bytes are likely there already (a deferred accept), so it is read
+    /// now rather than after the next wait.
     fn add_session(
         &mut self,
         config: Arc<Config>,
         stream: TcpStream,
         peer: SocketAddr,
-        local: Option<SocketAddr>,
-        tuned: bool,
+        (local, tuned, arrived): (Option<SocketAddr>, bool, bool),
         now: Instant,
     ) {
         if !tuned {
@@ -575,8 +585,13 @@ impl Server {
         self.slots.entries[index] = Some(Session::new(conn, stream, keys, now));
         self.slots.live += 1;
         self.observer.accepted(peer);
-        // Registers the client socket for the handshake and schedules the handshake deadline.
-        self.with_session(index, now, false, |_, _| {});
+        // Registers the client socket for the handshake and schedules the handshake deadline;
+        // with the first bytes already there, answers them in the same wake.
+        let ready = Ready {
+            client_read: arrived,
+            ..Ready::default()
+        };
+        self.with_session(index, now, false, |s, ctx| s.drive(ctx, ready));
     }
 
     fn warn(&mut self, kind: WarningKind, now: Instant, message: impl FnOnce() -> String) {

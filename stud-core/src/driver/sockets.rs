@@ -60,6 +60,39 @@ pub(super) fn tune<S: AsFd>(stream: &S, keepalive: Option<Duration>) -> bool {
 pub(super) const ACCEPTED_INHERIT_TUNING: bool =
     cfg!(any(target_os = "linux", target_os = "android"));
 
+/// Asks the kernel to hand over a connection only once its first bytes have arrived
+/// (`TCP_DEFER_ACCEPT`, Linux and Android), waiting at most about `wait` for them; a connection
+/// that stays silent that long is handed over anyway, and the handshake deadline applies as usual.
+///
+/// A TLS client speaks first, so the accept and the ClientHello become one wake instead of two,
+/// and a connection that never sends a byte (a port scan, a TCP-only health check) costs no
+/// socket. Returns whether the option is set (false elsewhere, or on failure: the listener works
+/// as before).
+pub(super) fn defer_accept(listener: &TcpListener, wait: Duration) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let secs = libc::c_int::try_from(wait.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
+        #[allow(unsafe_code)] // socket2 has no TCP_DEFER_ACCEPT; see SAFETY.
+        // SAFETY: the descriptor is open for the call, and the option value is a c_int whose
+        // size is passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                std::ptr::from_ref(&secs).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        rc == 0
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (listener, wait);
+        false
+    }
+}
+
 /// Accepts one connection as a nonblocking, close-on-exec socket: with `accept4(2)` in one
 /// call where it exists, with accept then `set_nonblocking` elsewhere.
 pub(super) fn accept_nonblocking(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
@@ -432,6 +465,7 @@ impl Registration {
 mod tests {
     use super::*;
     use crate::driver::BackendAddr;
+    use std::io::Read as _;
 
     fn tcp(addr: SocketAddr) -> Destination {
         Destination {
@@ -498,6 +532,43 @@ mod tests {
         let plain = TcpStream::connect(addr).expect("connect");
         tune(&plain, None);
         assert!(!SockRef::from(&plain).keepalive().expect("keepalive"));
+    }
+
+    /// Accepts within `wait`, or None.
+    fn accept_within(listener: &TcpListener, wait: Duration) -> Option<TcpStream> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match accept_nonblocking(listener) {
+                Ok((stream, _)) => return Some(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_deferred_listener_hands_over_a_connection_with_its_first_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let set = defer_accept(&listener, Duration::from_secs(5));
+        assert_eq!(set, cfg!(any(target_os = "linux", target_os = "android")));
+        let addr = listener.local_addr().expect("addr");
+        let mut silent = TcpStream::connect(addr).expect("connect");
+        if set {
+            // Connected on the client's side, but not handed over while it says nothing.
+            assert!(accept_within(&listener, Duration::from_millis(300)).is_none());
+        }
+        silent.write_all(b"\x16").expect("write");
+        let stream = accept_within(&listener, Duration::from_secs(5)).expect("accepted");
+        let mut byte = [0u8; 1];
+        // Handed over with its first byte already readable.
+        assert_eq!((&stream).read(&mut byte).expect("read"), 1);
+        assert_eq!(byte, [0x16]);
     }
 
     #[test]
