@@ -122,7 +122,15 @@ fn hitch(pki: &Pki, backend: SocketAddr, nofile: Option<usize>, dir: &TempDir) -
 
 /// Worker CPU (% of a core) and log lines over 4 s while out of descriptors.
 fn out_of_descriptors(d: &Daemon) -> (f64, usize) {
-    let held: Vec<TcpStream> = (0..140).filter_map(|_| raw_connect(d.addr).ok()).collect();
+    // Each sends the first byte of a record, so that it is accepted at once (stud takes a
+    // silent connection only after about a second).
+    let held: Vec<TcpStream> = (0..140)
+        .filter_map(|_| raw_connect(d.addr).ok())
+        .map(|mut tcp| {
+            let _ = tcp.write_all(&[0x16]);
+            tcp
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(1500));
     let before = d.log_lines();
     let share = cpu_share(d.worker, Duration::from_secs(4)).unwrap_or(f64::NAN);
