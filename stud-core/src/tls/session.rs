@@ -1,0 +1,660 @@
+//! `TlsSession`: one connection's TLS state on rustls' unbuffered API, with stud's own
+//! ciphertext buffers.
+//!
+//! Contract:
+//! - [`TlsSession::feed`] takes ciphertext from the peer. It is appended to the receive
+//!   buffer, every whole record in it is processed at once, and each decrypted application
+//!   record is handed to the caller's `sink` as it comes out of rustls (no plaintext is held
+//!   here). What is left is the start of a record (or of a handshake message spread over
+//!   records), moved to the front; an empty receive buffer is freed, not kept.
+//! - The receive buffer is bounded like rustls' own was: what waits for the rest of a record
+//!   or handshake message never exceeds [`RX_BOUND`] (a 64 KiB handshake message and one
+//!   record), and input is taken in pieces of at most [`RX_STEP`] bytes, each processed before
+//!   the next is appended. Bytes that would need more close the session with an error.
+//! - Handshake messages, alerts and encrypted records for the peer go into the send buffer;
+//!   [`TlsSession::write_tls`] drains it into a writer, and a drained send buffer is freed.
+//!   [`TlsSession::tls_out`] is what it holds.
+//! - [`TlsSession::write_plaintext`] encrypts all of its input at once (the engine budgets
+//!   before); [`TlsSession::send_close_notify`] queues close_notify. Both need the handshake
+//!   complete, and may hand the sink plaintext that rustls had ready.
+//! - Errors are sticky: after one, every call returns it. The fatal alert rustls queued for
+//!   the error is in the send buffer first.
+//! - After the peer's close_notify, input is ignored (RFC 8446 §6.1) and the receive buffer
+//!   freed.
+//! - No call loops without bound: each pass through rustls' states is counted against a
+//!   limit proportional to the bytes at hand.
+
+use std::io;
+use std::sync::Arc;
+
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus,
+};
+
+use super::{client_auth, suites, HandshakeInfo, TlsVersion};
+use crate::TlsError;
+
+/// The most bytes the receive buffer holds while waiting for the rest of a record or a
+/// handshake message: rustls' limits, a handshake message of 64 KiB (0xffff plus its 4-byte
+/// header) and one record on the wire (16 KiB of data, 2 KiB of expansion, a 5-byte header).
+pub(crate) const RX_BOUND: usize = 0x1_0003 + MAX_WIRE_RECORD;
+
+/// One TLS record on the wire at its largest.
+const MAX_WIRE_RECORD: usize = 16_384 + 2_048 + 5;
+
+/// The most input appended to the receive buffer before it is processed.
+pub(crate) const RX_STEP: usize = 64 * 1024;
+
+/// The two kinds of rustls connection, without their buffers.
+enum Side {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
+/// rustls' `process_tls_records`, which each side defines on its own.
+trait Records<D> {
+    fn records<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, D>;
+
+    /// Takes the early data rustls accepted. stud never reads 0-RTT data: it is dropped, as
+    /// it was when no one read rustls' early-data reader.
+    fn drop_early_data(state: ConnectionState<'_, '_, D>) -> Result<(), rustls::Error>;
+}
+
+impl Records<ServerConnectionData> for UnbufferedConnectionCommon<ServerConnectionData> {
+    fn records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
+        self.process_tls_records(incoming)
+    }
+
+    fn drop_early_data(
+        state: ConnectionState<'_, '_, ServerConnectionData>,
+    ) -> Result<(), rustls::Error> {
+        if let ConnectionState::ReadEarlyData(mut early) = state {
+            while let Some(record) = early.next_record() {
+                record?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Records<ClientConnectionData> for UnbufferedConnectionCommon<ClientConnectionData> {
+    fn records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
+        self.process_tls_records(incoming)
+    }
+
+    fn drop_early_data(
+        _state: ConnectionState<'_, '_, ClientConnectionData>,
+    ) -> Result<(), rustls::Error> {
+        Err(rustls::Error::General(
+            "early data offered to a client".into(),
+        ))
+    }
+}
+
+/// stud's own ciphertext buffers, each allocated only while it holds bytes.
+#[derive(Default)]
+struct Buffers {
+    /// Received ciphertext not yet processed: the start of a record or handshake message.
+    rx: Vec<u8>,
+    /// Ciphertext for the peer; `tx[tx_sent..]` is unsent.
+    tx: Vec<u8>,
+    tx_sent: usize,
+    /// The peer's close_notify was processed.
+    peer_closed: bool,
+}
+
+impl Buffers {
+    /// Makes room at the end of `tx` for `n` bytes and returns where they start.
+    fn grow_tx(&mut self, n: usize) -> usize {
+        if self.tx_sent > 0 && self.tx.len() + n > self.tx.capacity() {
+            // Drop the sent prefix rather than grow past the allocation.
+            self.tx.drain(..self.tx_sent);
+            self.tx_sent = 0;
+        }
+        let start = self.tx.len();
+        self.tx.resize(start + n, 0);
+        start
+    }
+}
+
+/// What one pass through rustls' states should do besides processing input.
+struct Work<'a> {
+    /// Plaintext to encrypt once application data may be sent.
+    write: Option<&'a [u8]>,
+    /// Queue close_notify once application data may be sent.
+    close: bool,
+}
+
+/// Runs rustls' state machine over the receive buffer until it needs more input (or, with
+/// work to do, until the work is done). Decrypted application data goes to `sink`.
+fn run<D, C: Records<D>>(
+    conn: &mut C,
+    bufs: &mut Buffers,
+    sink: &mut dyn FnMut(&[u8]),
+    mut work: Work<'_>,
+) -> Result<(), rustls::Error> {
+    // The front of `rx` already processed: discarded by slicing, moved once at the end.
+    let mut start = 0;
+    // Each pass consumes input, produces output or changes state; a generous limit so that a
+    // state machine going round in circles ends as an error, never a hang.
+    let limit = 64 + bufs.rx.len() + work.write.map_or(0, |w| w.len() / 1024);
+    let mut result = Ok(());
+    for _ in 0..limit {
+        let status = conn.records(&mut bufs.rx[start..]);
+        let mut discard = status.discard;
+        let state = match status.state {
+            Ok(state) => state,
+            Err(e) => {
+                start += discard;
+                result = Err(e);
+                break;
+            }
+        };
+        let mut done = false;
+        match state {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    match record {
+                        Ok(record) => {
+                            discard += record.discard;
+                            sink(record.payload);
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            state @ ConnectionState::ReadEarlyData(_) => {
+                if let Err(e) = C::drop_early_data(state) {
+                    result = Err(e);
+                    done = true;
+                }
+            }
+            ConnectionState::EncodeTlsData(mut encode) => {
+                let need = match encode.encode(&mut []) {
+                    Err(EncodeError::InsufficientSize(e)) => e.required_size,
+                    Ok(_) | Err(EncodeError::AlreadyEncoded) => 0,
+                };
+                let at = bufs.grow_tx(need);
+                match encode.encode(&mut bufs.tx[at..]) {
+                    Ok(n) => bufs.tx.truncate(at + n),
+                    Err(e) => {
+                        bufs.tx.truncate(at);
+                        result = Err(rustls::Error::General(e.to_string()));
+                        done = true;
+                    }
+                }
+            }
+            // The bytes wait in `tx`, in order: they count as handed over.
+            ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+            ConnectionState::BlockedHandshake => done = true,
+            ConnectionState::PeerClosed => {
+                bufs.peer_closed = true;
+            }
+            ConnectionState::Closed => done = true,
+            ConnectionState::WriteTraffic(mut traffic) => {
+                if let Some(data) = work.write.take() {
+                    if let Err(e) = encrypt(bufs, |out| traffic.encrypt(data, out)) {
+                        result = Err(e);
+                        done = true;
+                    }
+                    // A key update may follow: one more pass.
+                } else if std::mem::take(&mut work.close) {
+                    if let Err(e) = encrypt(bufs, |out| traffic.queue_close_notify(out)) {
+                        result = Err(e);
+                        done = true;
+                    }
+                } else {
+                    done = true;
+                }
+            }
+            _ => {
+                result = Err(rustls::Error::General(
+                    "a TLS state stud does not handle".into(),
+                ));
+                done = true;
+            }
+        }
+        start += discard;
+        if done {
+            break;
+        }
+        if bufs.peer_closed && bufs.rx.len() == start && work.write.is_none() && !work.close {
+            // Nothing more can come; no need to go round again.
+            break;
+        }
+    }
+    if result.is_ok() && work.write.is_some() {
+        result = Err(rustls::Error::General(
+            "plaintext to send before the handshake completed".into(),
+        ));
+    }
+    // One move of what is left (at most the start of a record), or a free.
+    if start >= bufs.rx.len() {
+        bufs.rx = Vec::new();
+    } else if start > 0 {
+        bufs.rx.drain(..start);
+    }
+    result
+}
+
+/// Runs `f` (which encrypts into the slice it is given) into the send buffer: once with no
+/// room to learn the size, once with the room.
+fn encrypt(
+    bufs: &mut Buffers,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), rustls::Error> {
+    let need = match f(&mut []) {
+        Ok(_) => return Ok(()),
+        Err(EncryptError::InsufficientSize(e)) => e.required_size,
+        Err(e) => return Err(rustls::Error::General(e.to_string())),
+    };
+    let at = bufs.grow_tx(need);
+    match f(&mut bufs.tx[at..]) {
+        Ok(n) => {
+            bufs.tx.truncate(at + n);
+            Ok(())
+        }
+        Err(e) => {
+            bufs.tx.truncate(at);
+            Err(rustls::Error::General(e.to_string()))
+        }
+    }
+}
+
+/// One TLS session: the server side of a client's connection, or in client mode the client
+/// side of the backend's.
+pub(crate) struct TlsSession {
+    side: Side,
+    bufs: Buffers,
+    /// The first error, returned by every call after it.
+    error: Option<rustls::Error>,
+    /// Whether the configuration asks clients for a certificate.
+    asks_for_certificate: bool,
+    /// The server name: the one the client asked for (as rustls normalises it), or in client
+    /// mode the DNS name sent to the backend.
+    server_name: Option<String>,
+    /// The verifier is the embedder's: whether it asks is unknown, a chain kept is verified.
+    embedders_verifier: bool,
+}
+
+impl TlsSession {
+    pub(crate) fn new(config: &crate::Config) -> Result<Self, TlsError> {
+        let mut server_name = None;
+        let side = match &config.backend_tls {
+            Some(backend) => {
+                if let rustls::pki_types::ServerName::DnsName(name) = &backend.server_name {
+                    server_name = Some(name.as_ref().to_owned());
+                }
+                Side::Client(
+                    UnbufferedClientConnection::new(
+                        backend.config.clone(),
+                        backend.server_name.clone(),
+                    )
+                    .map_err(TlsError)?,
+                )
+            }
+            None => Side::Server(
+                UnbufferedServerConnection::new(Arc::clone(&config.tls)).map_err(TlsError)?,
+            ),
+        };
+        Ok(TlsSession {
+            side,
+            bufs: Buffers::default(),
+            error: None,
+            asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
+            server_name,
+            embedders_verifier: config.tls_is_embedders,
+        })
+    }
+
+    /// Client side: makes the hello, which goes first, into the send buffer. Call once, when
+    /// the transport to the server is there (until then the session holds nothing).
+    pub(crate) fn start(&mut self) -> Result<(), TlsError> {
+        let work = Work {
+            write: None,
+            close: false,
+        };
+        self.drive(&mut |_| {}, work)
+    }
+
+    /// Records the server name the client's hello asked for, as read before rustls saw it
+    /// (the unbuffered server connection does not report it).
+    pub(crate) fn set_requested_name(&mut self, name: Option<String>) {
+        if matches!(self.side, Side::Server(_)) {
+            self.server_name = name;
+        }
+    }
+
+    fn common(&self) -> &rustls::CommonState {
+        match &self.side {
+            Side::Server(c) => c,
+            Side::Client(c) => c,
+        }
+    }
+
+    /// One pass of the state machine with `work`; records the first error.
+    fn drive(&mut self, sink: &mut dyn FnMut(&[u8]), work: Work<'_>) -> Result<(), TlsError> {
+        if let Some(e) = &self.error {
+            return Err(TlsError(e.clone()));
+        }
+        let result = match &mut self.side {
+            Side::Server(c) => run(&mut **c, &mut self.bufs, sink, work),
+            Side::Client(c) => run(&mut **c, &mut self.bufs, sink, work),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Makes `e` sticky and moves the alert rustls queued for it into the send buffer.
+    fn failed(&mut self, e: rustls::Error) -> TlsError {
+        self.error = Some(e.clone());
+        // What rustls queued for the error (the fatal alert), a few messages at most.
+        let bufs = &mut self.bufs;
+        for _ in 0..4 {
+            let more = match &mut self.side {
+                Side::Server(c) => flush_alert(&mut **c, bufs),
+                Side::Client(c) => flush_alert(&mut **c, bufs),
+            };
+            if !more {
+                break;
+            }
+        }
+        self.bufs.rx = Vec::new();
+        TlsError(e)
+    }
+
+    /// Takes ciphertext from the peer (see the module's contract); decrypted application
+    /// data goes to `sink`. Bytes after the peer's close_notify are ignored.
+    pub(crate) fn feed(
+        &mut self,
+        data: &[u8],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), TlsError> {
+        self.feed_bounded(data, sink, RX_BOUND)
+    }
+
+    /// [`feed`](TlsSession::feed) with the receive buffer's bound given.
+    fn feed_bounded(
+        &mut self,
+        mut data: &[u8],
+        sink: &mut dyn FnMut(&[u8]),
+        bound: usize,
+    ) -> Result<(), TlsError> {
+        if let Some(e) = &self.error {
+            return Err(TlsError(e.clone()));
+        }
+        while !data.is_empty() && !self.bufs.peer_closed {
+            let room = bound.saturating_sub(self.bufs.rx.len()).min(RX_STEP);
+            if room == 0 {
+                let e = rustls::Error::General(format!(
+                    "a record or handshake message needing more than {bound} bytes"
+                ));
+                return Err(self.failed(e));
+            }
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.bufs.rx.extend_from_slice(now);
+            data = rest;
+            self.drive(
+                sink,
+                Work {
+                    write: None,
+                    close: false,
+                },
+            )?;
+        }
+        if self.bufs.peer_closed {
+            self.bufs.rx = Vec::new();
+        } else if self.bufs.rx.len() >= bound {
+            let e = rustls::Error::General(format!(
+                "a record or handshake message needing more than {bound} bytes"
+            ));
+            return Err(self.failed(e));
+        }
+        Ok(())
+    }
+
+    /// Ciphertext waiting for the peer.
+    pub(crate) fn tls_out(&self) -> usize {
+        self.bufs.tx.len() - self.bufs.tx_sent
+    }
+
+    /// Whether ciphertext waits for the peer.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.tls_out() > 0
+    }
+
+    /// The peer sent close_notify.
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.bufs.peer_closed
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.common().is_handshaking()
+    }
+
+    /// Writes ciphertext for the peer into `w` (one write); a drained send buffer is freed.
+    pub(crate) fn write_tls(&mut self, w: &mut dyn io::Write) -> io::Result<usize> {
+        let pending = &self.bufs.tx[self.bufs.tx_sent..];
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let n = w.write(pending)?;
+        self.bufs.tx_sent += n.min(pending.len());
+        if self.bufs.tx_sent == self.bufs.tx.len() {
+            self.bufs.tx = Vec::new();
+            self.bufs.tx_sent = 0;
+        }
+        Ok(n)
+    }
+
+    /// Encrypts `data` for the peer; takes all of it (the engine budgets beforehand). Needs
+    /// the handshake complete.
+    pub(crate) fn write_plaintext(
+        &mut self,
+        data: &[u8],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), TlsError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.drive(
+            sink,
+            Work {
+                write: Some(data),
+                close: false,
+            },
+        )
+    }
+
+    /// Queues close_notify for the peer (once the handshake is complete; before, nothing).
+    pub(crate) fn send_close_notify(
+        &mut self,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), TlsError> {
+        if self.is_handshaking() {
+            return Ok(());
+        }
+        self.drive(
+            sink,
+            Work {
+                write: None,
+                close: true,
+            },
+        )
+    }
+
+    /// Heap bytes of stud's own ciphertext buffers (receive and send).
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        self.bufs.rx.capacity() + self.bufs.tx.capacity()
+    }
+
+    pub(crate) fn info(&self) -> Option<HandshakeInfo> {
+        let common = self.common();
+        let version = match common.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => TlsVersion::Tls13,
+            _ => TlsVersion::Tls12,
+        };
+        let suite = common.negotiated_cipher_suite()?;
+        Some(HandshakeInfo {
+            sni: self.server_name.clone(),
+            alpn: common.alpn_protocol().map(<[u8]>::to_vec),
+            version,
+            cipher_suite: suites::openssl_name(suite),
+            resumed: matches!(
+                common.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed)
+            ),
+            peer_certificates: self.peer_certificates(),
+            client_verify: self.client_verify(),
+        })
+    }
+
+    /// The peer's chain (DER, leaf first); empty when it sent none.
+    fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        self.common()
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.as_ref().to_vec())
+            .collect()
+    }
+
+    /// A chain rustls kept is one its verifier accepted (a failure ends the handshake).
+    fn client_verify(&self) -> Option<client_auth::ClientVerify> {
+        let sent = self
+            .common()
+            .peer_certificates()
+            .is_some_and(|c| !c.is_empty());
+        if self.embedders_verifier {
+            return sent.then_some(client_auth::ClientVerify::Verified);
+        }
+        self.asks_for_certificate.then_some(match sent {
+            true => client_auth::ClientVerify::Verified,
+            false => client_auth::ClientVerify::NoCertificate,
+        })
+    }
+}
+
+/// One pass for a failed session: encodes the next message rustls queued (its fatal alert),
+/// while it has one. rustls hands out what it queued before it looks at input again, and it is
+/// never asked to look at input again. Returns whether to look again.
+fn flush_alert<D, C: Records<D> + std::ops::Deref<Target = rustls::CommonState>>(
+    conn: &mut C,
+    bufs: &mut Buffers,
+) -> bool {
+    if !conn.wants_write() {
+        return false;
+    }
+    let status = conn.records(&mut []);
+    let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state else {
+        return false;
+    };
+    let need = match encode.encode(&mut []) {
+        Err(EncodeError::InsufficientSize(e)) => e.required_size,
+        _ => return false,
+    };
+    let at = bufs.grow_tx(need);
+    match encode.encode(&mut bufs.tx[at..]) {
+        Ok(n) => {
+            bufs.tx.truncate(at + n);
+            true
+        }
+        Err(_) => {
+            bufs.tx.truncate(at);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn server() -> TlsSession {
+        let id = stud_test_support::localhost();
+        let config = crate::Config::builder()
+            .pem(format!("{}{}", id.cert_pem, id.key_pem))
+            .build()
+            .expect("config");
+        TlsSession::new(&config).expect("session")
+    }
+
+    /// A client's first flight (its ClientHello record), as it goes on the wire.
+    fn client_hello() -> Vec<u8> {
+        let id = stud_test_support::localhost();
+        let config = stud_test_support::client_config_trusting(std::slice::from_ref(&id.der));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut client = rustls::ClientConnection::new(Arc::clone(&config), name).expect("client");
+        let mut out = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut out).expect("write_tls");
+        }
+        out
+    }
+
+    #[test]
+    fn a_partial_message_past_the_bound_is_an_error_that_stays() {
+        let hello = client_hello();
+        assert!(hello.len() > 200, "a hello of {} bytes", hello.len());
+        let mut sink = |_: &[u8]| panic!("no application data in a handshake");
+        // Within the bound, part of a hello just waits for the rest.
+        let mut session = server();
+        session
+            .feed_bounded(&hello[..150], &mut sink, 151)
+            .expect("a partial hello within the bound waits");
+        assert_eq!(session.bufs.rx.len(), 150, "held until whole");
+        // At the bound, it is an error, and the error stays.
+        let mut session = server();
+        let err = session
+            .feed_bounded(&hello[..150], &mut sink, 150)
+            .expect_err("a hello needing more than the bound");
+        assert!(err.to_string().contains("more than 150 bytes"), "{err}");
+        assert_eq!(session.buffer_bytes(), 0, "the receive buffer is gone");
+        let again = session.feed(&hello[150..], &mut sink).expect_err("sticky");
+        assert_eq!(again, err);
+    }
+
+    #[test]
+    fn a_whole_hello_leaves_no_receive_buffer_and_the_flight_drains_to_nothing() {
+        let hello = client_hello();
+        let mut session = server();
+        // One byte at a time: each call keeps the start of the record, the last completes it.
+        for (i, byte) in hello.iter().enumerate() {
+            session
+                .feed(std::slice::from_ref(byte), &mut |_| {})
+                .expect("hello");
+            let held = session.bufs.rx.len();
+            assert_eq!(held, if i + 1 == hello.len() { 0 } else { i + 1 });
+        }
+        assert_eq!(
+            session.bufs.rx.capacity(),
+            0,
+            "an empty receive buffer is freed"
+        );
+        assert!(session.wants_write(), "the server's flight waits");
+        let mut wire = Vec::new();
+        while session.wants_write() {
+            let n = session.write_tls(&mut wire).expect("write");
+            assert!(n > 0);
+        }
+        assert_eq!(session.tls_out(), 0);
+        assert_eq!(session.buffer_bytes(), 0, "a drained send buffer is freed");
+        assert!(wire.len() > 100, "the flight was {} bytes", wire.len());
+    }
+}
