@@ -115,6 +115,9 @@ struct Pending {
 ///   [`Action::ConnectBackend`].
 /// - [`handle_backend_data`](Conn::handle_backend_data) — bytes read from the backend. Returns
 ///   how many bytes were taken; all of them whenever `data.len() <= backend_read_capacity()`.
+/// - [`handle_client_data_mut`](Conn::handle_client_data_mut) /
+///   [`handle_backend_data_mut`](Conn::handle_backend_data_mut) — the same, from a read buffer
+///   the engine may decrypt in (one copy fewer); the reference driver uses these.
 /// - [`handle_backend_eof`](Conn::handle_backend_eof) / [`handle_backend_reset`](Conn::handle_backend_reset).
 /// - [`handle_timeout`](Conn::handle_timeout) — call when `now` reaches [`poll_timeout`](Conn::poll_timeout).
 ///
@@ -340,6 +343,16 @@ impl Conn {
         }
     }
 
+    /// As [`handle_client_data`](Conn::handle_client_data), but the engine may decrypt in
+    /// `data`'s own bytes, which saves copying the ciphertext: pass a read buffer you are done
+    /// with. Its contents are unspecified afterwards; the count taken is the same.
+    pub fn handle_client_data_mut(&mut self, now: Instant, data: &mut [u8]) -> usize {
+        match self.client_mode {
+            false => self.tls_data_mut(now, data),
+            true => self.plain_data(now, data),
+        }
+    }
+
     /// The client's stream ended (a read returned 0).
     pub fn handle_client_eof(&mut self, now: Instant) {
         match self.client_mode {
@@ -427,6 +440,31 @@ impl Conn {
             return self.judge_hello(now, &data[..take]);
         }
         self.feed_client(now, &data[..take]);
+        self.last_activity = now;
+        self.update(now);
+        take
+    }
+
+    /// Ciphertext from the TLS side that may be decrypted where it lies: once established,
+    /// whole records are; before, as [`tls_data`](Conn::tls_data).
+    fn tls_data_mut(&mut self, now: Instant, data: &mut [u8]) -> usize {
+        if self.state != State::Established
+            || self.tls_eof
+            || self.tls.peer_closed()
+            || !self.tls_side_connected()
+        {
+            return self.tls_data(now, data);
+        }
+        let take = data.len().min(self.tls_read_capacity());
+        if take == 0 {
+            return 0;
+        }
+        let budget = self.tls_to_plain_budget();
+        let queue = &mut self.to_plain;
+        let sink = &mut |record: &[u8]| queue.push_record(record, budget);
+        if let Err(e) = self.tls.feed_in_place(&mut data[..take], sink) {
+            self.fail(now, e);
+        }
         self.last_activity = now;
         self.update(now);
         take
@@ -696,6 +734,17 @@ impl Conn {
         match self.client_mode {
             false => self.plain_data(now, data),
             true => self.tls_data(now, data),
+        }
+    }
+
+    /// As [`handle_backend_data`](Conn::handle_backend_data), but the engine may decrypt in
+    /// `data`'s own bytes (client mode), which saves copying the ciphertext: pass a read
+    /// buffer you are done with. Its contents are unspecified afterwards; the count taken is
+    /// the same.
+    pub fn handle_backend_data_mut(&mut self, now: Instant, data: &mut [u8]) -> usize {
+        match self.client_mode {
+            false => self.plain_data(now, data),
+            true => self.tls_data_mut(now, data),
         }
     }
 

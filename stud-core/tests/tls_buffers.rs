@@ -8,7 +8,14 @@ use stud_core::{CloseReason, Instant};
 
 #[test]
 fn an_idle_connection_holds_no_buffer_after_traffic_both_ways() {
+    for in_place in [false, true] {
+        idle_after_traffic(in_place);
+    }
+}
+
+fn idle_after_traffic(in_place: bool) {
     let mut p = Pair::new(builder().build().expect("config"));
+    p.in_place = in_place;
     p.handshake();
     assert_eq!(buffer_bytes(&p.conn), 0, "none after the handshake");
     let up = Rng::new(7).bytes(100_000);
@@ -98,4 +105,36 @@ fn a_record_header_announcing_too_much_closes_with_a_reason() {
         "closed with {close:?}"
     );
     assert_eq!(buffer_bytes(&p.conn), 0);
+}
+
+/// Bytes decrypted where they lie arrive as those copied in do: every byte, in order, once,
+/// however the reads cut the records, with a small budget that stops reads mid-record.
+#[test]
+fn decrypting_in_the_callers_buffer_delivers_every_byte_however_cut() {
+    for seed in 1..=12u64 {
+        let mut p = Pair::new(
+            builder()
+                .to_backend_budget(1 + Rng::new(seed).below(40_000) as usize)
+                .build()
+                .expect("config"),
+        );
+        p.in_place = true;
+        let mut sizes = Rng::new(seed ^ 0x5eed);
+        p.chunk = Box::new(move || match sizes.below(3) {
+            0 => 1 + sizes.below(30) as usize,
+            1 => 1 + sizes.below(20_000) as usize,
+            _ => usize::MAX,
+        });
+        p.handshake();
+        let up = Rng::new(seed).bytes(150_000);
+        for part in up.chunks(7_000) {
+            p.client_send(part);
+            p.step();
+        }
+        p.run();
+        assert_eq!(p.closed, None, "seed {seed}");
+        assert!(p.backend.received.ends_with(&up), "seed {seed}");
+        assert_eq!(p.backend.received.len(), up.len(), "seed {seed}");
+        assert_eq!(buffer_bytes(&p.conn), 0, "seed {seed}");
+    }
 }

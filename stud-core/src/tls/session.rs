@@ -24,6 +24,7 @@
 //! - No call loops without bound: each pass through rustls' states is counted against a
 //!   limit proportional to the bytes at hand.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
 
@@ -99,31 +100,79 @@ impl Records<ClientConnectionData> for UnbufferedConnectionCommon<ClientConnecti
     }
 }
 
-/// stud's own ciphertext buffers, each allocated only while it holds bytes.
+/// The send side of stud's ciphertext buffers (allocated only while it holds bytes), and
+/// what the peer signalled.
 #[derive(Default)]
 struct Buffers {
-    /// Received ciphertext not yet processed: the start of a record or handshake message.
-    rx: Vec<u8>,
-    /// Ciphertext for the peer; `tx[tx_sent..]` is unsent.
+    /// Ciphertext for the peer: `tx[tx_sent..tx_end]` is unsent. The bytes past `tx_end` are
+    /// initialised room (a buffer reused from [`SPARE`] keeps its length, so filling it needs
+    /// no zeroing).
     tx: Vec<u8>,
     tx_sent: usize,
+    tx_end: usize,
     /// The peer's close_notify was processed.
     peer_closed: bool,
 }
 
 impl Buffers {
-    /// Makes room at the end of `tx` for `n` bytes and returns where they start.
-    fn grow_tx(&mut self, n: usize) -> usize {
-        if self.tx_sent > 0 && self.tx.len() + n > self.tx.capacity() {
-            // Drop the sent prefix rather than grow past the allocation.
-            self.tx.drain(..self.tx_sent);
+    /// Room for `n` more bytes of ciphertext after what waits; [`filled`](Buffers::filled)
+    /// then says how many were written.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.tx.capacity() == 0 {
+            self.tx = SPARE.with(Cell::take);
+        }
+        if self.tx_sent > 0 && self.tx_end + n > self.tx.len() {
+            // Move what waits to the front rather than grow past it.
+            self.tx.copy_within(self.tx_sent..self.tx_end, 0);
+            self.tx_end -= self.tx_sent;
             self.tx_sent = 0;
         }
-        let start = self.tx.len();
-        self.tx.resize(start + n, 0);
-        start
+        if self.tx_end + n > self.tx.len() {
+            self.tx.resize(self.tx_end + n, 0);
+        }
+        &mut self.tx[self.tx_end..self.tx_end + n]
+    }
+
+    fn filled(&mut self, n: usize) {
+        self.tx_end += n;
+        self.release_if_drained();
+    }
+
+    /// Ciphertext waiting for the peer.
+    fn pending(&self) -> &[u8] {
+        &self.tx[self.tx_sent..self.tx_end]
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.tx_sent = (self.tx_sent + n).min(self.tx_end);
+        self.release_if_drained();
+    }
+
+    /// An empty send buffer leaves the connection: it goes to this thread's spare slot (if it
+    /// is no larger than [`SPARE_MAX`]) or is freed.
+    fn release_if_drained(&mut self) {
+        if self.tx_sent == self.tx_end && self.tx.capacity() > 0 {
+            let tx = std::mem::take(&mut self.tx);
+            self.tx_sent = 0;
+            self.tx_end = 0;
+            if tx.capacity() <= SPARE_MAX {
+                SPARE.with(|spare| spare.set(tx));
+            }
+        }
     }
 }
+
+thread_local! {
+    /// One emptied send buffer per thread, for the next connection this thread encrypts for:
+    /// a bulk transfer then reuses one warm, initialised buffer instead of allocating and
+    /// zeroing one per flush. It belongs to the thread, not to a connection (as a driver's
+    /// scratch read buffer does): an idle connection holds no buffer.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest send buffer kept as a thread's spare (the default budget and its records'
+/// overhead fit several times over).
+const SPARE_MAX: usize = 256 * 1024;
 
 /// What one pass through rustls' states should do besides processing input.
 struct Work<'a> {
@@ -133,22 +182,25 @@ struct Work<'a> {
     close: bool,
 }
 
-/// Runs rustls' state machine over the receive buffer until it needs more input (or, with
-/// work to do, until the work is done). Decrypted application data goes to `sink`.
+/// Runs rustls' state machine over `incoming` (received ciphertext, decrypted in place) until
+/// it needs more input (or, with work to do, until the work is done). Decrypted application
+/// data goes to `sink`. Returns how many bytes at the front of `incoming` rustls is done with;
+/// the rest must come first in the next call's input.
 fn run<D, C: Records<D>>(
     conn: &mut C,
+    incoming: &mut [u8],
     bufs: &mut Buffers,
     sink: &mut dyn FnMut(&[u8]),
     mut work: Work<'_>,
-) -> Result<(), rustls::Error> {
-    // The front of `rx` already processed: discarded by slicing, moved once at the end.
+) -> (usize, Result<(), rustls::Error>) {
+    // The front of `incoming` already processed: discarded by slicing.
     let mut start = 0;
     // Each pass consumes input, produces output or changes state; a generous limit so that a
     // state machine going round in circles ends as an error, never a hang.
-    let limit = 64 + bufs.rx.len() + work.write.map_or(0, |w| w.len() / 1024);
+    let limit = 64 + incoming.len() + work.write.map_or(0, |w| w.len() / 1024);
     let mut result = Ok(());
     for _ in 0..limit {
-        let status = conn.records(&mut bufs.rx[start..]);
+        let status = conn.records(&mut incoming[start..]);
         let mut discard = status.discard;
         let state = match status.state {
             Ok(state) => state,
@@ -186,11 +238,10 @@ fn run<D, C: Records<D>>(
                     Err(EncodeError::InsufficientSize(e)) => e.required_size,
                     Ok(_) | Err(EncodeError::AlreadyEncoded) => 0,
                 };
-                let at = bufs.grow_tx(need);
-                match encode.encode(&mut bufs.tx[at..]) {
-                    Ok(n) => bufs.tx.truncate(at + n),
+                match encode.encode(bufs.room(need)) {
+                    Ok(n) => bufs.filled(n),
                     Err(e) => {
-                        bufs.tx.truncate(at);
+                        bufs.filled(0);
                         result = Err(rustls::Error::General(e.to_string()));
                         done = true;
                     }
@@ -230,7 +281,7 @@ fn run<D, C: Records<D>>(
         if done {
             break;
         }
-        if bufs.peer_closed && bufs.rx.len() == start && work.write.is_none() && !work.close {
+        if bufs.peer_closed && incoming.len() == start && work.write.is_none() && !work.close {
             // Nothing more can come; no need to go round again.
             break;
         }
@@ -240,13 +291,7 @@ fn run<D, C: Records<D>>(
             "plaintext to send before the handshake completed".into(),
         ));
     }
-    // One move of what is left (at most the start of a record), or a free.
-    if start >= bufs.rx.len() {
-        bufs.rx = Vec::new();
-    } else if start > 0 {
-        bufs.rx.drain(..start);
-    }
-    result
+    (start.min(incoming.len()), result)
 }
 
 /// Runs `f` (which encrypts into the slice it is given) into the send buffer: once with no
@@ -260,14 +305,13 @@ fn encrypt(
         Err(EncryptError::InsufficientSize(e)) => e.required_size,
         Err(e) => return Err(rustls::Error::General(e.to_string())),
     };
-    let at = bufs.grow_tx(need);
-    match f(&mut bufs.tx[at..]) {
+    match f(bufs.room(need)) {
         Ok(n) => {
-            bufs.tx.truncate(at + n);
+            bufs.filled(n);
             Ok(())
         }
         Err(e) => {
-            bufs.tx.truncate(at);
+            bufs.filled(0);
             Err(rustls::Error::General(e.to_string()))
         }
     }
@@ -277,6 +321,8 @@ fn encrypt(
 /// side of the backend's.
 pub(crate) struct TlsSession {
     side: Side,
+    /// Received ciphertext not yet processed: the start of a record or handshake message.
+    rx: Vec<u8>,
     bufs: Buffers,
     /// The first error, returned by every call after it.
     error: Option<rustls::Error>,
@@ -311,6 +357,7 @@ impl TlsSession {
         };
         Ok(TlsSession {
             side,
+            rx: Vec::new(),
             bufs: Buffers::default(),
             error: None,
             asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
@@ -349,10 +396,16 @@ impl TlsSession {
         if let Some(e) = &self.error {
             return Err(TlsError(e.clone()));
         }
-        let result = match &mut self.side {
-            Side::Server(c) => run(&mut **c, &mut self.bufs, sink, work),
-            Side::Client(c) => run(&mut **c, &mut self.bufs, sink, work),
+        let mut rx = std::mem::take(&mut self.rx);
+        let (done, result) = match &mut self.side {
+            Side::Server(c) => run(&mut **c, &mut rx, &mut self.bufs, sink, work),
+            Side::Client(c) => run(&mut **c, &mut rx, &mut self.bufs, sink, work),
         };
+        // One move of what is left (at most the start of a record), or a free.
+        if done < rx.len() {
+            rx.drain(..done);
+            self.rx = rx;
+        }
         match result {
             Ok(()) => Ok(()),
             Err(e) => Err(self.failed(e)),
@@ -373,7 +426,7 @@ impl TlsSession {
                 break;
             }
         }
-        self.bufs.rx = Vec::new();
+        self.rx = Vec::new();
         TlsError(e)
     }
 
@@ -398,7 +451,7 @@ impl TlsSession {
             return Err(TlsError(e.clone()));
         }
         while !data.is_empty() && !self.bufs.peer_closed {
-            let room = bound.saturating_sub(self.bufs.rx.len()).min(RX_STEP);
+            let room = bound.saturating_sub(self.rx.len()).min(RX_STEP);
             if room == 0 {
                 let e = rustls::Error::General(format!(
                     "a record or handshake message needing more than {bound} bytes"
@@ -406,7 +459,7 @@ impl TlsSession {
                 return Err(self.failed(e));
             }
             let (now, rest) = data.split_at(room.min(data.len()));
-            self.bufs.rx.extend_from_slice(now);
+            self.rx.extend_from_slice(now);
             data = rest;
             self.drive(
                 sink,
@@ -417,8 +470,8 @@ impl TlsSession {
             )?;
         }
         if self.bufs.peer_closed {
-            self.bufs.rx = Vec::new();
-        } else if self.bufs.rx.len() >= bound {
+            self.rx = Vec::new();
+        } else if self.rx.len() >= bound {
             let e = rustls::Error::General(format!(
                 "a record or handshake message needing more than {bound} bytes"
             ));
@@ -427,9 +480,63 @@ impl TlsSession {
         Ok(())
     }
 
+    /// As [`feed`](TlsSession::feed), but decrypts in `data` itself where it can, saving the
+    /// copy into the receive buffer: whole records are processed where they lie, and only
+    /// what completes the record the receive buffer holds, and the incomplete record at the
+    /// end, are copied. `data`'s contents are unspecified afterwards.
+    pub(crate) fn feed_in_place(
+        &mut self,
+        data: &mut [u8],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), TlsError> {
+        let mut at = 0;
+        // Complete the record held, by copying only the bytes it lacks.
+        while !self.rx.is_empty() && at < data.len() && !self.bufs.peer_closed {
+            let Some(gap) = record_gap(&self.rx) else {
+                break; // a handshake message being joined: the ordinary path
+            };
+            let k = gap.min(data.len() - at);
+            self.feed(&data[at..at + k], sink)?;
+            at += k;
+        }
+        let rest = &mut data[at..];
+        if rest.is_empty() || self.bufs.peer_closed {
+            return Ok(());
+        }
+        if !self.rx.is_empty() {
+            return self.feed(rest, sink);
+        }
+        if let Some(e) = &self.error {
+            return Err(TlsError(e.clone()));
+        }
+        let work = Work {
+            write: None,
+            close: false,
+        };
+        let (done, result) = match &mut self.side {
+            Side::Server(c) => run(&mut **c, rest, &mut self.bufs, sink, work),
+            Side::Client(c) => run(&mut **c, rest, &mut self.bufs, sink, work),
+        };
+        if let Err(e) = result {
+            return Err(self.failed(e));
+        }
+        let tail = &rest[done..];
+        if tail.is_empty() || self.bufs.peer_closed {
+            return Ok(());
+        }
+        if tail.len() < MAX_WIRE_RECORD {
+            // The start of the next record: kept until the rest comes.
+            self.rx.extend_from_slice(tail);
+            Ok(())
+        } else {
+            // More than a record left unprocessed: the ordinary path judges it.
+            self.feed(tail, sink)
+        }
+    }
+
     /// Ciphertext waiting for the peer.
     pub(crate) fn tls_out(&self) -> usize {
-        self.bufs.tx.len() - self.bufs.tx_sent
+        self.bufs.pending().len()
     }
 
     /// Whether ciphertext waits for the peer.
@@ -448,16 +555,12 @@ impl TlsSession {
 
     /// Writes ciphertext for the peer into `w` (one write); a drained send buffer is freed.
     pub(crate) fn write_tls(&mut self, w: &mut dyn io::Write) -> io::Result<usize> {
-        let pending = &self.bufs.tx[self.bufs.tx_sent..];
+        let pending = self.bufs.pending();
         if pending.is_empty() {
             return Ok(0);
         }
         let n = w.write(pending)?;
-        self.bufs.tx_sent += n.min(pending.len());
-        if self.bufs.tx_sent == self.bufs.tx.len() {
-            self.bufs.tx = Vec::new();
-            self.bufs.tx_sent = 0;
-        }
+        self.bufs.sent(n);
         Ok(n)
     }
 
@@ -499,7 +602,7 @@ impl TlsSession {
 
     /// Heap bytes of stud's own ciphertext buffers (receive and send).
     pub(crate) fn buffer_bytes(&self) -> usize {
-        self.bufs.rx.capacity() + self.bufs.tx.capacity()
+        self.rx.capacity() + self.bufs.tx.capacity()
     }
 
     pub(crate) fn info(&self) -> Option<HandshakeInfo> {
@@ -549,6 +652,27 @@ impl TlsSession {
     }
 }
 
+/// How many bytes the last record in `held` (a run of whole records and the start of one,
+/// from a record boundary) still lacks: the rest of its header, or of its body once the header
+/// is whole. `None` when `held` ends on a record boundary.
+fn record_gap(held: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let have = held.len() - at;
+        if have == 0 {
+            return None;
+        }
+        if have < 5 {
+            return Some(5 - have);
+        }
+        let len = usize::from(u16::from_be_bytes([held[at + 3], held[at + 4]]));
+        if have < 5 + len {
+            return Some(5 + len - have);
+        }
+        at += 5 + len;
+    }
+}
+
 /// One pass for a failed session: encodes the next message rustls queued (its fatal alert),
 /// while it has one. rustls hands out what it queued before it looks at input again, and it is
 /// never asked to look at input again. Returns whether to look again.
@@ -567,14 +691,13 @@ fn flush_alert<D, C: Records<D> + std::ops::Deref<Target = rustls::CommonState>>
         Err(EncodeError::InsufficientSize(e)) => e.required_size,
         _ => return false,
     };
-    let at = bufs.grow_tx(need);
-    match encode.encode(&mut bufs.tx[at..]) {
+    match encode.encode(bufs.room(need)) {
         Ok(n) => {
-            bufs.tx.truncate(at + n);
+            bufs.filled(n);
             true
         }
         Err(_) => {
-            bufs.tx.truncate(at);
+            bufs.filled(0);
             false
         }
     }
@@ -618,7 +741,7 @@ mod tests {
         session
             .feed_bounded(&hello[..150], &mut sink, 151)
             .expect("a partial hello within the bound waits");
-        assert_eq!(session.bufs.rx.len(), 150, "held until whole");
+        assert_eq!(session.rx.len(), 150, "held until whole");
         // At the bound, it is an error, and the error stays.
         let mut session = server();
         let err = session
@@ -639,14 +762,10 @@ mod tests {
             session
                 .feed(std::slice::from_ref(byte), &mut |_| {})
                 .expect("hello");
-            let held = session.bufs.rx.len();
+            let held = session.rx.len();
             assert_eq!(held, if i + 1 == hello.len() { 0 } else { i + 1 });
         }
-        assert_eq!(
-            session.bufs.rx.capacity(),
-            0,
-            "an empty receive buffer is freed"
-        );
+        assert_eq!(session.rx.capacity(), 0, "an empty receive buffer is freed");
         assert!(session.wants_write(), "the server's flight waits");
         let mut wire = Vec::new();
         while session.wants_write() {
@@ -656,5 +775,21 @@ mod tests {
         assert_eq!(session.tls_out(), 0);
         assert_eq!(session.buffer_bytes(), 0, "a drained send buffer is freed");
         assert!(wire.len() > 100, "the flight was {} bytes", wire.len());
+    }
+
+    #[test]
+    fn the_gap_is_what_the_last_record_lacks() {
+        let record =
+            |len: u16| [&[23, 3, 3][..], &len.to_be_bytes(), &vec![0; len.into()]].concat();
+        assert_eq!(record_gap(&[]), None);
+        assert_eq!(record_gap(&[23, 3]), Some(3), "the rest of the header");
+        assert_eq!(
+            record_gap(&[23, 3, 3, 0, 10, 1, 2]),
+            Some(8),
+            "the rest of the body"
+        );
+        let two = [record(4), record(0)].concat();
+        assert_eq!(record_gap(&two), None, "whole records");
+        assert_eq!(record_gap(&[two.clone(), vec![23]].concat()), Some(4));
     }
 }
