@@ -1204,6 +1204,8 @@ impl Conn {
 
     fn enter_closing(&mut self, now: Instant, reason: CloseReason) {
         self.pending = Pending::default();
+        // Nothing more reaches the plaintext side: its bytes go now, not with the Conn.
+        self.to_plain = PlainQueue::default();
         self.closing_deadline = now + self.config.linger_timeout;
         self.state = State::Closing(reason);
         self.update(now);
@@ -1212,7 +1214,7 @@ impl Conn {
     /// Close without flushing anything more: the caller closes both sockets.
     fn close_now(&mut self, reason: CloseReason) {
         self.pending = Pending::default();
-        self.to_plain.drop_header();
+        self.to_plain = PlainQueue::default();
         self.pre_tls = Vec::new();
         self.hello_in = Vec::new();
         self.early = None;

@@ -138,3 +138,52 @@ fn decrypting_in_the_callers_buffer_delivers_every_byte_however_cut() {
         assert_eq!(buffer_bytes(&p.conn), 0, "seed {seed}");
     }
 }
+
+/// Corrupted ciphertext, fed in random pieces from a writable buffer, ends the connection with
+/// a reason (or, where the damage is after the data, delivers what came before it); never a
+/// panic, and nothing is held afterwards.
+#[test]
+fn corrupted_records_fed_in_place_close_with_a_reason() {
+    for seed in 1..=40u64 {
+        let mut rng = Rng::new(seed);
+        let mut p = Pair::new(builder().build().expect("config"));
+        p.handshake();
+        let len = 1 + rng.below(60_000) as usize;
+        let data = rng.bytes(len);
+        p.client_send(&data);
+        let mut wire = Vec::new();
+        while p.client.wants_write() {
+            p.client.write_tls(&mut wire).expect("client write_tls");
+        }
+        let at = rng.below(wire.len() as u64) as usize;
+        wire[at] ^= 1 + rng.below(255) as u8;
+        let mut rest = &wire[..];
+        let mut close = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        while !rest.is_empty() && close.is_none() {
+            let n = (1 + rng.below(20_000) as usize).min(rest.len());
+            let mut piece = rest[..n].to_vec();
+            let taken = p.conn.handle_client_data_mut(p.now, &mut piece);
+            assert_eq!(
+                taken, n,
+                "seed {seed}: all taken within the capacity or once closing"
+            );
+            rest = &rest[n..];
+            while p.conn.poll_client_transmit(p.now, &mut buf) > 0 {}
+            while p.conn.poll_backend_transmit(p.now, &mut buf) > 0 {}
+            while let Some(action) = p.conn.poll_action() {
+                if let stud_core::Action::Close(reason) = action {
+                    close = Some(reason);
+                }
+            }
+        }
+        match close {
+            Some(CloseReason::ProtocolError(_)) => {}
+            other => panic!(
+                "seed {seed}: byte {at} of {} changed, closed with {other:?}",
+                wire.len()
+            ),
+        }
+        assert_eq!(buffer_bytes(&p.conn), 0, "seed {seed}");
+    }
+}

@@ -44,11 +44,6 @@ impl PlainQueue {
         self.header_sent = 0;
     }
 
-    /// Forgets the header (the connection is closing without flushing).
-    pub(super) fn drop_header(&mut self) {
-        self.header = None;
-    }
-
     /// Whether the header is (still) to be sent.
     pub(super) fn has_header(&self) -> bool {
         self.header.is_some()
