@@ -7,12 +7,16 @@
 //!   record is handed to the caller's `sink` as it comes out of rustls (no plaintext is held
 //!   here). What is left is the start of a record (or of a handshake message spread over
 //!   records), moved to the front; an empty receive buffer is freed, not kept.
+//!   [`TlsSession::feed_in_place`] does the same from a buffer the caller gives up: whole
+//!   records are decrypted where they lie, and only what completes the held record and the
+//!   incomplete record at the end are copied.
 //! - The receive buffer is bounded like rustls' own was: what waits for the rest of a record
 //!   or handshake message never exceeds [`RX_BOUND`] (a 64 KiB handshake message and one
 //!   record), and input is taken in pieces of at most [`RX_STEP`] bytes, each processed before
 //!   the next is appended. Bytes that would need more close the session with an error.
 //! - Handshake messages, alerts and encrypted records for the peer go into the send buffer;
-//!   [`TlsSession::write_tls`] drains it into a writer, and a drained send buffer is freed.
+//!   [`TlsSession::write_tls`] drains it into a writer, and a drained send buffer leaves the
+//!   session (for this thread's one spare slot, see [`SPARE`], or freed).
 //!   [`TlsSession::tls_out`] is what it holds.
 //! - [`TlsSession::write_plaintext`] encrypts all of its input at once (the engine budgets
 //!   before); [`TlsSession::send_close_notify`] queues close_notify. Both need the handshake
