@@ -796,4 +796,50 @@ mod tests {
         assert_eq!(record_gap(&two), None, "whole records");
         assert_eq!(record_gap(&[two.clone(), vec![23]].concat()), Some(4));
     }
+
+    #[test]
+    fn a_drained_send_buffer_goes_to_the_threads_spare_slot_only_when_small() {
+        std::thread::spawn(|| {
+            let spare = || {
+                SPARE.with(|s| {
+                    let v = s.take();
+                    let capacity = v.capacity();
+                    s.set(v);
+                    capacity
+                })
+            };
+            let mut bufs = Buffers::default();
+            bufs.room(1_000).fill(7);
+            bufs.filled(1_000);
+            assert_eq!(bufs.pending(), &[7; 1_000][..]);
+            let kept = bufs.tx.capacity();
+            bufs.sent(400);
+            assert_eq!(
+                (bufs.pending().len(), spare()),
+                (600, 0),
+                "still holding bytes"
+            );
+            bufs.sent(600);
+            assert_eq!(
+                bufs.tx.capacity(),
+                0,
+                "the session holds nothing once drained"
+            );
+            assert_eq!(spare(), kept, "the thread keeps it for the next flush");
+            // Reused: no new allocation for the next bytes.
+            bufs.room(10);
+            assert_eq!((bufs.tx.capacity(), spare()), (kept, 0));
+            bufs.filled(10);
+            bufs.sent(10);
+            assert_eq!(spare(), kept);
+            // A buffer grown past the cap (from the spare) is freed, not kept.
+            let mut big = Buffers::default();
+            big.room(SPARE_MAX + 1);
+            big.filled(SPARE_MAX + 1);
+            big.sent(SPARE_MAX + 1);
+            assert_eq!((big.tx.capacity(), spare()), (0, 0));
+        })
+        .join()
+        .expect("test thread");
+    }
 }
