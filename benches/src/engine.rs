@@ -311,13 +311,13 @@ impl Pair {
             let mut out = Vec::new();
             self.client.write_tls(&mut out)?;
             total += out.len();
-            let mut rest = &out[..];
+            let mut rest = &mut out[..];
             while !rest.is_empty() {
                 let n = engine_client_data(&mut self.conn, rest);
                 if n == 0 {
                     return Err(io::Error::other("engine refused client bytes"));
                 }
-                rest = &rest[n..];
+                rest = &mut rest[n..];
             }
         }
         Ok(total)
@@ -391,9 +391,12 @@ impl Pair {
     /// The engine's part of an upload: decrypt and hand the plaintext to the backend.
     pub fn feed_upload(&mut self, cipher: &[u8]) -> io::Result<()> {
         let mut rest = cipher;
+        // The driver's read buffer: the engine may decrypt in it.
+        let mut scratch = vec![0u8; READ];
         while !rest.is_empty() {
             let take = rest.len().min(READ);
-            let n = engine_client_data(&mut self.conn, &rest[..take]);
+            scratch[..take].copy_from_slice(&rest[..take]);
+            let n = engine_client_data(&mut self.conn, &mut scratch[..take]);
             rest = &rest[n..];
             if engine_backend_transmit(&mut self.conn, &mut self.buf) == 0 && n == 0 {
                 return Err(io::Error::other("engine neither takes nor delivers"));
@@ -427,10 +430,11 @@ fn engine_new(cfg: &Arc<Config>, peer: SocketAddr, local: SocketAddr) -> io::Res
     Conn::new(cfg.clone(), NOW, peer, local).map_err(io::Error::other)
 }
 
-/// Client ciphertext into the engine, and what it asks for in response.
+/// Client ciphertext into the engine (from a read buffer it may decrypt in, as the driver's),
+/// and what it asks for in response.
 #[inline(never)]
-fn engine_client_data(conn: &mut Conn, data: &[u8]) -> usize {
-    let n = conn.handle_client_data(NOW, data);
+fn engine_client_data(conn: &mut Conn, data: &mut [u8]) -> usize {
+    let n = conn.handle_client_data_mut(NOW, data);
     while let Some(_event) = conn.poll_event() {}
     while let Some(action) = conn.poll_action() {
         if action == Action::ConnectBackend {

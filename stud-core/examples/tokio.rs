@@ -152,8 +152,9 @@ fn read_into(conn: &mut Conn, from: &TcpStream, buf: &mut [u8], base: StdInstant
     match (from.try_read(&mut buf[..want]), client) {
         (Ok(0), true) => conn.handle_client_eof(t),
         (Ok(0), false) => conn.handle_backend_eof(t),
-        (Ok(n), true) => drop(conn.handle_client_data(t, &buf[..n])),
-        (Ok(n), false) => drop(conn.handle_backend_data(t, &buf[..n])),
+        // The read buffer is ours again: the engine may decrypt in it.
+        (Ok(n), true) => drop(conn.handle_client_data_mut(t, &mut buf[..n])),
+        (Ok(n), false) => drop(conn.handle_backend_data_mut(t, &mut buf[..n])),
         (Err(e), _) if e.kind() == io::ErrorKind::WouldBlock => {}
         (Err(_), true) => conn.handle_client_reset(t),
         (Err(_), false) => conn.handle_backend_reset(t),

@@ -15,7 +15,7 @@ use crate::proxy::{
 use crate::tls::alert_scan::AlertScan;
 use crate::tls::client_hello::{self, HelloReader, Refusal, Verdict};
 use crate::tls::early_data::EarlyDataSkip;
-use crate::tls::{HandshakeInfo, IoState, TlsSession};
+use crate::tls::{HandshakeInfo, TlsSession};
 use crate::{ClientAddressMode, CloseReason, Config, Instant, TlsError};
 
 /// Something the caller must do with its sockets.
@@ -115,6 +115,9 @@ struct Pending {
 ///   [`Action::ConnectBackend`].
 /// - [`handle_backend_data`](Conn::handle_backend_data) — bytes read from the backend. Returns
 ///   how many bytes were taken; all of them whenever `data.len() <= backend_read_capacity()`.
+/// - [`handle_client_data_mut`](Conn::handle_client_data_mut) /
+///   [`handle_backend_data_mut`](Conn::handle_backend_data_mut) — the same, from a read buffer
+///   the engine may decrypt in (one copy fewer); the reference driver uses these.
 /// - [`handle_backend_eof`](Conn::handle_backend_eof) / [`handle_backend_reset`](Conn::handle_backend_reset).
 /// - [`handle_timeout`](Conn::handle_timeout) — call when `now` reaches [`poll_timeout`](Conn::poll_timeout).
 ///
@@ -170,8 +173,8 @@ struct Pending {
 ///   no progress for the linger timeout.
 /// - Each direction has a budget; with a full budget the producer's read interest is off and its
 ///   read capacity is zero. Nothing grows with a slow reader.
-/// - The engine's buffers exist only while they hold bytes (rustls keeps its own 4 KiB receive
-///   buffer once a connection has read).
+/// - The engine's buffers exist only while they hold bytes, the TLS layer's received and
+///   outgoing ciphertext included: an idle established connection holds no buffer.
 /// - Every close carries a reason.
 pub struct Conn {
     config: Arc<Config>,
@@ -183,7 +186,6 @@ pub struct Conn {
     to_plain: PlainQueue,
     /// A PROXY header from the load balancer, while it arrives in pieces.
     proxy_in: Vec<u8>,
-    io: IoState,
     /// Watches for a plaintext close_notify while handshaking (rustls ignores one that early).
     alert_scan: AlertScan,
     /// Whether the ClientHello was judged (see [`client_hello`]) and handed to rustls.
@@ -263,7 +265,6 @@ impl Conn {
             local,
             to_plain: PlainQueue::default(),
             proxy_in: Vec::new(),
-            io: IoState::default(),
             alert_scan: AlertScan::default(),
             // A ClientHello is judged on the server side only.
             hello_judged: client_mode,
@@ -342,6 +343,16 @@ impl Conn {
         }
     }
 
+    /// As [`handle_client_data`](Conn::handle_client_data), but the engine may decrypt in
+    /// `data`'s own bytes, which saves copying the ciphertext: pass a read buffer you are done
+    /// with. Its contents are unspecified afterwards; the count taken is the same.
+    pub fn handle_client_data_mut(&mut self, now: Instant, data: &mut [u8]) -> usize {
+        match self.client_mode {
+            false => self.tls_data_mut(now, data),
+            true => self.plain_data(now, data),
+        }
+    }
+
     /// The client's stream ended (a read returned 0).
     pub fn handle_client_eof(&mut self, now: Instant) {
         match self.client_mode {
@@ -386,7 +397,7 @@ impl Conn {
 
     /// How many ciphertext bytes [`tls_data`](Conn::tls_data) is sure to take now.
     fn tls_read_capacity(&self) -> usize {
-        if self.tls_eof || self.io.peer_closed || !self.tls_side_connected() {
+        if self.tls_eof || self.tls.peer_closed() || !self.tls_side_connected() {
             return 0;
         }
         match self.state {
@@ -407,7 +418,7 @@ impl Conn {
             self.state,
             State::Handshaking | State::Connecting | State::Established
         ) || self.tls_eof
-            || self.io.peer_closed
+            || self.tls.peer_closed()
             || !self.tls_side_connected()
         {
             // Closing, closed, or after close_notify: bytes are ignored (RFC 8446 §6.1).
@@ -434,6 +445,31 @@ impl Conn {
         take
     }
 
+    /// Ciphertext from the TLS side that may be decrypted where it lies: once established,
+    /// whole records are; before, as [`tls_data`](Conn::tls_data).
+    fn tls_data_mut(&mut self, now: Instant, data: &mut [u8]) -> usize {
+        if self.state != State::Established
+            || self.tls_eof
+            || self.tls.peer_closed()
+            || !self.tls_side_connected()
+        {
+            return self.tls_data(now, data);
+        }
+        let take = data.len().min(self.tls_read_capacity());
+        if take == 0 {
+            return 0;
+        }
+        let budget = self.tls_to_plain_budget();
+        let queue = &mut self.to_plain;
+        let sink = &mut |record: &[u8]| queue.push_record(record, budget);
+        if let Err(e) = self.tls.feed_in_place(&mut data[..take], sink) {
+            self.fail(now, e);
+        }
+        self.last_activity = now;
+        self.update(now);
+        take
+    }
+
     /// Holds the client's first bytes until its ClientHello is whole, then either gives them
     /// all to rustls or refuses with the alert the RFCs name. Returns the bytes taken (all).
     fn judge_hello(&mut self, now: Instant, data: &[u8]) -> usize {
@@ -453,6 +489,8 @@ impl Conn {
             }
             Verdict::Pass => {
                 self.hello_judged = true;
+                self.tls
+                    .set_requested_name(self.hello_reader.take_server_name());
                 if self.hello_reader.offers_early_data() {
                     let (hello, after) = buf.split_at(self.hello_reader.hello_end().min(buf.len()));
                     self.feed_tls(now, hello);
@@ -562,7 +600,7 @@ impl Conn {
             return;
         };
         skip.filter(data, &mut |piece| {
-            if matches!(self.state, State::Handshaking) && !self.io.peer_closed {
+            if matches!(self.state, State::Handshaking) && !self.tls.peer_closed() {
                 self.feed_tls(now, piece);
             }
         });
@@ -571,31 +609,40 @@ impl Conn {
         }
     }
 
-    /// Gives all of `data` to rustls, moving each decrypted record out at once (so rustls'
-    /// 16 KiB plaintext limit is never reached and it never refuses ciphertext). A TLS error
-    /// moves to `Closing` and discards the rest; bytes after close_notify are ignored.
+    /// Gives all of `data` to rustls; each decrypted record goes straight to the plaintext
+    /// queue. A TLS error moves to `Closing` and discards the rest; bytes after close_notify
+    /// are ignored.
     fn feed_tls(&mut self, now: Instant, data: &[u8]) {
-        let mut rest = data;
-        while !rest.is_empty() {
-            match self.tls.read_tls(&mut rest) {
-                Ok(0) => return, // after close_notify: ignored
-                Ok(_) => {}
-                Err(e) => {
-                    self.fail(now, e);
-                    return;
-                }
-            }
-            match self.tls.process() {
-                Ok(io) => self.io = io,
-                Err(e) => {
-                    self.fail(now, e);
-                    return;
-                }
-            }
-            self.take_plaintext();
-            if self.io.peer_closed {
-                return;
-            }
+        if self.tls.peer_closed() {
+            return;
+        }
+        let budget = self.tls_to_plain_budget();
+        let queue = &mut self.to_plain;
+        if let Err(e) = self
+            .tls
+            .feed(data, &mut |record| queue.push_record(record, budget))
+        {
+            self.fail(now, e);
+        }
+    }
+
+    /// Encrypts `data` for the TLS side (within the budget checked by the caller).
+    fn tls_write(&mut self, now: Instant, data: &[u8]) {
+        let budget = self.tls_to_plain_budget();
+        let queue = &mut self.to_plain;
+        let sink = &mut |record: &[u8]| queue.push_record(record, budget);
+        if let Err(e) = self.tls.write_plaintext(data, sink) {
+            self.fail(now, e);
+        }
+    }
+
+    /// Queues close_notify for the TLS side.
+    fn tls_close_notify(&mut self, now: Instant) {
+        let budget = self.tls_to_plain_budget();
+        let queue = &mut self.to_plain;
+        let sink = &mut |record: &[u8]| queue.push_record(record, budget);
+        if let Err(e) = self.tls.send_close_notify(sink) {
+            self.fail(now, e);
         }
     }
 
@@ -633,6 +680,10 @@ impl Conn {
             self.state = State::Handshaking;
             self.handshake_deadline = now + self.config.handshake_timeout;
             self.last_activity = now;
+            if let Err(e) = self.tls.start() {
+                self.fail(now, e);
+                return;
+            }
             self.update(now);
             return;
         }
@@ -686,6 +737,17 @@ impl Conn {
         }
     }
 
+    /// As [`handle_backend_data`](Conn::handle_backend_data), but the engine may decrypt in
+    /// `data`'s own bytes (client mode), which saves copying the ciphertext: pass a read
+    /// buffer you are done with. Its contents are unspecified afterwards; the count taken is
+    /// the same.
+    pub fn handle_backend_data_mut(&mut self, now: Instant, data: &mut [u8]) -> usize {
+        match self.client_mode {
+            false => self.plain_data(now, data),
+            true => self.tls_data_mut(now, data),
+        }
+    }
+
     /// The backend's stream ended: once its bytes are sent, close_notify follows, then a
     /// shutdown of the client's write side. In client mode, the bytes the backend sent before
     /// reach the client, then a shutdown of the client's write side.
@@ -719,7 +781,7 @@ impl Conn {
         }
         let budget = self.plain_to_tls_budget();
         match self.state {
-            State::Established => budget.saturating_sub(self.io.tls_out),
+            State::Established => budget.saturating_sub(self.tls.tls_out()),
             State::Connecting | State::Handshaking if self.client_mode => {
                 budget.saturating_sub(self.pre_tls.len())
             }
@@ -746,9 +808,8 @@ impl Conn {
         if n == 0 {
             return 0;
         }
-        self.tls.write_plaintext(&data[..n]);
+        self.tls_write(now, &data[..n]);
         self.last_activity = now;
-        self.refresh_io(now);
         self.update(now);
         n
     }
@@ -822,8 +883,10 @@ impl Conn {
                     .is_some_and(|t| now >= self.last_activity + t)
                 {
                     // Tell the client cleanly that we are done, then close.
-                    self.tls.send_close_notify();
-                    self.enter_closing(now, CloseReason::IdleTimeout);
+                    self.tls_close_notify(now);
+                    if self.state == State::Established {
+                        self.enter_closing(now, CloseReason::IdleTimeout);
+                    }
                 }
             }
             State::Closing(reason) if now >= self.closing_deadline => {
@@ -834,6 +897,18 @@ impl Conn {
         }
     }
 
+    /// Heap bytes of the buffers the engine owns for this connection: the TLS layer's
+    /// ciphertext, the plaintext queue, and the bytes held while a PROXY header, a ClientHello
+    /// or (in client mode) the handshake with the backend is awaited. rustls' own state is not
+    /// counted. Zero on an idle connection.
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        self.tls.buffer_bytes()
+            + self.to_plain.heap_bytes()
+            + self.proxy_in.capacity()
+            + self.hello_in.capacity()
+            + self.pre_tls.capacity()
+    }
+
     /// Whether [`poll_action`](Conn::poll_action) has something to hand out.
     fn actions_due(&self) -> bool {
         let p = self.pending;
@@ -841,7 +916,7 @@ impl Conn {
     }
 
     fn linger_deadline(&self) -> Option<Instant> {
-        let half_closed = self.tls_eof || self.io.peer_closed || self.plain_eof;
+        let half_closed = self.tls_eof || self.tls.peer_closed() || self.plain_eof;
         half_closed.then(|| self.last_activity + self.config.linger_timeout)
     }
 
@@ -906,7 +981,7 @@ impl Conn {
             .as_ref()
             .map_or(0, |(record, sent)| record.len() - sent);
         let to_plain = self.to_plain.buffered();
-        let to_tls = self.io.tls_out + own + self.pre_tls.len();
+        let to_tls = self.tls.tls_out() + own + self.pre_tls.len();
         match self.client_mode {
             false => Buffered {
                 to_backend: to_plain,
@@ -1017,7 +1092,6 @@ impl Conn {
                 skip.finish();
             }
             self.last_activity = now;
-            self.refresh_io(now);
             self.update(now);
         }
     }
@@ -1029,26 +1103,6 @@ impl Conn {
     /// Decrypted bytes not yet sent to the backend.
     fn plain_pending(&self) -> usize {
         self.to_plain.pending()
-    }
-
-    /// Moves every decrypted record out of rustls into `plain`, so rustls can take the next ones
-    /// and the backend gets them in one write.
-    fn take_plaintext(&mut self) {
-        if self.io.plaintext_in == 0 {
-            return;
-        }
-        self.to_plain
-            .reserve(self.io.plaintext_in, self.tls_to_plain_budget());
-        loop {
-            let chunk = self.tls.plaintext();
-            if chunk.is_empty() {
-                break;
-            }
-            let n = chunk.len();
-            self.to_plain.push(chunk);
-            self.tls.consume_plaintext(n);
-        }
-        self.io.plaintext_in = 0;
     }
 
     /// Copies plaintext for the plaintext side (the client-address header first) into `buf`.
@@ -1074,18 +1128,6 @@ impl Conn {
 
     // ---------------------------------------------------------------- internals
 
-    /// Re-reads rustls' buffer levels after a write or flush changed them.
-    fn refresh_io(&mut self, now: Instant) {
-        if matches!(self.state, State::Closing(_) | State::Closed) {
-            return;
-        }
-        match self.tls.process() {
-            Ok(io) => self.io = io,
-            Err(e) => self.fail(now, e),
-        }
-        self.take_plaintext();
-    }
-
     /// Moves the state machine forward after any input or output.
     fn update(&mut self, now: Instant) {
         match self.state {
@@ -1099,9 +1141,8 @@ impl Conn {
                         self.state = State::Established;
                         let early = std::mem::take(&mut self.pre_tls);
                         if !early.is_empty() {
-                            self.tls.write_plaintext(&early);
+                            self.tls_write(now, &early);
                         }
-                        self.refresh_io(now);
                         self.update(now);
                     } else {
                         self.pending.connect = true;
@@ -1113,7 +1154,7 @@ impl Conn {
             State::Connecting => {}
             State::Established => {
                 if !self.tls_in_done
-                    && (self.tls_eof || self.io.peer_closed)
+                    && (self.tls_eof || self.tls.peer_closed())
                     && self.plain_pending() == 0
                     && !self.to_plain.has_header()
                 {
@@ -1121,9 +1162,11 @@ impl Conn {
                     self.pending.shutdown_plain = true;
                 }
                 if self.plain_eof && !self.close_notify_queued {
-                    self.tls.send_close_notify();
                     self.close_notify_queued = true;
-                    self.refresh_io(now);
+                    self.tls_close_notify(now);
+                    if self.state != State::Established {
+                        return; // the TLS layer failed: closing
+                    }
                 }
                 if self.close_notify_queued && !self.plain_in_done && !self.tls.wants_write() {
                     self.plain_in_done = true;
@@ -1161,6 +1204,8 @@ impl Conn {
 
     fn enter_closing(&mut self, now: Instant, reason: CloseReason) {
         self.pending = Pending::default();
+        // Nothing more reaches the plaintext side: its bytes go now, not with the Conn.
+        self.to_plain = PlainQueue::default();
         self.closing_deadline = now + self.config.linger_timeout;
         self.state = State::Closing(reason);
         self.update(now);
@@ -1169,7 +1214,7 @@ impl Conn {
     /// Close without flushing anything more: the caller closes both sockets.
     fn close_now(&mut self, reason: CloseReason) {
         self.pending = Pending::default();
-        self.to_plain.drop_header();
+        self.to_plain = PlainQueue::default();
         self.pre_tls = Vec::new();
         self.hello_in = Vec::new();
         self.early = None;

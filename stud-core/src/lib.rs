@@ -157,4 +157,10 @@ pub mod internal {
             PROXY_V2_SIGNATURE,
         };
     }
+
+    /// Heap bytes of the buffers the engine owns for `conn` (rustls' own state not counted):
+    /// zero on an idle connection, since a buffer exists only while it holds bytes.
+    pub fn buffer_bytes(conn: &crate::Conn) -> usize {
+        conn.buffer_bytes()
+    }
 }

@@ -43,12 +43,14 @@ fn the_engine_contract_keeps_its_signatures() {
     // Inputs.
     let _: fn(&Conn) -> usize = Conn::client_read_capacity;
     let _: fn(&mut Conn, Instant, &[u8]) -> usize = Conn::handle_client_data;
+    let _: fn(&mut Conn, Instant, &mut [u8]) -> usize = Conn::handle_client_data_mut;
     let _: fn(&mut Conn, Instant) = Conn::handle_client_eof;
     let _: fn(&mut Conn, Instant) = Conn::handle_client_reset;
     let _: fn(&mut Conn, Instant) = Conn::handle_backend_connected;
     let _: fn(&mut Conn, Instant) = Conn::handle_backend_connect_failed;
     let _: fn(&Conn) -> usize = Conn::backend_read_capacity;
     let _: fn(&mut Conn, Instant, &[u8]) -> usize = Conn::handle_backend_data;
+    let _: fn(&mut Conn, Instant, &mut [u8]) -> usize = Conn::handle_backend_data_mut;
     let _: fn(&mut Conn, Instant) = Conn::handle_backend_eof;
     let _: fn(&mut Conn, Instant) = Conn::handle_backend_reset;
     let _: fn(&mut Conn, Instant) = Conn::abort;

@@ -4,8 +4,8 @@
 //! Contract:
 //! - [`PlainQueue::set_header`] before any write; the header goes out before any plaintext,
 //!   in the same `write_vectored` call as the first plaintext (one segment for the backend).
-//! - [`PlainQueue::reserve`] then [`PlainQueue::push`] move decrypted records in, all of them
-//!   at once, so rustls can take the next ones. Growth rule: a full record means a bulk
+//! - [`PlainQueue::push_record`] moves each decrypted record in as the TLS layer hands it
+//!   over (it is [`PlainQueue::reserve`] then [`PlainQueue::push`]). Growth rule: a full record means a bulk
 //!   transfer, for which one allocation of the usual batch size (capped by the budget) is made
 //!   rather than a doubling series; shorter ones grow the usual way from their size. A sent
 //!   prefix is dropped rather than grown past, so what is kept is the unsent bytes only, at
@@ -44,11 +44,6 @@ impl PlainQueue {
         self.header_sent = 0;
     }
 
-    /// Forgets the header (the connection is closing without flushing).
-    pub(super) fn drop_header(&mut self) {
-        self.header = None;
-    }
-
     /// Whether the header is (still) to be sent.
     pub(super) fn has_header(&self) -> bool {
         self.header.is_some()
@@ -66,6 +61,11 @@ impl PlainQueue {
             .as_ref()
             .map_or(0, |h| h.len() - self.header_sent);
         self.pending() + header
+    }
+
+    /// Heap bytes held (the header's and the plaintext's allocations).
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.header.as_ref().map_or(0, |h| h.len()) + self.plain.capacity()
     }
 
     /// Whether anything waits to be written.
@@ -99,6 +99,12 @@ impl PlainQueue {
     /// Appends decrypted bytes.
     pub(super) fn push(&mut self, chunk: &[u8]) {
         self.plain.extend_from_slice(chunk);
+    }
+
+    /// Appends one decrypted record, reserving by the growth rule first.
+    pub(super) fn push_record(&mut self, record: &[u8], budget: usize) {
+        self.reserve(record.len(), budget);
+        self.push(record);
     }
 
     /// Writes the header (first) and the plaintext into `w`, at most [`MAX_WRITES_PER_CALL`]

@@ -301,7 +301,7 @@ impl Session {
             Got::Failed => self.conn.handle_client_reset(ctx.now),
             Got::Bytes(n) => {
                 self.stats.bytes_from_client += n as u64;
-                let taken = self.conn.handle_client_data(ctx.now, &buf[..n]);
+                let taken = self.conn.handle_client_data_mut(ctx.now, &mut buf[..n]);
                 self.check_taken(ctx, "client", n, taken);
             }
         }
@@ -324,7 +324,7 @@ impl Session {
             Got::Failed => self.conn.handle_backend_reset(ctx.now),
             Got::Bytes(n) => {
                 self.stats.bytes_from_backend += n as u64;
-                let taken = self.conn.handle_backend_data(ctx.now, &buf[..n]);
+                let taken = self.conn.handle_backend_data_mut(ctx.now, &mut buf[..n]);
                 self.check_taken(ctx, "backend", n, taken);
             }
         }

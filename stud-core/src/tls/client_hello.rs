@@ -123,6 +123,8 @@ pub(crate) struct HelloReader {
     empty: usize,
     /// Set when the whole hello passed: a TLS 1.3 hello asking to send early data.
     early_data: bool,
+    /// Set when the whole hello passed: the DNS name it asks for, as rustls reports it.
+    server_name: Option<String>,
 }
 
 /// After this many empty handshake records the bytes go to rustls, which refuses a run of
@@ -203,13 +205,20 @@ impl HelloReader {
         self.early_data
     }
 
+    /// The server name the hello that passed asks for, as rustls normalises it (a DNS name
+    /// in lower case; none for an IP address or no name): what the handshake report names.
+    pub(crate) fn take_server_name(&mut self) -> Option<String> {
+        self.server_name.take()
+    }
+
     /// Checks the hello once its last byte is in: in place when the first record holds it
     /// all, else joined from its records.
     fn whole(&mut self, bytes: &[u8], body_len: usize, policy: &HelloPolicy) -> Verdict {
         let first_len = usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
         if first_len >= 4 + body_len {
-            let (verdict, early) = check_hello(&bytes[9..9 + body_len], policy);
+            let (verdict, early, name) = check_hello(&bytes[9..9 + body_len], policy);
             self.early_data = early;
+            self.server_name = name;
             return verdict;
         }
         let mut message = Vec::with_capacity(self.collected);
@@ -219,8 +228,9 @@ impl HelloReader {
             message.extend_from_slice(&bytes[at + 5..at + 5 + len]);
             at += 5 + len;
         }
-        let (verdict, early) = check_hello(&message[4..4 + body_len], policy);
+        let (verdict, early, name) = check_hello(&message[4..4 + body_len], policy);
         self.early_data = early;
+        self.server_name = name;
         verdict
     }
 }
@@ -327,14 +337,31 @@ fn host_name(data: &[u8]) -> Option<&str> {
     None
 }
 
-/// The verdict on a whole hello, and whether it is TLS 1.3 asking to send early data.
-fn check_hello(body: &[u8], policy: &HelloPolicy) -> (Verdict, bool) {
+/// The verdict on a whole hello, whether it is TLS 1.3 asking to send early data, and the
+/// server name it asks for.
+fn check_hello(body: &[u8], policy: &HelloPolicy) -> (Verdict, bool, Option<String>) {
     let Some(hello) = parse(body) else {
-        return (Verdict::Pass, false); // malformed: rustls names the fault
+        return (Verdict::Pass, false, None); // malformed: rustls names the fault
     };
     let verdict = check_parsed(&hello, policy);
     let early = verdict == Verdict::Pass && hello.early_data && offers_tls13(&hello, policy);
-    (verdict, early)
+    let name = hello.server_name.and_then(requested_name);
+    (verdict, early, name)
+}
+
+/// The server name as rustls records it from a server_name extension: the first entry, when
+/// it is a host name that is a DNS name (not an IP address), in lower case. rustls stops at
+/// an entry of another type, so this does too.
+fn requested_name(data: &[u8]) -> Option<String> {
+    let mut list = Reader(Reader(data).vec16()?);
+    if list.u8()? != 0 {
+        return None;
+    }
+    let name = std::str::from_utf8(list.vec16()?).ok()?;
+    match rustls::pki_types::ServerName::try_from(name).ok()? {
+        rustls::pki_types::ServerName::DnsName(dns) => Some(dns.as_ref().to_ascii_lowercase()),
+        _ => None,
+    }
 }
 
 fn offers_tls13(hello: &Hello<'_>, policy: &HelloPolicy) -> bool {
@@ -648,5 +675,22 @@ mod tests {
             Verdict::Pass,
             "an IP address is no name"
         );
+    }
+
+    #[test]
+    fn the_requested_name_is_reported_the_way_rustls_records_it() {
+        for (sent, reported) in [
+            (Some("WWW.Example.test"), Some("www.example.test")),
+            (Some("192.0.2.1"), None),
+            (None, None),
+        ] {
+            let exts: Vec<Vec<u8>> = sent.map(sni).into_iter().collect();
+            let mut reader = HelloReader::default();
+            assert_eq!(
+                reader.judge(&record(22, &modern(&exts)), &BOTH),
+                Verdict::Pass
+            );
+            assert_eq!(reader.take_server_name().as_deref(), reported, "{sent:?}");
+        }
     }
 }

@@ -10,7 +10,8 @@
 //! - [`cert_fields`]: the subject CN of a client certificate (for the backend) and a
 //!   certificate's notAfter (for the metrics), by a small DER walk.
 //! - [`client_side`]: client mode, where stud is the TLS client of its backend.
-//! - [`TlsSession`]: the per-connection TLS state, reduced to the operations the engine needs.
+//! - [`session`]: [`TlsSession`], the per-connection TLS state on rustls' unbuffered API, with
+//!   stud's own ciphertext buffers, reduced to the operations the engine needs.
 
 pub(crate) mod alert_scan;
 pub(crate) mod cert_fields;
@@ -20,18 +21,20 @@ pub(crate) mod client_side;
 pub(crate) mod early_data;
 pub(crate) mod groups;
 pub(crate) mod identity;
+mod session;
 pub(crate) mod sni;
 pub(crate) mod suites;
 pub(crate) mod tickets;
 
-use std::io;
+pub(crate) use session::TlsSession;
+
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
 
-use crate::{ConfigError, TlsError};
+use crate::ConfigError;
 
 /// A TLS protocol version stud can speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -268,164 +271,4 @@ pub(crate) fn server_config(s: TlsSettings<'_>) -> Result<ServerSetup, ConfigErr
         config: Arc::new(config),
         strict_names,
     })
-}
-
-/// Transport state after processing input, as the engine needs it.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct IoState {
-    /// Ciphertext waiting to go to the client.
-    pub(crate) tls_out: usize,
-    /// Decrypted bytes waiting to go to the backend.
-    pub(crate) plaintext_in: usize,
-    /// The client sent close_notify.
-    pub(crate) peer_closed: bool,
-}
-
-/// One TLS session: the server side of a client's connection, or in client mode the client
-/// side of the backend's.
-pub(crate) struct TlsSession {
-    conn: rustls::Connection,
-    /// Whether the configuration asks clients for a certificate.
-    asks_for_certificate: bool,
-    /// In client mode, the DNS name sent to the backend.
-    sent_name: Option<String>,
-    /// The verifier is the embedder's: whether it asks is unknown, a chain kept is verified.
-    embedders_verifier: bool,
-}
-
-impl TlsSession {
-    pub(crate) fn new(config: &crate::Config) -> Result<Self, TlsError> {
-        let mut sent_name = None;
-        let mut conn: rustls::Connection = match &config.backend_tls {
-            Some(backend) => {
-                if let rustls::pki_types::ServerName::DnsName(name) = &backend.server_name {
-                    sent_name = Some(name.as_ref().to_owned());
-                }
-                rustls::ClientConnection::new(backend.config.clone(), backend.server_name.clone())
-                    .map_err(TlsError)?
-                    .into()
-            }
-            None => rustls::ServerConnection::new(config.tls.clone())
-                .map_err(TlsError)?
-                .into(),
-        };
-        // The engine enforces its own budgets; rustls must never refuse a write we decided on.
-        conn.set_buffer_limit(None);
-        Ok(TlsSession {
-            conn,
-            asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
-            sent_name,
-            embedders_verifier: config.tls_is_embedders,
-        })
-    }
-
-    /// Takes ciphertext from `rd`; never call with a reader at EOF unless the peer is at EOF.
-    /// Errors: bytes that can never form a valid record (an oversized handshake message), or
-    /// rustls refusing more while it holds over 16 KiB of plaintext, which the engine prevents
-    /// by draining after every `process` (so the connection ends with a reason, not a stall).
-    pub(crate) fn read_tls(&mut self, rd: &mut dyn io::Read) -> Result<usize, TlsError> {
-        self.conn
-            .read_tls(rd)
-            .map_err(|e| TlsError(rustls::Error::General(e.to_string())))
-    }
-
-    /// Decrypts and processes what was read. Errors are sticky.
-    pub(crate) fn process(&mut self) -> Result<IoState, TlsError> {
-        let st = self.conn.process_new_packets().map_err(TlsError)?;
-        Ok(IoState {
-            tls_out: st.tls_bytes_to_write(),
-            plaintext_in: st.plaintext_bytes_to_read(),
-            peer_closed: st.peer_has_closed(),
-        })
-    }
-
-    pub(crate) fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
-    }
-
-    pub(crate) fn wants_write(&self) -> bool {
-        self.conn.wants_write()
-    }
-
-    pub(crate) fn write_tls(&mut self, w: &mut dyn io::Write) -> io::Result<usize> {
-        self.conn.write_tls(w)
-    }
-
-    /// The first contiguous chunk of received plaintext (empty if none).
-    pub(crate) fn plaintext(&mut self) -> &[u8] {
-        self.conn.reader().into_first_chunk().unwrap_or(&[])
-    }
-
-    pub(crate) fn consume_plaintext(&mut self, n: usize) {
-        use io::BufRead as _;
-        self.conn.reader().consume(n);
-    }
-
-    /// Encrypts `data` for the client; takes all of it (the engine budgets beforehand).
-    pub(crate) fn write_plaintext(&mut self, data: &[u8]) {
-        use io::Write as _;
-        // With the buffer limit off and the handshake complete, rustls takes every byte.
-        let taken = self.conn.writer().write(data).unwrap_or(0);
-        debug_assert_eq!(
-            taken,
-            data.len(),
-            "rustls accepts all plaintext without a limit"
-        );
-    }
-
-    pub(crate) fn send_close_notify(&mut self) {
-        self.conn.send_close_notify();
-    }
-
-    pub(crate) fn info(&self) -> Option<HandshakeInfo> {
-        let version = match self.conn.protocol_version()? {
-            rustls::ProtocolVersion::TLSv1_3 => TlsVersion::Tls13,
-            _ => TlsVersion::Tls12,
-        };
-        let suite = self.conn.negotiated_cipher_suite()?;
-        Some(HandshakeInfo {
-            sni: self.server_name(),
-            alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
-            version,
-            cipher_suite: suites::openssl_name(suite),
-            resumed: matches!(
-                self.conn.handshake_kind(),
-                Some(rustls::HandshakeKind::Resumed)
-            ),
-            peer_certificates: self.peer_certificates(),
-            client_verify: self.client_verify(),
-        })
-    }
-
-    /// The name the client asked for; in client mode, the name stud sent to the backend.
-    fn server_name(&self) -> Option<String> {
-        match &self.conn {
-            rustls::Connection::Server(conn) => conn.server_name().map(str::to_owned),
-            rustls::Connection::Client(_) => self.sent_name.clone(),
-        }
-    }
-
-    /// The peer's chain (DER, leaf first); empty when it sent none.
-    fn peer_certificates(&self) -> Vec<Vec<u8>> {
-        self.conn
-            .peer_certificates()
-            .unwrap_or_default()
-            .iter()
-            .map(|c| c.as_ref().to_vec())
-            .collect()
-    }
-
-    /// A chain rustls kept is one its verifier accepted (a failure ends the handshake).
-    fn client_verify(&self) -> Option<client_auth::ClientVerify> {
-        if self.embedders_verifier {
-            let sent = self.conn.peer_certificates().is_some_and(|c| !c.is_empty());
-            return sent.then_some(client_auth::ClientVerify::Verified);
-        }
-        self.asks_for_certificate.then(|| {
-            match self.conn.peer_certificates().is_some_and(|c| !c.is_empty()) {
-                true => client_auth::ClientVerify::Verified,
-                false => client_auth::ClientVerify::NoCertificate,
-            }
-        })
-    }
 }

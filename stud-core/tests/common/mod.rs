@@ -95,6 +95,8 @@ pub struct Pair {
     pub max_to_backend_seen: usize,
     pub max_to_client_seen: usize,
     pub steps: usize,
+    /// Offer the client's bytes through `handle_client_data_mut`, from a scratch copy.
+    pub in_place: bool,
 }
 
 pub const STEP_LIMIT: usize = 200_000;
@@ -139,6 +141,7 @@ impl Pair {
             max_to_backend_seen: 0,
             max_to_client_seen: 0,
             steps: 0,
+            in_place: false,
         }
     }
 
@@ -208,9 +211,13 @@ impl Pair {
             let limit = (self.chunk)().min(self.to_conn.len());
             // Offer more than capacity sometimes, to exercise partial consumption.
             let offer = limit;
-            let taken = self
-                .conn
-                .handle_client_data(self.now, &self.to_conn[..offer]);
+            let taken = if self.in_place {
+                let mut scratch = self.to_conn[..offer].to_vec();
+                self.conn.handle_client_data_mut(self.now, &mut scratch)
+            } else {
+                self.conn
+                    .handle_client_data(self.now, &self.to_conn[..offer])
+            };
             if offer <= cap {
                 assert_eq!(taken, offer, "Conn must take all bytes within its capacity");
             }
