@@ -187,3 +187,99 @@ fn corrupted_records_fed_in_place_close_with_a_reason() {
         assert_eq!(buffer_bytes(&p.conn), 0, "seed {seed}");
     }
 }
+
+/// Seals `fragment` as one TLS 1.3 record of content type `kind` under the client's traffic
+/// keys, as a client sends it.
+fn seal_record(
+    keys: &rustls::ConnectionTrafficSecrets,
+    seq: &mut u64,
+    kind: u8,
+    fragment: &[u8],
+) -> Vec<u8> {
+    use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+    use rustls::ConnectionTrafficSecrets as S;
+    let (algorithm, key, iv) = match keys {
+        S::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+        S::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+        S::Chacha20Poly1305 { key, iv } => (&aead::CHACHA20_POLY1305, key, iv),
+        _ => panic!("a suite this test does not seal"),
+    };
+    let key = LessSafeKey::new(UnboundKey::new(algorithm, key.as_ref()).expect("key"));
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(iv.as_ref());
+    for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+        *n ^= s;
+    }
+    *seq += 1;
+    let mut body = fragment.to_vec();
+    body.push(kind);
+    let len = u16::try_from(body.len() + 16).expect("a record");
+    let header = [0x17, 0x03, 0x03, (len >> 8) as u8, len as u8];
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(header),
+        &mut body,
+    )
+    .expect("seal");
+    let mut record = header.to_vec();
+    record.extend_from_slice(&body);
+    record
+}
+
+/// A post-handshake message announced at 64 KiB and sent one byte per record, over 64 KiB of it
+/// in one read handed over to be decrypted in place (an embedder's budget larger than the
+/// reference driver's): rustls joins the fragments where they lie, and what it has joined must
+/// reach it again whole, from the same start. No panic and no stall: the receive bound ends
+/// the connection with a reason, and nothing is held afterwards.
+#[test]
+fn a_handshake_message_in_tiny_records_read_in_place_ends_within_the_bound() {
+    let config = builder()
+        .to_backend_budget(1 << 20)
+        .build()
+        .expect("config");
+    let (_, _, der) = default_cert();
+    let mut client_config = (*client_config(der)).clone();
+    client_config.enable_secret_extraction = true;
+    let mut p = Pair::with_client(config, std::sync::Arc::new(client_config), "localhost");
+    p.handshake();
+    let spare = rustls::ClientConnection::new(
+        common::client_config(der),
+        rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client");
+    let client = std::mem::replace(&mut p.client, spare);
+    let (mut seq, keys) = client.dangerous_extract_secrets().expect("secrets").tx;
+    const HANDSHAKE: u8 = 22;
+    // KeyUpdate's type with a length of 65,535, then its body a byte per record.
+    let mut wire = seal_record(&keys, &mut seq, HANDSHAKE, &[24, 0, 0xff, 0xff]);
+    while wire.len() <= 70 * 1024 {
+        wire.extend(seal_record(&keys, &mut seq, HANDSHAKE, &[0]));
+    }
+    let now = p.now;
+    let mut read = wire.clone();
+    assert_eq!(p.conn.handle_client_data_mut(now, &mut read), wire.len());
+    let mut close = None;
+    for _ in 0..100 {
+        while let Some(action) = p.conn.poll_action() {
+            if let stud_core::Action::Close(reason) = action {
+                close = Some(reason);
+            }
+        }
+        if close.is_some() {
+            break;
+        }
+        let mut more = Vec::new();
+        for _ in 0..200 {
+            more.extend(seal_record(&keys, &mut seq, HANDSHAKE, &[0]));
+        }
+        let offered = more.len();
+        assert_eq!(p.conn.handle_client_data_mut(now, &mut more), offered);
+        let mut out = vec![0u8; 64 * 1024];
+        while p.conn.poll_client_transmit(now, &mut out) > 0 {}
+    }
+    assert!(
+        close.is_some(),
+        "a message past the receive bound ends the connection"
+    );
+    assert_eq!(buffer_bytes(&p.conn), 0, "nothing is held after the close");
+}

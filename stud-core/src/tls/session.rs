@@ -123,7 +123,8 @@ impl Buffers {
     /// then says how many were written.
     fn room(&mut self, n: usize) -> &mut [u8] {
         if self.tx.capacity() == 0 {
-            self.tx = SPARE.with(Cell::take);
+            // During thread teardown the slot may be gone: then a new buffer is allocated.
+            self.tx = SPARE.try_with(Cell::take).unwrap_or_default();
         }
         if self.tx_sent > 0 && self.tx_end + n > self.tx.len() {
             // Move what waits to the front rather than grow past it.
@@ -160,7 +161,8 @@ impl Buffers {
             self.tx_sent = 0;
             self.tx_end = 0;
             if tx.capacity() <= SPARE_MAX {
-                SPARE.with(|spare| spare.set(tx));
+                // During thread teardown the slot may be gone: then the buffer is freed.
+                let _ = SPARE.try_with(|spare| spare.set(tx));
             }
         }
     }
@@ -327,6 +329,12 @@ pub(crate) struct TlsSession {
     side: Side,
     /// Received ciphertext not yet processed: the start of a record or handshake message.
     rx: Vec<u8>,
+    /// `rx` is exactly the start of one record as it arrived, never shown to rustls as whole:
+    /// its header, once complete, is that record's own. Only then may
+    /// [`feed_in_place`](TlsSession::feed_in_place) complete it by copying just the bytes it
+    /// lacks. (While rustls joins a handshake message spread over records, `rx` also holds
+    /// bytes rustls already processed and rewrote, which no header walk may read.)
+    rx_pristine: bool,
     bufs: Buffers,
     /// The first error, returned by every call after it.
     error: Option<rustls::Error>,
@@ -362,6 +370,7 @@ impl TlsSession {
         Ok(TlsSession {
             side,
             rx: Vec::new(),
+            rx_pristine: false,
             bufs: Buffers::default(),
             error: None,
             asks_for_certificate: config.client_verify() != client_auth::ClientVerifyMode::None,
@@ -431,6 +440,7 @@ impl TlsSession {
             }
         }
         self.rx = Vec::new();
+        self.rx_pristine = false;
         TlsError(e)
     }
 
@@ -454,6 +464,7 @@ impl TlsSession {
         if let Some(e) = &self.error {
             return Err(TlsError(e.clone()));
         }
+        self.rx_pristine = false;
         while !data.is_empty() && !self.bufs.peer_closed {
             let room = bound.saturating_sub(self.rx.len()).min(RX_STEP);
             if room == 0 {
@@ -494,20 +505,30 @@ impl TlsSession {
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(), TlsError> {
         let mut at = 0;
-        // Complete the record held, by copying only the bytes it lacks.
-        while !self.rx.is_empty() && at < data.len() && !self.bufs.peer_closed {
+        // Complete the record held, by copying only the bytes it lacks (its header first, if
+        // that is incomplete). Only a pristine `rx` is read this way.
+        while self.rx_pristine && !self.rx.is_empty() && at < data.len() {
             let Some(gap) = record_gap(&self.rx) else {
-                break; // a handshake message being joined: the ordinary path
+                break;
             };
             let k = gap.min(data.len() - at);
+            let held = self.rx.len();
             self.feed(&data[at..at + k], sink)?;
             at += k;
+            // Still the same incomplete record, untouched by rustls: pristine still.
+            self.rx_pristine = self.rx.len() == held + k && record_gap(&self.rx).is_some();
+        }
+        if self.bufs.peer_closed {
+            self.rx = Vec::new();
+            return Ok(());
         }
         let rest = &mut data[at..];
-        if rest.is_empty() || self.bufs.peer_closed {
+        if rest.is_empty() {
             return Ok(());
         }
         if !self.rx.is_empty() {
+            // rustls holds a handshake message in pieces (or the record could not be
+            // completed above): everything goes the ordinary way, after what `rx` holds.
             return self.feed(rest, sink);
         }
         if let Some(e) = &self.error {
@@ -528,14 +549,38 @@ impl TlsSession {
         if tail.is_empty() || self.bufs.peer_closed {
             return Ok(());
         }
-        if tail.len() < MAX_WIRE_RECORD {
-            // The start of the next record: kept until the rest comes.
+        if single_record(tail) {
+            // The start of the next record, untouched: kept until the rest comes.
             self.rx.extend_from_slice(tail);
-            Ok(())
-        } else {
-            // More than a record left unprocessed: the ordinary path judges it.
-            self.feed(tail, sink)
+            self.rx_pristine = true;
+            return Ok(());
         }
+        // rustls stopped inside a handshake message it is joining in `tail` itself, whose
+        // first bytes it has processed: it must see the same bytes again from the same start,
+        // all at once (its positions count from there), and within the receive bound.
+        if tail.len() >= RX_BOUND {
+            let e = rustls::Error::General(format!(
+                "a record or handshake message needing more than {RX_BOUND} bytes"
+            ));
+            return Err(self.failed(e));
+        }
+        self.rx.extend_from_slice(tail);
+        self.drive(
+            sink,
+            Work {
+                write: None,
+                close: false,
+            },
+        )?;
+        if self.bufs.peer_closed {
+            self.rx = Vec::new();
+        } else if self.rx.len() >= RX_BOUND {
+            let e = rustls::Error::General(format!(
+                "a record or handshake message needing more than {RX_BOUND} bytes"
+            ));
+            return Err(self.failed(e));
+        }
+        Ok(())
     }
 
     /// Ciphertext waiting for the peer.
@@ -656,6 +701,12 @@ impl TlsSession {
     }
 }
 
+/// Whether `bytes` (from a record boundary) is the start of one record and no more: shorter than
+/// a header, or than the header's record.
+fn single_record(bytes: &[u8]) -> bool {
+    bytes.len() < 5 || bytes.len() < 5 + usize::from(u16::from_be_bytes([bytes[3], bytes[4]]))
+}
+
 /// How many bytes the last record in `held` (a run of whole records and the start of one,
 /// from a record boundary) still lacks: the rest of its header, or of its body once the header
 /// is whole. `None` when `held` ends on a record boundary.
@@ -733,6 +784,19 @@ mod tests {
             client.write_tls(&mut out).expect("write_tls");
         }
         out
+    }
+
+    #[test]
+    fn only_the_start_of_one_record_counts_as_a_single_record() {
+        // Shorter than a header, or than the header's record: one record's start.
+        assert!(single_record(&[0x17, 0x03]));
+        assert!(single_record(&[0x17, 0x03, 0x03, 0x00, 0x20, 1, 2]));
+        // A whole record, or a whole one and more: not a single record's start.
+        let mut whole = vec![0x17, 0x03, 0x03, 0x00, 0x02, 1, 2];
+        assert!(!single_record(&whole));
+        whole.extend_from_slice(&[0x17, 0x03]);
+        assert!(!single_record(&whole));
+        assert_eq!(record_gap(&whole), Some(3));
     }
 
     #[test]
