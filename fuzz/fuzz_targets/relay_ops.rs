@@ -1,6 +1,8 @@
 //! Relay operation sequences through a real handshake, with the engine's invariants asserted:
 //! every byte arrives in order and exactly once (a prefix of what was sent, all of it once
 //! nothing stalls), budgets hold, and the pump always comes to rest (no progress-free loop).
+//! Client bytes are offered copied in or to be decrypted in place (the chunk operation's high
+//! bit), so both paths meet every cut of the records.
 #![no_main]
 
 use std::io::{Read, Write};
@@ -61,6 +63,8 @@ struct World {
     backend_stalled: bool,
     client_stalled: bool,
     chunk: usize,
+    /// Client bytes go through `handle_client_data_mut`, decrypted in a copy of the read.
+    in_place: bool,
     closed: bool,
     connected: bool,
     scratch: Vec<u8>,
@@ -101,9 +105,13 @@ impl World {
         }
         if !self.wire_to_conn.is_empty() {
             let n = self.chunk.min(self.wire_to_conn.len());
-            let taken = self
-                .conn
-                .handle_client_data(self.now, &self.wire_to_conn[..n]);
+            let taken = if self.in_place {
+                let mut read = self.wire_to_conn[..n].to_vec();
+                self.conn.handle_client_data_mut(self.now, &mut read)
+            } else {
+                self.conn
+                    .handle_client_data(self.now, &self.wire_to_conn[..n])
+            };
             self.wire_to_conn.drain(..taken);
             progress |= taken > 0;
         }
@@ -196,6 +204,7 @@ fuzz_target!(|data: &[u8]| {
         backend_stalled: false,
         client_stalled: false,
         chunk: 1 << 16,
+        in_place: false,
         closed: false,
         connected: false,
         scratch: Vec::new(),
@@ -225,7 +234,10 @@ fuzz_target!(|data: &[u8]| {
                 w.conn.handle_backend_eof(w.now);
                 backend_eof = true;
             }
-            6 => w.chunk = [1, 7, 100, 1000, 5000, 16 * 1024, 1 << 16][arg % 7],
+            6 => {
+                w.chunk = [1, 7, 100, 1000, 5000, 16 * 1024, 1 << 16][arg % 7];
+                w.in_place = arg >= 16;
+            }
             7 => {
                 w.now = w.now + Duration::from_secs(arg as u64);
                 w.conn.handle_timeout(w.now);
