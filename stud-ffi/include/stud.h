@@ -909,6 +909,28 @@ stud_result stud_conn_handle_backend_data(stud_conn *conn,
                                           size_t *consumed_out);
 
 /**
+ * As `stud_conn_handle_client_data`, but libstud may decrypt the TLS records in `data`'s own
+ * bytes, one copy fewer: pass the read buffer you are done with. Its contents are unspecified
+ * afterwards; the count taken is the same. `data` may be NULL when `len` is 0.
+ */
+stud_result stud_conn_handle_client_data_mut(stud_conn *conn,
+                                             uint64_t now_us,
+                                             uint8_t *data,
+                                             size_t len,
+                                             size_t *consumed_out);
+
+/**
+ * As `stud_conn_handle_backend_data`, but libstud may decrypt in `data`'s own bytes where the
+ * backend's side is TLS (client mode): pass the read buffer you are done with. Its contents
+ * are unspecified afterwards; the count taken is the same. `data` may be NULL when `len` is 0.
+ */
+stud_result stud_conn_handle_backend_data_mut(stud_conn *conn,
+                                              uint64_t now_us,
+                                              uint8_t *data,
+                                              size_t len,
+                                              size_t *consumed_out);
+
+/**
  * The client socket reached end of stream (a read returned 0).
  */
 stud_result stud_conn_handle_client_eof(stud_conn *conn, uint64_t now_us);

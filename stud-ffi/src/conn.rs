@@ -12,6 +12,7 @@ use crate::config::{stud_config, tls_version_to_u16};
 use crate::error::stud_result;
 use crate::ffi::{
     arc_clone, box_from_ptr, box_into_ptr, impl_handle, try_mut, try_out, try_ref, try_slice,
+    try_slice_mut,
 };
 use crate::panic::ffi_boundary;
 
@@ -212,6 +213,48 @@ pub unsafe extern "C" fn stud_conn_handle_backend_data(
         let data = try_slice!(data, len);
         let consumed_out = try_out!(consumed_out);
         *consumed_out = state.conn.handle_backend_data(Instant::from_micros(now_us), data);
+        state.capture_events();
+        stud_result::STUD_OK
+    }
+}
+
+/// As `stud_conn_handle_client_data`, but libstud may decrypt the TLS records in `data`'s own
+/// bytes, one copy fewer: pass the read buffer you are done with. Its contents are unspecified
+/// afterwards; the count taken is the same. `data` may be NULL when `len` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn stud_conn_handle_client_data_mut(
+    conn: *mut stud_conn,
+    now_us: u64,
+    data: *mut u8,
+    len: usize,
+    consumed_out: *mut usize,
+) -> stud_result {
+    ffi_boundary! {
+        let state = try_mut!(conn);
+        let data = try_slice_mut!(data, len);
+        let consumed_out = try_out!(consumed_out);
+        *consumed_out = state.conn.handle_client_data_mut(Instant::from_micros(now_us), data);
+        state.capture_events();
+        stud_result::STUD_OK
+    }
+}
+
+/// As `stud_conn_handle_backend_data`, but libstud may decrypt in `data`'s own bytes where the
+/// backend's side is TLS (client mode): pass the read buffer you are done with. Its contents
+/// are unspecified afterwards; the count taken is the same. `data` may be NULL when `len` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn stud_conn_handle_backend_data_mut(
+    conn: *mut stud_conn,
+    now_us: u64,
+    data: *mut u8,
+    len: usize,
+    consumed_out: *mut usize,
+) -> stud_result {
+    ffi_boundary! {
+        let state = try_mut!(conn);
+        let data = try_slice_mut!(data, len);
+        let consumed_out = try_out!(consumed_out);
+        *consumed_out = state.conn.handle_backend_data_mut(Instant::from_micros(now_us), data);
         state.capture_events();
         stud_result::STUD_OK
     }

@@ -143,6 +143,8 @@ void test_conn_null_handles(void) {
 
     CHECK_RESULT(stud_conn_handle_client_data(NULL, 0, buf, 1, &n), STUD_NULL_PARAMETER);
     CHECK_RESULT(stud_conn_handle_backend_data(NULL, 0, buf, 1, &n), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_handle_client_data_mut(NULL, 0, buf, 1, &n), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_handle_backend_data_mut(NULL, 0, buf, 1, &n), STUD_NULL_PARAMETER);
     CHECK_RESULT(stud_conn_handle_client_eof(NULL, 0), STUD_NULL_PARAMETER);
     CHECK_RESULT(stud_conn_handle_client_reset(NULL, 0), STUD_NULL_PARAMETER);
     CHECK_RESULT(stud_conn_handle_backend_connected(NULL, 0), STUD_NULL_PARAMETER);
@@ -177,6 +179,10 @@ static void test_conn_null_out_params(stud_conn *conn) {
     CHECK_RESULT(stud_conn_handle_client_data(conn, 0, buf, 1, NULL), STUD_NULL_PARAMETER);
     CHECK_RESULT(stud_conn_handle_backend_data(conn, 0, NULL, 1, &n), STUD_NULL_PARAMETER);
     CHECK_RESULT(stud_conn_handle_backend_data(conn, 0, buf, 1, NULL), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_handle_client_data_mut(conn, 0, NULL, 1, &n), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_handle_client_data_mut(conn, 0, buf, 1, NULL), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_handle_backend_data_mut(conn, 0, NULL, 1, &n), STUD_NULL_PARAMETER);
+    CHECK_RESULT(stud_conn_handle_backend_data_mut(conn, 0, buf, 1, NULL), STUD_NULL_PARAMETER);
     stud_action action;
     stud_close_reason reason;
     CHECK_RESULT(stud_conn_poll_action(conn, NULL, &reason), STUD_NULL_PARAMETER);
