@@ -382,11 +382,7 @@ impl TlsSession {
     /// Client side: makes the hello, which goes first, into the send buffer. Call once, when
     /// the transport to the server is there (until then the session holds nothing).
     pub(crate) fn start(&mut self) -> Result<(), TlsError> {
-        let work = Work {
-            write: None,
-            close: false,
-        };
-        self.drive(&mut |_| {}, work)
+        self.process_rx(&mut |_| {})
     }
 
     /// Records the server name the client's hello asked for, as read before rustls saw it
@@ -468,31 +464,44 @@ impl TlsSession {
         while !data.is_empty() && !self.bufs.peer_closed {
             let room = bound.saturating_sub(self.rx.len()).min(RX_STEP);
             if room == 0 {
-                let e = rustls::Error::General(format!(
-                    "a record or handshake message needing more than {bound} bytes"
-                ));
-                return Err(self.failed(e));
+                return Err(self.over_bound(bound));
             }
             let (now, rest) = data.split_at(room.min(data.len()));
             self.rx.extend_from_slice(now);
             data = rest;
-            self.drive(
-                sink,
-                Work {
-                    write: None,
-                    close: false,
-                },
-            )?;
+            self.process_rx(sink)?;
         }
+        self.check_rx(bound)
+    }
+
+    /// Processes what the receive buffer holds (no other work).
+    fn process_rx(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<(), TlsError> {
+        self.drive(
+            sink,
+            Work {
+                write: None,
+                close: false,
+            },
+        )
+    }
+
+    /// After input: frees the receive buffer once the peer has closed, or fails the session
+    /// when what it still holds has reached `bound`.
+    fn check_rx(&mut self, bound: usize) -> Result<(), TlsError> {
         if self.bufs.peer_closed {
             self.rx = Vec::new();
         } else if self.rx.len() >= bound {
-            let e = rustls::Error::General(format!(
-                "a record or handshake message needing more than {bound} bytes"
-            ));
-            return Err(self.failed(e));
+            return Err(self.over_bound(bound));
         }
         Ok(())
+    }
+
+    /// Fails the session: a record or handshake message would need more than `bound` bytes
+    /// of receive buffer.
+    fn over_bound(&mut self, bound: usize) -> TlsError {
+        self.failed(rustls::Error::General(format!(
+            "a record or handshake message needing more than {bound} bytes"
+        )))
     }
 
     /// As [`feed`](TlsSession::feed), but decrypts in `data` itself where it can, saving the
@@ -559,28 +568,11 @@ impl TlsSession {
         // first bytes it has processed: it must see the same bytes again from the same start,
         // all at once (its positions count from there), and within the receive bound.
         if tail.len() >= RX_BOUND {
-            let e = rustls::Error::General(format!(
-                "a record or handshake message needing more than {RX_BOUND} bytes"
-            ));
-            return Err(self.failed(e));
+            return Err(self.over_bound(RX_BOUND));
         }
         self.rx.extend_from_slice(tail);
-        self.drive(
-            sink,
-            Work {
-                write: None,
-                close: false,
-            },
-        )?;
-        if self.bufs.peer_closed {
-            self.rx = Vec::new();
-        } else if self.rx.len() >= RX_BOUND {
-            let e = rustls::Error::General(format!(
-                "a record or handshake message needing more than {RX_BOUND} bytes"
-            ));
-            return Err(self.failed(e));
-        }
-        Ok(())
+        self.process_rx(sink)?;
+        self.check_rx(RX_BOUND)
     }
 
     /// Ciphertext waiting for the peer.
