@@ -71,20 +71,9 @@ pub(super) const ACCEPTED_INHERIT_TUNING: bool =
 pub(super) fn defer_accept(listener: &TcpListener, wait: Duration) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
+        // socket2 has no TCP_DEFER_ACCEPT.
         let secs = libc::c_int::try_from(wait.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
-        #[allow(unsafe_code)] // socket2 has no TCP_DEFER_ACCEPT; see SAFETY.
-        // SAFETY: the descriptor is open for the call, and the option value is a c_int whose
-        // size is passed with it.
-        let rc = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_DEFER_ACCEPT,
-                std::ptr::from_ref(&secs).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        rc == 0
+        setsockopt_int(listener, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs).is_ok()
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
@@ -274,17 +263,28 @@ pub(super) fn check_source(source: SocketAddr) -> io::Result<()> {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-#[allow(unsafe_code)] // socket2 has no setter for this option; see SAFETY below.
 fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
+    // socket2 has no setter for this option.
+    setsockopt_int(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+}
+
+/// Sets an integer socket option that socket2 has no setter for.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)] // see SAFETY below.
+fn setsockopt_int<S: AsRawFd>(
+    socket: &S,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the fd is a valid open socket borrowed for the call, and the option value is a
     // live `c_int` whose size is passed with it; setsockopt reads no more than that.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            std::ptr::from_ref(&on).cast(),
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
