@@ -534,12 +534,12 @@ mod tests {
         assert!(!SockRef::from(&plain).keepalive().expect("keepalive"));
     }
 
-    /// Accepts within `wait`, or None.
-    fn accept_within(listener: &TcpListener, wait: Duration) -> Option<TcpStream> {
+    /// Accepts from a nonblocking listener within `wait` (the socket and its peer), or None.
+    fn accept_within(listener: &TcpListener, wait: Duration) -> Option<(TcpStream, SocketAddr)> {
         let deadline = std::time::Instant::now() + wait;
         loop {
             match accept_nonblocking(listener) {
-                Ok((stream, _)) => return Some(stream),
+                Ok(accepted) => return Some(accepted),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if std::time::Instant::now() >= deadline {
                         return None;
@@ -564,7 +564,7 @@ mod tests {
             assert!(accept_within(&listener, Duration::from_millis(300)).is_none());
         }
         silent.write_all(b"\x16").expect("write");
-        let stream = accept_within(&listener, Duration::from_secs(5)).expect("accepted");
+        let (stream, _) = accept_within(&listener, Duration::from_secs(5)).expect("accepted");
         let mut byte = [0u8; 1];
         // Handed over with its first byte already readable.
         assert_eq!((&stream).read(&mut byte).expect("read"), 1);
@@ -578,17 +578,8 @@ mod tests {
         assert!(tune(&listener, Some(Duration::from_secs(600))));
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).expect("connect");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let (stream, peer) = loop {
-            match accept_nonblocking(&listener) {
-                Ok(accepted) => break accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    assert!(std::time::Instant::now() < deadline, "nothing accepted");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
+        let (stream, peer) =
+            accept_within(&listener, Duration::from_secs(5)).expect("nothing accepted");
         assert_eq!(Some(peer), client.local_addr().ok());
         let socket = SockRef::from(&stream);
         assert!(socket.nonblocking().expect("flags"), "accepted nonblocking");
